@@ -1,0 +1,82 @@
+//! The in-process backend: the same bytes Redis would hold, in bounded
+//! `moka` maps, with per-entry TTLs. Tag versions live in a map of their own
+//! whose evictions, like Redis's, make entries invalid, never valid again.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use moka::Expiry;
+use moka::sync::Cache as Map;
+
+use super::Snapshot;
+
+#[derive(Clone)]
+struct Stored {
+    bytes: Arc<[u8]>,
+    ttl: Duration,
+}
+
+struct PerEntryTtl;
+
+impl Expiry<String, Stored> for PerEntryTtl {
+    fn expire_after_create(&self, _key: &String, value: &Stored, _now: Instant) -> Option<Duration> {
+        Some(value.ttl)
+    }
+    fn expire_after_update(
+        &self,
+        _key: &String,
+        value: &Stored,
+        _now: Instant,
+        _current: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(value.ttl)
+    }
+}
+
+pub(crate) struct MemoryBackend {
+    entries: Map<String, Stored>,
+    versions: Map<String, String>,
+}
+
+impl std::fmt::Debug for MemoryBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryBackend")
+            .field("entries", &self.entries.entry_count())
+            .field("versions", &self.versions.entry_count())
+            .finish()
+    }
+}
+
+impl MemoryBackend {
+    pub fn new(capacity: u64) -> Self {
+        MemoryBackend {
+            entries: Map::builder().max_capacity(capacity).expire_after(PerEntryTtl).build(),
+            versions: Map::builder().max_capacity(capacity.max(1024)).build(),
+        }
+    }
+
+    pub fn read(&self, entry_key: &str, tag_keys: &[String], _lease_key: Option<&str>) -> Snapshot {
+        Snapshot {
+            entry: self.entries.get(entry_key).map(|s| s.bytes.to_vec()),
+            versions: tag_keys.iter().map(|k| self.versions.get(k)).collect(),
+            leased: false,
+        }
+    }
+
+    pub fn get_or_set(&self, keys: &[(&str, String)]) -> Vec<String> {
+        keys.iter()
+            .map(|(k, fresh)| self.versions.get_with(k.to_string(), || fresh.clone()))
+            .collect()
+    }
+
+    pub fn store(&self, key: &str, value: &[u8], ttl: Duration) {
+        self.entries.insert(key.to_owned(), Stored { bytes: value.into(), ttl });
+    }
+
+    pub fn delete(&self, keys: &[String]) {
+        for k in keys {
+            self.entries.invalidate(k);
+            self.versions.invalidate(k);
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! [`CacheBuilder`]: where the cache stores its entries and how it behaves.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::backend::memory::MemoryBackend;
+use crate::backend::redis::{RedisBackend, Target};
+use crate::backend::Backend;
+use crate::cache::{Cache, Inner};
+use crate::error::Error;
+
+enum BackendChoice {
+    None,
+    Redis(String),
+    Cluster(Vec<String>),
+    Memory,
+}
+
+/// Configures a [`Cache`]. Made by [`Cache::builder`].
+///
+/// ```
+/// use std::time::Duration;
+/// use cache_runtime::Cache;
+///
+/// let cache = Cache::builder()
+///     .redis("redis://127.0.0.1:6379/")   // connects lazily: no I/O here
+///     .namespace("shop")
+///     .op_timeout(Duration::from_millis(100))
+///     .default_ttl(Duration::from_secs(300))
+///     .build()?;
+/// # Ok::<(), cache_runtime::Error>(())
+/// ```
+#[must_use = "call `.build()` to get a `Cache`"]
+pub struct CacheBuilder {
+    backend: BackendChoice,
+    namespace: String,
+    op_timeout: Duration,
+    default_ttl: Duration,
+    lock_ttl: Duration,
+    memory_capacity: u64,
+}
+
+impl std::fmt::Debug for CacheBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheBuilder")
+            .field("namespace", &self.namespace)
+            .field("op_timeout", &self.op_timeout)
+            .field("default_ttl", &self.default_ttl)
+            .field("lock_ttl", &self.lock_ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for CacheBuilder {
+    fn default() -> Self {
+        CacheBuilder {
+            backend: BackendChoice::None,
+            namespace: "cache".into(),
+            op_timeout: Duration::from_millis(100),
+            default_ttl: Duration::from_secs(300),
+            lock_ttl: Duration::from_secs(10),
+            memory_capacity: 100_000,
+        }
+    }
+}
+
+impl CacheBuilder {
+    /// Stores entries in the Redis server at `url` (`redis://host:port/db`,
+    /// `rediss://` for TLS).
+    pub fn redis(mut self, url: impl Into<String>) -> Self {
+        self.backend = BackendChoice::Redis(url.into());
+        self
+    }
+
+    /// Stores entries in a Redis Cluster reached through any of `urls`.
+    pub fn redis_cluster<I, S>(mut self, urls: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.backend = BackendChoice::Cluster(urls.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Stores entries in this process, in a bounded map (see
+    /// [`memory_capacity`](Self::memory_capacity)).
+    pub fn memory(mut self) -> Self {
+        self.backend = BackendChoice::Memory;
+        self
+    }
+
+    /// The prefix of every key (default `cache`).
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
+    /// The longest a call waits on Redis for one operation (default 100 ms).
+    /// Past it the call goes on without the cache.
+    pub fn op_timeout(mut self, timeout: Duration) -> Self {
+        self.op_timeout = timeout;
+        self
+    }
+
+    /// The TTL of entries whose function sets no `ttl` (default 5 minutes).
+    pub fn default_ttl(mut self, ttl: Duration) -> Self {
+        self.default_ttl = ttl;
+        self
+    }
+
+    /// How long a fill lease lasts when the function sets no `lock_ttl`
+    /// (default 10 s): the longest other callers wait on a filler that died.
+    pub fn lock_ttl(mut self, ttl: Duration) -> Self {
+        self.lock_ttl = ttl;
+        self
+    }
+
+    /// The most entries the in-process backend keeps (default 100 000).
+    pub fn memory_capacity(mut self, entries: u64) -> Self {
+        self.memory_capacity = entries;
+        self
+    }
+
+    /// Makes the cache. Does no I/O: Redis is connected on first use, and a
+    /// Redis that is down is not an error here.
+    pub fn build(self) -> Result<Cache, Error> {
+        if self.op_timeout.is_zero() {
+            return Err(Error::InvalidConfig("`op_timeout` must be greater than zero"));
+        }
+        if self.default_ttl < Duration::from_millis(1) {
+            return Err(Error::InvalidConfig("`default_ttl` must be at least 1 ms"));
+        }
+        if self.lock_ttl < Duration::from_millis(1) {
+            return Err(Error::InvalidConfig("`lock_ttl` must be at least 1 ms"));
+        }
+        let backend = match self.backend {
+            BackendChoice::None => return Err(Error::NoBackend),
+            BackendChoice::Memory => Backend::Memory(MemoryBackend::new(self.memory_capacity)),
+            BackendChoice::Redis(url) => {
+                let client = redis::Client::open(url.as_str())
+                    .map_err(|source| Error::InvalidUrl { url, source })?;
+                Backend::Redis(RedisBackend::new(Target::Single(client), self.op_timeout))
+            }
+            BackendChoice::Cluster(urls) => {
+                if urls.is_empty() {
+                    return Err(Error::InvalidConfig("`redis_cluster` needs at least one URL"));
+                }
+                let client = redis::cluster::ClusterClient::builder(urls.iter().map(String::as_str))
+                    .connection_timeout(self.op_timeout)
+                    .response_timeout(self.op_timeout)
+                    .retries(1)
+                    .build()
+                    .map_err(|source| Error::InvalidUrl { url: urls.join(","), source })?;
+                Backend::Redis(RedisBackend::new(Target::Cluster(client), self.op_timeout))
+            }
+        };
+        Ok(Cache::from_inner(Arc::new(Inner::new(
+            backend,
+            self.namespace,
+            self.default_ttl,
+            self.lock_ttl,
+        ))))
+    }
+}

@@ -1,0 +1,178 @@
+//! [`Cache`]: a cheap handle (an `Arc`) on a backend, its settings, its
+//! counters and its in-flight computations.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::backend::Backend;
+use crate::builder::CacheBuilder;
+use crate::error::Error;
+use crate::lease::Notifier;
+use crate::singleflight::Flights;
+use crate::stats::{Counters, Stats};
+
+/// A cache that `#[cached]` functions read and fill. Clone it freely: clones
+/// share everything.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), cache_runtime::Error> {
+/// use cache_runtime::Cache;
+///
+/// let cache = Cache::builder().memory().namespace("shop").build()?;
+/// cache_runtime::set_default(cache.clone());
+///
+/// cache.invalidate_tag("products").await?;
+/// cache.invalidate_tags(["products", "category:books"]).await?;
+/// assert_eq!(cache.stats().invalidations, 3);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Cache {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub backend: Backend,
+    pub namespace: String,
+    pub default_ttl: Duration,
+    pub lock_ttl: Duration,
+    pub stats: Counters,
+    pub flights: Flights,
+    pub notifier: Notifier,
+}
+
+impl Inner {
+    pub fn new(backend: Backend, namespace: String, default_ttl: Duration, lock_ttl: Duration) -> Self {
+        Inner {
+            backend,
+            namespace,
+            default_ttl,
+            lock_ttl,
+            stats: Counters::default(),
+            flights: Flights::default(),
+            notifier: Notifier::default(),
+        }
+    }
+
+    /// The key that holds the current version of a user tag.
+    pub fn tag_key(&self, tag: &str) -> String {
+        format!("{}:tag:{tag}", self.namespace)
+    }
+
+    /// The key that holds the current version of a function's implicit tag,
+    /// carried by every entry of that function.
+    pub fn function_key(&self, function: &str) -> String {
+        format!("{}:fn:{function}", self.namespace)
+    }
+
+    /// The key of the fill lease of an entry.
+    pub fn lease_key(&self, entry_key: &str) -> String {
+        format!("{}:lease:{entry_key}", self.namespace)
+    }
+
+    /// The channel on which fills are announced to waiting processes.
+    pub fn fill_channel(&self) -> String {
+        format!("{}:__fills", self.namespace)
+    }
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("backend", &self.inner.backend)
+            .field("namespace", &self.inner.namespace)
+            .field("default_ttl", &self.inner.default_ttl)
+            .field("lock_ttl", &self.inner.lock_ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cache {
+    /// Starts configuring a cache.
+    pub fn builder() -> CacheBuilder {
+        CacheBuilder::default()
+    }
+
+    pub(crate) fn from_inner(inner: Arc<Inner>) -> Self {
+        Cache { inner }
+    }
+
+    /// The prefix of every key of this cache.
+    pub fn namespace(&self) -> &str {
+        &self.inner.namespace
+    }
+
+    /// `"redis"` or `"memory"`.
+    pub fn backend_name(&self) -> &'static str {
+        match self.inner.backend {
+            Backend::Redis(_) => "redis",
+            Backend::Memory(_) => "memory",
+        }
+    }
+
+    /// The counters since this cache was built.
+    pub fn stats(&self) -> Stats {
+        self.inner.stats.snapshot()
+    }
+
+    /// Makes every entry carrying `tag` a miss on its next read, in every
+    /// process sharing the backend. One single-key write, whatever the number
+    /// of entries.
+    ///
+    /// # Errors
+    /// When the backend cannot be reached within the op timeout: the tag was
+    /// then not invalidated.
+    pub async fn invalidate_tag(&self, tag: impl AsRef<str>) -> Result<(), Error> {
+        self.invalidate_tags([tag]).await
+    }
+
+    /// [`invalidate_tag`](Self::invalidate_tag) for several tags in one round
+    /// trip (one single-key write per tag).
+    pub async fn invalidate_tags<I, S>(&self, tags: I) -> Result<(), Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let keys: Vec<String> = tags.into_iter().map(|t| self.inner.tag_key(t.as_ref())).collect();
+        self.delete_versions(keys).await
+    }
+
+    /// Makes every entry of one `#[cached]` function a miss, given its full
+    /// path (`my_crate::module::fn_name`, as `module_path!()` spells the
+    /// module). The generated `<fn>_invalidate_all()` companion calls this
+    /// for you.
+    ///
+    /// # Errors
+    /// As [`invalidate_tag`](Self::invalidate_tag).
+    pub async fn invalidate_function(&self, function: &str) -> Result<(), Error> {
+        self.delete_versions(vec![self.inner.function_key(function)]).await
+    }
+
+    pub(crate) async fn delete_versions(&self, keys: Vec<String>) -> Result<(), Error> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let n = keys.len() as u64;
+        match self.inner.backend.delete(&keys).await {
+            Ok(()) => {
+                self.inner.stats.invalidations.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                tracing::debug!(target: "cache_runtime", ?keys, "invalidated");
+                Ok(())
+            }
+            Err(e) => {
+                self.record_error(&e, "invalidate");
+                Err(e)
+            }
+        }
+    }
+
+    /// Counts and logs a backend failure.
+    pub(crate) fn record_error(&self, error: &Error, op: &'static str) {
+        Counters::add(&self.inner.stats.errors);
+        if error.is_timeout() {
+            Counters::add(&self.inner.stats.timeouts);
+        }
+        tracing::warn!(target: "cache_runtime", op, %error, "cache backend failed; going on without it");
+    }
+}

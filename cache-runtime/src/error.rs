@@ -1,0 +1,56 @@
+//! Typed errors. A cached call never returns these (it fails open); they are
+//! returned by building a [`Cache`](crate::Cache) and by explicit operations
+//! such as [`Cache::invalidate_tag`](crate::Cache::invalidate_tag), where the
+//! caller must know that an invalidation did not happen.
+
+use std::time::Duration;
+
+/// What went wrong in a cache operation.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// `build()` was called without `.redis(..)`, `.redis_cluster(..)` or `.memory()`.
+    #[error("no cache backend configured: call `.redis(url)`, `.redis_cluster(urls)` or `.memory()` on the builder")]
+    NoBackend,
+    /// The Redis URL could not be parsed.
+    #[error("invalid Redis URL `{url}`: {source}")]
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// Why it was rejected.
+        #[source]
+        source: redis::RedisError,
+    },
+    /// A builder setting is out of range.
+    #[error("invalid cache setting: {0}")]
+    InvalidConfig(&'static str),
+    /// No connection to Redis could be made.
+    #[error("cannot connect to Redis: {0}")]
+    Connect(String),
+    /// Redis answered with an error or the connection failed.
+    #[error("Redis error: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// Redis answered something this crate did not expect.
+    #[error("unexpected Redis reply: {0}")]
+    Reply(String),
+    /// Redis did not answer within the op timeout.
+    #[error("Redis did not answer within {0:?}")]
+    Timeout(Duration),
+    /// A `#[cached]` function has no cache: no `cache = ...` and no default.
+    #[error("no cache to use: pass `#[cached(cache = ...)]` or call `cache_runtime::set_default` first")]
+    NoCache,
+    /// A key argument could not be encoded.
+    #[error(transparent)]
+    Key(#[from] crate::canonical::EncodeError),
+}
+
+impl Error {
+    /// Whether this is a timeout (as opposed to a refused or broken connection).
+    pub fn is_timeout(&self) -> bool {
+        match self {
+            Error::Timeout(_) => true,
+            Error::Redis(e) => e.is_timeout(),
+            _ => false,
+        }
+    }
+}

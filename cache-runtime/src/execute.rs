@@ -1,0 +1,366 @@
+//! One call of a `#[cached]` function: look up, and on a miss compute once
+//! (in this process and across processes) and fill.
+//!
+//! ```text
+//! read entry + tag versions ──valid──▶ hit: decode and return
+//!        │ miss / stale / undecodable
+//!        ▼
+//! join the in-process flight ──follower──▶ wait for the leader's value
+//!        │ leader
+//!        ▼
+//! take the Redis lease ──taken by another process──▶ wait for its fill
+//!        │ held                                      (announcement or backoff)
+//!        ▼
+//! run the body, store value + versions, release lease, announce, land flight
+//! ```
+//!
+//! Any backend failure on the way makes the call go on without the cache
+//! (fail-open): the body runs and its result is returned, the failure is
+//! counted and logged.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::backend::Snapshot;
+use crate::backend::redis::RedisBackend;
+use crate::cache::Cache;
+use crate::entry::{self, Envelope};
+use crate::key::KeyPart;
+use crate::lease::{self, LeaseGuard};
+use crate::outcome::Strategy;
+use crate::singleflight::{Flight, Join};
+use crate::spec::Spec;
+use crate::stats::Counters;
+
+/// Runs one call of a `#[cached]` function. Called by the generated code
+/// only.
+pub async fn execute<R, S, F>(
+    cache: Option<Cache>,
+    spec: &'static Spec,
+    key: KeyPart,
+    tags: Vec<String>,
+    strategy: S,
+    body: F,
+) -> R
+where
+    S: Strategy<R>,
+    F: Future<Output = R>,
+{
+    let Some(cache) = cache else {
+        warn_no_cache(spec);
+        return body.await;
+    };
+    let inner = &cache.inner;
+    let entry_key = match key.full_key(&inner.namespace, spec.function) {
+        Ok(k) => k,
+        Err(error) => {
+            Counters::add(&inner.stats.errors);
+            tracing::warn!(target: "cache_runtime", function = spec.function, %error, "cannot derive the cache key; running uncached");
+            Counters::add(&inner.stats.computations);
+            return body.await;
+        }
+    };
+    let mut tag_keys = Vec::with_capacity(tags.len() + 1);
+    tag_keys.push(inner.function_key(spec.function));
+    tag_keys.extend(tags.iter().map(|t| inner.tag_key(t)));
+    let ttl = spec.ttl_secs.map_or(inner.default_ttl, Duration::from_secs);
+    let call = Call { cache: &cache, spec, key: entry_key, tag_keys, ttl };
+    call.run(strategy, body).await
+}
+
+fn warn_no_cache(spec: &Spec) {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if !WARNED.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            target: "cache_runtime",
+            function = spec.function,
+            "no cache: call `cache_runtime::set_default` or pass `cache = ...`; running uncached"
+        );
+    }
+}
+
+enum Checked<'s, R> {
+    Hit(R, &'s [u8]),
+    Absent,
+    Stale,
+    Undecodable(String),
+}
+
+enum Acquired<R> {
+    Lease(LeaseGuard),
+    Filled(R, Arc<[u8]>),
+    Unprotected,
+}
+
+struct Call<'c> {
+    cache: &'c Cache,
+    spec: &'static Spec,
+    key: String,
+    tag_keys: Vec<String>,
+    ttl: Duration,
+}
+
+impl Call<'_> {
+    async fn run<R, S, F>(&self, strategy: S, body: F) -> R
+    where
+        S: Strategy<R>,
+        F: Future<Output = R>,
+    {
+        let inner = &self.cache.inner;
+        let stats = &inner.stats;
+        let mut epoch = inner.flights.epoch();
+        let mut snap = match inner.backend.read(&self.key, &self.tag_keys, None).await {
+            Ok(s) => s,
+            Err(e) => {
+                self.cache.record_error(&e, "read");
+                return self.compute(body).await;
+            }
+        };
+        match self.check(&snap, &strategy) {
+            Checked::Hit(value, _) => {
+                Counters::add(&stats.hits);
+                tracing::debug!(target: "cache_runtime", key = %self.key, "cache hit");
+                return value;
+            }
+            Checked::Absent => {}
+            Checked::Stale => Counters::add(&stats.stale),
+            Checked::Undecodable(error) => {
+                Counters::add(&stats.decode_errors);
+                tracing::warn!(target: "cache_runtime", key = %self.key, %error, "stored value does not decode; recomputing");
+            }
+        }
+        Counters::add(&stats.misses);
+        tracing::debug!(target: "cache_runtime", key = %self.key, "cache miss");
+        if !self.spec.lock {
+            return self.fill(snap.versions, &strategy, body, None, None).await;
+        }
+        loop {
+            match inner.flights.join(&self.key) {
+                Join::Leader(flight) => {
+                    if flight.landed_since(epoch) {
+                        // A flight of this process may have filled the key
+                        // after our read: look again before computing.
+                        snap = match inner.backend.read(&self.key, &self.tag_keys, None).await {
+                            Ok(s) => s,
+                            Err(e) => {
+                                self.cache.record_error(&e, "read");
+                                return self.compute(body).await;
+                            }
+                        };
+                        if let Checked::Hit(value, json) = self.check(&snap, &strategy) {
+                            Counters::add(&stats.coalesced);
+                            flight.land(Some(Arc::from(json)));
+                            return value;
+                        }
+                    }
+                    return self.lead(flight, snap.versions, &strategy, body).await;
+                }
+                Join::Follower(follower) => {
+                    epoch = inner.flights.epoch();
+                    if let Some(json) = follower.wait().await {
+                        match strategy.decode(&json) {
+                            Ok(value) => {
+                                Counters::add(&stats.coalesced);
+                                return value;
+                            }
+                            Err(error) => {
+                                Counters::add(&stats.decode_errors);
+                                tracing::warn!(target: "cache_runtime", key = %self.key, %error, "shared value does not decode");
+                                return self.compute(body).await;
+                            }
+                        }
+                    }
+                    // The leader left no value (error, `None`, panic or
+                    // cancellation): start again; one of us leads.
+                }
+            }
+        }
+    }
+
+    async fn lead<R, S, F>(
+        &self,
+        flight: Flight<'_>,
+        versions: Vec<Option<String>>,
+        strategy: &S,
+        body: F,
+    ) -> R
+    where
+        S: Strategy<R>,
+        F: Future<Output = R>,
+    {
+        let inner = &self.cache.inner;
+        let lease = match inner.backend.as_redis() {
+            None => None,
+            Some(redis) => match self.acquire(redis, strategy).await {
+                Acquired::Lease(guard) => Some(guard),
+                Acquired::Filled(value, json) => {
+                    flight.land(Some(json));
+                    return value;
+                }
+                Acquired::Unprotected => None,
+            },
+        };
+        self.fill(versions, strategy, body, lease, Some(flight)).await
+    }
+
+    /// Takes the fill lease, or waits until whoever holds it has filled the
+    /// entry (or given up, or died and let it expire).
+    async fn acquire<R, S: Strategy<R>>(&self, redis: &RedisBackend, strategy: &S) -> Acquired<R> {
+        let inner = &self.cache.inner;
+        inner.notifier.start(&self.cache.inner);
+        let lease_key = inner.lease_key(&self.key);
+        let token = lease::token();
+        let lock_ttl = self.spec.lock_ttl_ms.map_or(inner.lock_ttl, Duration::from_millis);
+        let registration = inner.notifier.register(&lease_key);
+        let mut counted = false;
+        loop {
+            match redis.try_lease(&lease_key, &token, lock_ttl).await {
+                Ok(true) => {
+                    return Acquired::Lease(LeaseGuard {
+                        inner: self.cache.inner.clone(),
+                        lease_key,
+                        token,
+                        armed: true,
+                    });
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    self.cache.record_error(&e, "lease");
+                    return Acquired::Unprotected;
+                }
+            }
+            if !counted {
+                counted = true;
+                Counters::add(&inner.stats.lease_waits);
+            }
+            let deadline = Instant::now() + lock_ttl;
+            let mut backoff = lease::FIRST_BACKOFF;
+            loop {
+                let notified = registration.notify.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                let snap = match inner.backend.read(&self.key, &self.tag_keys, Some(&lease_key)).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        self.cache.record_error(&e, "wait");
+                        return Acquired::Unprotected;
+                    }
+                };
+                if let Checked::Hit(value, json) = self.check(&snap, strategy) {
+                    return Acquired::Filled(value, Arc::from(json));
+                }
+                let now = Instant::now();
+                if !snap.leased || now >= deadline {
+                    break; // free (or expired by now): try to take it
+                }
+                tokio::select! {
+                    () = &mut notified => {}
+                    () = tokio::time::sleep(backoff.min(deadline - now)) => backoff = lease::next_backoff(backoff),
+                }
+            }
+        }
+    }
+
+    /// Runs the body and stores its result (if it is cached) under the
+    /// versions read before it ran, then releases the lease and lands the
+    /// flight.
+    async fn fill<R, S, F>(
+        &self,
+        versions: Vec<Option<String>>,
+        strategy: &S,
+        body: F,
+        lease: Option<LeaseGuard>,
+        flight: Option<Flight<'_>>,
+    ) -> R
+    where
+        S: Strategy<R>,
+        F: Future<Output = R>,
+    {
+        let inner = &self.cache.inner;
+        let versions = self.establish_versions(versions).await;
+        let result = self.compute(body).await;
+        let json = match strategy.encode(&result) {
+            None => None,
+            Some(Ok(json)) => Some(json),
+            Some(Err(error)) => {
+                tracing::warn!(target: "cache_runtime", key = %self.key, %error, "value does not encode; not cached");
+                None
+            }
+        };
+        let stored = match (&json, &versions) {
+            (Some(json), Some(versions)) => Some(entry::encode(json, &self.tag_keys, versions)),
+            _ => None,
+        };
+        let written = match lease {
+            Some(mut guard) => {
+                let redis = inner.backend.as_redis().expect("leases exist on Redis only");
+                let channel = inner.fill_channel();
+                let store = stored.as_deref().map(|bytes| (self.key.as_str(), bytes, self.ttl));
+                let r = redis.finish_lease(store, &guard.lease_key, &guard.token, &channel).await;
+                guard.armed = false;
+                r.map(|()| stored.is_some())
+            }
+            None => match &stored {
+                Some(bytes) => inner.backend.store(&self.key, bytes, self.ttl).await.map(|()| true),
+                None => Ok(false),
+            },
+        };
+        match written {
+            Ok(true) => Counters::add(&inner.stats.stores),
+            Ok(false) => {}
+            Err(e) => self.cache.record_error(&e, "store"),
+        }
+        if let Some(flight) = flight {
+            flight.land(json.map(Arc::from));
+        }
+        result
+    }
+
+    /// The current version of every tag, creating the missing ones. `None`
+    /// when the backend failed: the result is then not stored.
+    async fn establish_versions(&self, versions: Vec<Option<String>>) -> Option<Vec<String>> {
+        if versions.iter().all(Option::is_some) {
+            return Some(versions.into_iter().flatten().collect());
+        }
+        let missing: Vec<(&str, String)> = self
+            .tag_keys
+            .iter()
+            .zip(&versions)
+            .filter(|(_, v)| v.is_none())
+            .map(|(k, _)| (k.as_str(), entry::fresh_version()))
+            .collect();
+        let created = match self.cache.inner.backend.get_or_set(&missing).await {
+            Ok(c) => c,
+            Err(e) => {
+                self.cache.record_error(&e, "versions");
+                return None;
+            }
+        };
+        let mut created = created.into_iter();
+        versions.into_iter().map(|v| v.or_else(|| created.next())).collect()
+    }
+
+    async fn compute<R, F: Future<Output = R>>(&self, body: F) -> R {
+        Counters::add(&self.cache.inner.stats.computations);
+        body.await
+    }
+
+    fn check<'s, R, S: Strategy<R>>(&self, snap: &'s Snapshot, strategy: &S) -> Checked<'s, R> {
+        let Some(bytes) = snap.entry.as_deref() else { return Checked::Absent };
+        let envelope = match Envelope::decode(bytes) {
+            Ok(e) => e,
+            Err(e) => return Checked::Undecodable(e.to_string()),
+        };
+        if !envelope.is_current(&self.tag_keys, &snap.versions) {
+            return Checked::Stale;
+        }
+        match strategy.decode(envelope.value()) {
+            Ok(value) => Checked::Hit(value, envelope.value()),
+            Err(e) => Checked::Undecodable(e.to_string()),
+        }
+    }
+}

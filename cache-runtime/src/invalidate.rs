@@ -1,0 +1,19 @@
+//! The invalidation companions generated next to each `#[cached]` function.
+
+use crate::cache::Cache;
+use crate::error::Error;
+use crate::key::KeyPart;
+use crate::spec::Spec;
+
+/// Deletes the entry of one call (`<fn>_invalidate(args)`).
+pub async fn invalidate_call(cache: Option<Cache>, spec: &'static Spec, key: KeyPart) -> Result<(), Error> {
+    let cache = cache.ok_or(Error::NoCache)?;
+    let key = key.full_key(&cache.inner.namespace, spec.function)?;
+    cache.delete_versions(vec![key]).await
+}
+
+/// Invalidates every entry of one function (`<fn>_invalidate_all()`).
+pub async fn invalidate_function(cache: Option<Cache>, spec: &'static Spec) -> Result<(), Error> {
+    let cache = cache.ok_or(Error::NoCache)?;
+    cache.invalidate_function(spec.function).await
+}

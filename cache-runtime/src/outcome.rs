@@ -1,0 +1,81 @@
+//! What part of a function's result is cached, chosen by the macro from the
+//! return type: the whole value, the `Ok` of a `Result`, or the `Some` of an
+//! `Option` (and `None` with `cache_none = true`). Values are JSON.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// How a result is stored and read back.
+pub trait Strategy<R> {
+    /// The JSON to store, or `None` when this result must not be cached.
+    fn encode(&self, result: &R) -> Option<Result<Vec<u8>, serde_json::Error>>;
+    /// A result read back from the cache.
+    fn decode(&self, json: &[u8]) -> Result<R, serde_json::Error>;
+}
+
+/// Caches every value.
+#[derive(Debug, Clone, Copy)]
+pub struct Plain;
+
+impl<T: Serialize + DeserializeOwned> Strategy<T> for Plain {
+    fn encode(&self, result: &T) -> Option<Result<Vec<u8>, serde_json::Error>> {
+        Some(serde_json::to_vec(result))
+    }
+    fn decode(&self, json: &[u8]) -> Result<T, serde_json::Error> {
+        serde_json::from_slice(json)
+    }
+}
+
+/// Caches `Ok` values only; `Err` is never cached and `E` needs no serde.
+#[derive(Debug, Clone, Copy)]
+pub struct OkOnly;
+
+impl<T: Serialize + DeserializeOwned, E> Strategy<Result<T, E>> for OkOnly {
+    fn encode(&self, result: &Result<T, E>) -> Option<Result<Vec<u8>, serde_json::Error>> {
+        result.as_ref().ok().map(serde_json::to_vec)
+    }
+    fn decode(&self, json: &[u8]) -> Result<Result<T, E>, serde_json::Error> {
+        serde_json::from_slice(json).map(Ok)
+    }
+}
+
+/// Caches `Some` values, and `None` too when `cache_none` is set.
+#[derive(Debug, Clone, Copy)]
+pub struct SomeOnly {
+    /// Whether `None` is cached.
+    pub cache_none: bool,
+}
+
+impl<T: Serialize + DeserializeOwned> Strategy<Option<T>> for SomeOnly {
+    fn encode(&self, result: &Option<T>) -> Option<Result<Vec<u8>, serde_json::Error>> {
+        match result {
+            Some(_) => Some(serde_json::to_vec(result)),
+            None if self.cache_none => Some(Ok(b"null".to_vec())),
+            None => None,
+        }
+    }
+    fn decode(&self, json: &[u8]) -> Result<Option<T>, serde_json::Error> {
+        serde_json::from_slice(json)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn err_and_none_are_not_cached_by_default() {
+        assert!(Strategy::<Result<u8, ()>>::encode(&OkOnly, &Err(())).is_none());
+        assert!(SomeOnly { cache_none: false }.encode(&None::<u8>).is_none());
+        let none = SomeOnly { cache_none: true }.encode(&None::<u8>).unwrap().unwrap();
+        assert_eq!(SomeOnly { cache_none: true }.decode(&none).unwrap(), None::<u8>);
+    }
+
+    #[test]
+    fn ok_values_round_trip() {
+        let json = Strategy::<Result<Vec<u8>, ()>>::encode(&OkOnly, &Ok(vec![1, 2])).unwrap().unwrap();
+        assert_eq!(json, b"[1,2]");
+        let back: Result<Vec<u8>, ()> = OkOnly.decode(&json).unwrap();
+        assert_eq!(back, Ok(vec![1, 2]));
+    }
+}

@@ -1,0 +1,119 @@
+//! In-process stampede protection: concurrent callers of one key share one
+//! computation.
+//!
+//! The first caller of a key becomes its *leader*; later callers *follow*
+//! and receive the leader's encoded value (no `Clone` of the result needed:
+//! each follower decodes its own copy). A leader that returns a value that
+//! is not cached (`Err`, `None`), panics or is dropped completes its flight
+//! with no value; its followers then start again, and one of them leads.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+
+/// What a flight ended with: the value's JSON, or nothing to share.
+pub(crate) type Landing = Option<Arc<[u8]>>;
+
+#[derive(Default)]
+pub(crate) struct Flights {
+    running: Mutex<HashMap<String, watch::Receiver<Option<Landing>>>>,
+    /// Bumped whenever a flight ends, so that a caller that read the backend
+    /// before another flight landed knows to read again.
+    landed: AtomicU64,
+}
+
+pub(crate) enum Join<'a> {
+    Leader(Flight<'a>),
+    Follower(Follower),
+}
+
+/// The leader's side: completes the flight once, on `land` or on drop.
+pub(crate) struct Flight<'a> {
+    flights: &'a Flights,
+    key: String,
+    tx: Option<watch::Sender<Option<Landing>>>,
+}
+
+pub(crate) struct Follower(watch::Receiver<Option<Landing>>);
+
+impl Flights {
+    /// A counter to pass to [`Flight::landed_since`].
+    pub fn epoch(&self) -> u64 {
+        self.landed.load(Ordering::Acquire)
+    }
+
+    pub fn join(&self, key: &str) -> Join<'_> {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(rx) = running.get(key) {
+            return Join::Follower(Follower(rx.clone()));
+        }
+        let (tx, rx) = watch::channel(None);
+        running.insert(key.to_owned(), rx);
+        Join::Leader(Flight { flights: self, key: key.to_owned(), tx: Some(tx) })
+    }
+}
+
+impl Flight<'_> {
+    /// Whether some flight landed since `epoch` was read (then the backend
+    /// may hold a value that was not there at the caller's first read).
+    pub fn landed_since(&self, epoch: u64) -> bool {
+        self.flights.epoch() != epoch
+    }
+
+    /// Ends the flight and hands `landing` to every follower.
+    pub fn land(mut self, landing: Landing) {
+        self.finish(landing);
+    }
+
+    fn finish(&mut self, landing: Landing) {
+        if let Some(tx) = self.tx.take() {
+            self.flights.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.key);
+            self.flights.landed.fetch_add(1, Ordering::AcqRel);
+            // No receiver left is fine: nobody was waiting.
+            let _ = tx.send(Some(landing));
+        }
+    }
+}
+
+impl Drop for Flight<'_> {
+    fn drop(&mut self) {
+        // The leader panicked or its future was dropped: release the followers.
+        self.finish(None);
+    }
+}
+
+impl Follower {
+    /// Waits for the leader; `None` when it left no value to share.
+    pub async fn wait(mut self) -> Landing {
+        match self.0.wait_for(Option::is_some).await {
+            Ok(landing) => landing.clone().flatten(),
+            Err(_) => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn followers_get_the_leaders_value() {
+        let flights = Flights::default();
+        let Join::Leader(leader) = flights.join("k") else { panic!("first caller must lead") };
+        let Join::Follower(f) = flights.join("k") else { panic!("second caller must follow") };
+        leader.land(Some(Arc::from(&b"42"[..])));
+        assert_eq!(f.wait().await.as_deref(), Some(&b"42"[..]));
+        assert!(matches!(flights.join("k"), Join::Leader(_)), "a landed flight is gone");
+    }
+
+    #[tokio::test]
+    async fn a_dropped_leader_releases_its_followers() {
+        let flights = Flights::default();
+        let leader = flights.join("k");
+        let Join::Follower(f) = flights.join("k") else { panic!("second caller must follow") };
+        drop(leader);
+        assert_eq!(f.wait().await, None);
+    }
+}

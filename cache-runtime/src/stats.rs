@@ -1,0 +1,72 @@
+//! Counters of what the cache did, readable at any time with
+//! [`Cache::stats`](crate::Cache::stats).
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+macro_rules! counters {
+    ($($(#[doc = $doc:literal])* $name:ident),* $(,)?) => {
+        /// A snapshot of a cache's counters since it was built.
+        ///
+        /// ```
+        /// let cache = cache_runtime::Cache::builder().memory().build()?;
+        /// let s = cache.stats();
+        /// assert_eq!(s.hits + s.misses, 0);
+        /// # Ok::<(), cache_runtime::Error>(())
+        /// ```
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+        #[non_exhaustive]
+        pub struct Stats {
+            $($(#[doc = $doc])* pub $name: u64,)*
+        }
+
+        #[derive(Debug, Default)]
+        pub(crate) struct Counters {
+            $(pub $name: AtomicU64,)*
+        }
+
+        impl Counters {
+            pub fn snapshot(&self) -> Stats {
+                Stats { $($name: self.$name.load(Relaxed),)* }
+            }
+        }
+    };
+}
+
+counters! {
+    /// Calls answered from the cache without running the function.
+    hits,
+    /// Lookups that found no valid entry (absent, invalidated or undecodable).
+    misses,
+    /// Entries found but invalidated by a tag (counted in `misses` too).
+    stale,
+    /// Stored values that no longer decode (counted in `misses` too); they are overwritten.
+    decode_errors,
+    /// Backend operations that failed or timed out; the call went on without the cache.
+    errors,
+    /// Backend operations that timed out (counted in `errors` too).
+    timeouts,
+    /// Runs of a cached function's body.
+    computations,
+    /// Values written to the cache.
+    stores,
+    /// Callers that got the value computed by a concurrent caller in this process.
+    coalesced,
+    /// Callers that waited for another process to fill the entry.
+    lease_waits,
+    /// Tags, functions or entries invalidated.
+    invalidations,
+}
+
+impl Stats {
+    /// `hits / (hits + misses)`, or 0 when there were no lookups.
+    pub fn hit_ratio(&self) -> f64 {
+        let total = self.hits + self.misses;
+        if total == 0 { 0.0 } else { self.hits as f64 / total as f64 }
+    }
+}
+
+impl Counters {
+    pub fn add(counter: &AtomicU64) {
+        counter.fetch_add(1, Relaxed);
+    }
+}
