@@ -1,1 +1,240 @@
+//! Test support: private `redis-server` processes on free loopback ports.
+//!
+//! Tests that only read and write use [`shared_url`]: `REDIS_URL` when set,
+//! otherwise one private server started for the whole test binary. Tests
+//! that break Redis (kill, pause, flush, reconfigure) start their own
+//! [`RedisServer`], never touching a server anyone else uses.
 
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// A `redis-server` owned by one test; stopped (and its files removed) on drop.
+pub struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+    dir: PathBuf,
+    extra: Vec<String>,
+}
+
+/// A loopback port that nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free loopback port")
+}
+
+impl RedisServer {
+    /// Starts a server on a free port, with `extra` arguments
+    /// (e.g. `["--maxmemory", "2mb"]`).
+    pub fn start_with(extra: &[&str]) -> Self {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("cache-tests-redis-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("cannot create the server's directory");
+        let mut server = RedisServer {
+            child: None,
+            port,
+            dir,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        server.spawn();
+        server
+    }
+
+    /// Starts a plain server on a free port.
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .args(&self.extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot start redis-server: is it installed? (apt-get install redis-server)");
+        self.child = Some(child);
+        wait_until_up(self.port);
+    }
+
+    /// `redis://127.0.0.1:{port}/`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// The port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Kills the server (connections are refused until [`restart`](Self::restart)).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port, empty.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// Freezes the server (SIGSTOP): connections hang instead of failing.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Thaws a paused server (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("server is not running").id();
+        let status = Command::new("kill").arg(sig).arg(pid.to_string()).status().expect("cannot run kill");
+        assert!(status.success(), "kill {sig} {pid} failed");
+    }
+
+    /// A synchronous connection for assertions and set-up.
+    pub fn conn(&self) -> redis::Connection {
+        redis::Client::open(self.url()).and_then(|c| c.get_connection()).expect("cannot connect to the test server")
+    }
+
+    /// `INFO commandstats` as (command, calls) pairs, lowercase names.
+    pub fn command_calls(&self) -> Vec<(String, u64)> {
+        command_calls(&mut self.conn())
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        if let Some(child) = &self.child {
+            // A paused server must be thawed before it can die.
+            let _ = Command::new("kill").arg("-CONT").arg(child.id().to_string()).status();
+        }
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Calls per command from `INFO commandstats`.
+pub fn command_calls(conn: &mut redis::Connection) -> Vec<(String, u64)> {
+    let info: String = redis::cmd("INFO").arg("commandstats").query(conn).expect("INFO commandstats");
+    info.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("cmdstat_")?;
+            let (name, fields) = rest.split_once(':')?;
+            let calls = fields.split(',').find_map(|f| f.strip_prefix("calls="))?;
+            Some((name.to_string(), calls.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Total calls of every command except those in `ignore`.
+pub fn total_calls(conn: &mut redis::Connection, ignore: &[&str]) -> u64 {
+    command_calls(conn).into_iter().filter(|(c, _)| !ignore.contains(&c.as_str())).map(|(_, n)| n).sum()
+}
+
+fn wait_until_up(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            if let Ok(mut c) = redis::Client::open(format!("redis://127.0.0.1:{port}/")).and_then(|c| c.get_connection()) {
+                if redis::cmd("PING").query::<String>(&mut c).is_ok() {
+                    return;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("redis-server on port {port} did not come up within 10 s");
+}
+
+/// The URL of a Redis that tests may read and write (but not break):
+/// `REDIS_URL` when set, else a private server shared by this test binary.
+pub fn shared_url() -> String {
+    static SHARED: OnceLock<(String, Option<RedisServer>)> = OnceLock::new();
+    SHARED
+        .get_or_init(|| match std::env::var("REDIS_URL") {
+            Ok(url) if !url.is_empty() => (url, None),
+            _ => {
+                let server = RedisServer::start();
+                (server.url(), Some(server))
+            }
+        })
+        .0
+        .clone()
+}
+
+/// A namespace no other test (or earlier run) uses, so tests sharing a
+/// server never see each other's keys.
+pub fn unique_namespace(prefix: &str) -> String {
+    format!("{prefix}-{}-{:016x}", std::process::id(), rand_u64())
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(Instant::now().elapsed().as_nanos());
+    h.finish()
+}
+
+/// A 3-node Redis Cluster on free loopback ports (no replicas), made with
+/// `redis-cli --cluster create`. Stopped on drop.
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Starts three nodes and joins them into a cluster.
+    pub fn start() -> Self {
+        let nodes: Vec<RedisServer> = (0..3)
+            .map(|_| RedisServer::start_with(&["--cluster-enabled", "yes", "--cluster-node-timeout", "5000"]))
+            .collect();
+        let addrs: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+        let out = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("cannot run redis-cli --cluster create");
+        assert!(out.status.success(), "cluster create failed: {}", String::from_utf8_lossy(&out.stdout));
+        let cluster = RedisCluster { nodes };
+        cluster.wait_until_ok();
+        cluster
+    }
+
+    fn wait_until_ok(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let ok = self.nodes.iter().all(|n| {
+                let info: redis::RedisResult<String> = redis::cmd("CLUSTER").arg("INFO").query(&mut n.conn());
+                info.is_ok_and(|i| i.contains("cluster_state:ok"))
+            });
+            if ok {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("cluster did not reach cluster_state:ok within 20 s");
+    }
+
+    /// The nodes' URLs.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::url).collect()
+    }
+
+    /// The nodes.
+    pub fn nodes(&self) -> &[RedisServer] {
+        &self.nodes
+    }
+}
