@@ -113,7 +113,11 @@ impl Cache {
 
     /// The counters since this cache was built.
     pub fn stats(&self) -> Stats {
-        self.inner.stats.snapshot()
+        let mut stats = self.inner.stats.snapshot();
+        if let Some(redis) = self.inner.backend.as_redis() {
+            stats.round_trips = redis.round_trips();
+        }
+        stats
     }
 
     /// Makes every entry carrying `tag` a miss on its next read, in every

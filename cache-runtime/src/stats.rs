@@ -55,6 +55,8 @@ counters! {
     lease_waits,
     /// Tags, functions or entries invalidated.
     invalidations,
+    /// Round trips to Redis (a pipeline is one; always 0 in memory).
+    round_trips,
 }
 
 impl Stats {

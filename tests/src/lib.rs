@@ -238,3 +238,5 @@ impl RedisCluster {
         &self.nodes
     }
 }
+
+pub mod fixtures;

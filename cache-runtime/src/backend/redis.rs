@@ -11,6 +11,7 @@
 //! each routed to its slot's node: still one round trip of wall time.
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::future::try_join_all;
@@ -43,6 +44,7 @@ pub(crate) struct RedisBackend {
     op_timeout: Duration,
     single: OnceLock<Result<ConnectionManager, String>>,
     cluster: tokio::sync::OnceCell<ClusterConnection>,
+    round_trips: AtomicU64,
 }
 
 impl std::fmt::Debug for RedisBackend {
@@ -60,7 +62,13 @@ impl std::fmt::Debug for RedisBackend {
 
 impl RedisBackend {
     pub fn new(target: Target, op_timeout: Duration) -> Self {
-        RedisBackend { target, op_timeout, single: OnceLock::new(), cluster: tokio::sync::OnceCell::new() }
+        RedisBackend {
+            target,
+            op_timeout,
+            single: OnceLock::new(),
+            cluster: tokio::sync::OnceCell::new(),
+            round_trips: AtomicU64::new(0),
+        }
     }
 
     /// The client of a single-node backend (for pub/sub); `None` on a cluster.
@@ -97,7 +105,13 @@ impl RedisBackend {
     }
 
     /// Runs commands in one round trip, bounded by the op timeout.
+    /// Round trips made so far.
+    pub fn round_trips(&self) -> u64 {
+        self.round_trips.load(Ordering::Relaxed)
+    }
+
     async fn exec(&self, cmds: Vec<Cmd>) -> Result<Vec<Value>, Error> {
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
         let run = async {
             match self.conn().await? {
                 Conn::Single(mut c) => {

@@ -1,0 +1,70 @@
+//! `#[cached]` functions shared by the test binaries and the helper
+//! processes they start, so both compute keys from the same function path.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use cache_runtime::{Cache, cached};
+use serde::{Deserialize, Serialize};
+
+/// A value with a map in its key, filled by whichever process calls first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Filled {
+    /// Who computed it.
+    pub by: String,
+}
+
+/// A service whose methods are cached in `self.cache`.
+pub struct Probe {
+    /// The cache the methods use.
+    pub cache: Cache,
+    /// Runs of any body.
+    pub runs: AtomicU64,
+    /// Who is computing (reported in `Filled::by`).
+    pub name: String,
+}
+
+impl Probe {
+    /// A probe on `cache`.
+    pub fn new(cache: Cache, name: &str) -> Self {
+        Probe { cache, runs: AtomicU64::new(0), name: name.to_owned() }
+    }
+
+    /// Keyed by a map and a string full of separators.
+    #[cached(cache = self.cache, ttl = 60)]
+    pub async fn lookup(&self, filters: HashMap<String, String>, raw: String) -> Filled {
+        let _ = (&filters, &raw);
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        Filled { by: self.name.clone() }
+    }
+
+    /// A slow cold-key computation that counts its runs in Redis too
+    /// (`{counter_key}`), so runs in several processes add up.
+    #[cached(cache = self.cache, ttl = 60, lock_ttl = "5s", skip(counter, millis))]
+    pub async fn slow(&self, key: String, counter: Option<redis::Client>, millis: u64) -> Filled {
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        if let Some(client) = counter {
+            if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
+                let _: redis::RedisResult<i64> =
+                    redis::cmd("INCR").arg(format!("computations:{key}")).query_async(&mut conn).await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(millis)).await;
+        Filled { by: self.name.clone() }
+    }
+
+    /// [`slow`](Self::slow) without stampede protection, for comparison.
+    #[cached(cache = self.cache, ttl = 60, lock = false, skip(counter, millis))]
+    pub async fn slow_unlocked(&self, key: String, counter: Option<redis::Client>, millis: u64) -> Filled {
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        if let Some(client) = counter {
+            if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
+                let _: redis::RedisResult<i64> =
+                    redis::cmd("INCR").arg(format!("computations:{key}")).query_async(&mut conn).await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(millis)).await;
+        Filled { by: self.name.clone() }
+    }
+}

@@ -1,0 +1,219 @@
+//! Cache-aside behaviour, run on both backends: the in-process one and a
+//! real Redis (`REDIS_URL`, or a private server started by the harness).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use cache_runtime::{Cache, cached};
+use cache_tests::{shared_url, unique_namespace};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Product {
+    id: u64,
+    name: String,
+}
+
+#[derive(Debug, PartialEq)]
+struct DbError(&'static str);
+
+/// A database handle: not `Serialize`, so it must be skipped.
+struct Db {
+    queries: AtomicU64,
+}
+
+struct Shop {
+    cache: Cache,
+    runs: AtomicU64,
+}
+
+impl Shop {
+    #[cached(cache = self.cache, ttl = 600, tags = ["products", "category:{category}"])]
+    async fn list_products(&self, category: String) -> Result<Vec<Product>, DbError> {
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        if category == "broken" {
+            return Err(DbError("connection reset"));
+        }
+        Ok(vec![Product { id: 1, name: format!("{category} #1") }])
+    }
+
+    #[cached(cache = self.cache, ttl = "10m", key = "product:{id}", tags = ["product:{id}"])]
+    async fn find(&self, id: u64) -> Option<Product> {
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        (id < 100).then(|| Product { id, name: format!("product {id}") })
+    }
+
+    #[cached(cache = self.cache, cache_none = true)]
+    async fn find_or_none(&self, id: u64) -> Option<Product> {
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        (id < 100).then(|| Product { id, name: format!("product {id}") })
+    }
+
+    #[cached(cache = self.cache, skip(db))]
+    async fn count(&self, db: &Db, filters: HashMap<String, u32>) -> u64 {
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        db.queries.fetch_add(1, Ordering::SeqCst);
+        filters.values().map(|v| u64::from(*v)).sum()
+    }
+
+    #[cached(cache = self.cache, ttl = 1)]
+    async fn short_lived(&self, n: u32) -> u32 {
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        n * 2
+    }
+
+    fn runs(&self) -> u64 {
+        self.runs.load(Ordering::SeqCst)
+    }
+}
+
+fn backends() -> Vec<Cache> {
+    vec![
+        Cache::builder().memory().namespace(unique_namespace("mem")).build().unwrap(),
+        Cache::builder().redis(shared_url()).namespace(unique_namespace("aside")).build().unwrap(),
+    ]
+}
+
+fn shop(cache: Cache) -> Shop {
+    Shop { cache, runs: AtomicU64::new(0) }
+}
+
+#[tokio::test]
+async fn a_hit_returns_the_stored_value_without_running_the_body() {
+    for cache in backends() {
+        let shop = shop(cache.clone());
+        let first = shop.list_products("books".into()).await.unwrap();
+        let second = shop.list_products("books".into()).await.unwrap();
+        assert_eq!(first, second);
+        assert_eq!(shop.runs(), 1, "{}", cache.backend_name());
+        let s = cache.stats();
+        assert_eq!((s.hits, s.misses, s.computations, s.stores, s.errors), (1, 1, 1, 1, 0), "{s:?}");
+        shop.list_products("games".into()).await.unwrap();
+        assert_eq!(shop.runs(), 2, "other arguments are another entry");
+    }
+}
+
+#[tokio::test]
+async fn err_is_never_cached() {
+    for cache in backends() {
+        let shop = shop(cache.clone());
+        assert_eq!(shop.list_products("broken".into()).await, Err(DbError("connection reset")));
+        assert!(shop.list_products("broken".into()).await.is_err());
+        assert_eq!(shop.runs(), 2);
+        assert_eq!(cache.stats().stores, 0);
+    }
+}
+
+#[tokio::test]
+async fn none_is_cached_only_when_asked() {
+    for cache in backends() {
+        let shop = shop(cache.clone());
+        assert_eq!(shop.find(500).await, None);
+        assert_eq!(shop.find(500).await, None);
+        assert_eq!(shop.runs(), 2, "None is not cached by default");
+        assert_eq!(shop.find(5).await.unwrap().id, 5);
+        assert_eq!(shop.find(5).await.unwrap().id, 5);
+        assert_eq!(shop.runs(), 3, "Some is cached");
+
+        assert_eq!(shop.find_or_none(500).await, None);
+        assert_eq!(shop.find_or_none(500).await, None);
+        assert_eq!(shop.runs(), 4, "cache_none = true caches None");
+    }
+}
+
+#[tokio::test]
+async fn skipped_arguments_are_not_part_of_the_key() {
+    for cache in backends() {
+        let shop = shop(cache.clone());
+        let (db1, db2) = (Db { queries: AtomicU64::new(0) }, Db { queries: AtomicU64::new(0) });
+        let filters: HashMap<String, u32> = [("a".to_string(), 1), ("b".to_string(), 2)].into();
+        assert_eq!(shop.count(&db1, filters.clone()).await, 3);
+        assert_eq!(shop.count(&db2, filters).await, 3);
+        assert_eq!(db1.queries.load(Ordering::SeqCst) + db2.queries.load(Ordering::SeqCst), 1);
+    }
+}
+
+#[tokio::test]
+async fn entries_expire_after_their_ttl() {
+    for cache in backends() {
+        let shop = shop(cache.clone());
+        assert_eq!(shop.short_lived(21).await, 42);
+        assert_eq!(shop.short_lived(21).await, 42);
+        assert_eq!(shop.runs(), 1);
+        tokio::time::sleep(Duration::from_millis(1300)).await;
+        assert_eq!(shop.short_lived(21).await, 42);
+        assert_eq!(shop.runs(), 2, "{}: the entry outlived its TTL", cache.backend_name());
+    }
+}
+
+#[tokio::test]
+async fn a_readable_key_and_json_value_in_redis() {
+    let namespace = unique_namespace("readable");
+    let cache = Cache::builder().redis(shared_url()).namespace(namespace.as_str()).build().unwrap();
+    let shop = shop(cache);
+    shop.find(7).await.unwrap();
+    let mut conn = redis::Client::open(shared_url()).unwrap().get_connection().unwrap();
+    let stored: String = redis::cmd("GET").arg(format!("{namespace}:product:7")).query(&mut conn).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&stored).unwrap();
+    assert_eq!(json["value"], serde_json::json!({"id": 7, "name": "product 7"}));
+    let ttl: i64 = redis::cmd("TTL").arg(format!("{namespace}:product:7")).query(&mut conn).unwrap();
+    assert!((590..=600).contains(&ttl), "ttl = \"10m\" gives a 600 s TTL, got {ttl}");
+    let tags = json["tags"].as_object().unwrap();
+    assert!(tags.contains_key(&format!("{namespace}:tag:product:7")), "{tags:?}");
+}
+
+#[tokio::test]
+async fn a_value_that_no_longer_decodes_is_a_counted_miss_and_is_overwritten() {
+    let namespace = unique_namespace("decode");
+    let cache = Cache::builder().redis(shared_url()).namespace(namespace.as_str()).build().unwrap();
+    let shop = shop(cache.clone());
+    shop.find(8).await.unwrap();
+    let key = format!("{namespace}:product:8");
+    let mut conn = redis::Client::open(shared_url()).unwrap().get_connection().unwrap();
+    // A well-formed entry, with current tag versions, whose value has the
+    // wrong shape (as after a deploy that changed the type).
+    let good: String = redis::cmd("GET").arg(&key).query(&mut conn).unwrap();
+    let mut changed: serde_json::Value = serde_json::from_str(&good).unwrap();
+    changed["value"] = serde_json::json!({"id": "not a number"});
+    let changed = serde_json::to_vec(&changed).unwrap();
+    let garbage: [&[u8]; 4] = [b"\xff\xfe not json", &changed, br#"[1,2,3]"#, b""];
+    for (i, bytes) in garbage.into_iter().enumerate() {
+        let _: () = redis::cmd("SET").arg(&key).arg(bytes).query(&mut conn).unwrap();
+        assert_eq!(shop.find(8).await.unwrap().id, 8, "garbage #{i} must be a miss");
+        let stored: Vec<u8> = redis::cmd("GET").arg(&key).query(&mut conn).unwrap();
+        assert_ne!(stored, bytes, "garbage #{i} must be overwritten");
+    }
+    let s = cache.stats();
+    assert_eq!(s.decode_errors, 4, "{s:?}");
+    assert_eq!(s.errors, 0, "{s:?}");
+    assert_eq!(shop.runs(), 5);
+    shop.find(8).await.unwrap();
+    assert_eq!(shop.runs(), 5, "the fresh value is a hit");
+}
+
+mod default_cache {
+    use super::*;
+
+    static RUNS: AtomicU64 = AtomicU64::new(0);
+
+    #[cached(ttl = 60)]
+    async fn plain(n: u32) -> String {
+        RUNS.fetch_add(1, Ordering::SeqCst);
+        format!("n={n}")
+    }
+
+    /// The only test in this binary that touches the process-wide default.
+    #[tokio::test]
+    async fn functions_without_cache_use_the_default_and_run_uncached_before_one_is_set() {
+        assert_eq!(plain(1).await, "n=1");
+        assert_eq!(plain(1).await, "n=1");
+        assert_eq!(RUNS.load(Ordering::SeqCst), 2, "no default yet: uncached");
+        let cache = Cache::builder().memory().build().unwrap();
+        cache_runtime::set_default(cache.clone());
+        plain(1).await;
+        plain(1).await;
+        assert_eq!(RUNS.load(Ordering::SeqCst), 3);
+        assert_eq!(cache.stats().hits, 1);
+    }
+}

@@ -1,0 +1,127 @@
+//! Fail-open: a Redis that is down, refuses connections, or is frozen never
+//! fails a call; the body runs and its result is returned, failures are
+//! counted, and caching resumes on its own when Redis comes back.
+//!
+//! Each test owns its server. The hang guards (`guard`) are far above the
+//! op timeout: they catch a call stuck in connection retries (seconds),
+//! they do not measure latency (the `fail_open` bench does).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use cache_runtime::{Cache, cached};
+use cache_tests::{RedisServer, free_port};
+
+struct Api {
+    cache: Cache,
+    runs: AtomicU64,
+}
+
+impl Api {
+    #[cached(cache = self.cache, ttl = 60, tags = ["t"])]
+    async fn get(&self, id: u32) -> Result<String, String> {
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        Ok(format!("value {id}"))
+    }
+
+    fn runs(&self) -> u64 {
+        self.runs.load(Ordering::SeqCst)
+    }
+}
+
+fn api(url: &str) -> Api {
+    let cache = Cache::builder().redis(url).op_timeout(Duration::from_millis(100)).build().unwrap();
+    Api { cache, runs: AtomicU64::new(0) }
+}
+
+/// Fails the test if a call hangs (e.g. in the redis crate's default
+/// reconnection backoff, ~9 s).
+async fn guard<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(3), f).await.unwrap_or_else(|_| panic!("{what} hung"))
+}
+
+#[tokio::test]
+async fn connection_refused_runs_the_body_and_counts_errors() {
+    let api = api(&format!("redis://127.0.0.1:{}/", free_port()));
+    for i in 0..5 {
+        assert_eq!(guard("call", api.get(i)).await.unwrap(), format!("value {i}"));
+    }
+    assert_eq!(api.runs(), 5);
+    let s = api.cache.stats();
+    assert!(s.errors >= 5, "{s:?}");
+    assert_eq!(s.hits, 0);
+    let invalidated = guard("invalidate", api.cache.invalidate_tag("t")).await;
+    assert!(invalidated.is_err(), "a failed invalidation is reported: {invalidated:?}");
+}
+
+#[tokio::test]
+async fn a_frozen_redis_costs_at_most_the_op_timeout_and_caching_resumes() {
+    let server = RedisServer::start();
+    let api = api(&server.url());
+    api.get(1).await.unwrap();
+    api.get(1).await.unwrap();
+    assert_eq!(api.runs(), 1, "cached while Redis is up");
+
+    server.pause();
+    for _ in 0..3 {
+        assert_eq!(guard("call on a frozen server", api.get(1)).await.unwrap(), "value 1");
+    }
+    let s = api.cache.stats();
+    assert!(s.timeouts >= 3, "a frozen server times out: {s:?}");
+    assert_eq!(api.runs(), 4);
+
+    server.resume();
+    // The first calls after the thaw may still see late replies; within a
+    // few calls the cache serves again without rebuilding anything.
+    let mut hit = false;
+    for _ in 0..50 {
+        let before = api.runs();
+        api.get(1).await.unwrap();
+        if api.runs() == before {
+            hit = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(hit, "caching did not resume after the server was thawed: {:?}", api.cache.stats());
+}
+
+#[tokio::test]
+async fn caching_resumes_after_redis_restarts() {
+    let mut server = RedisServer::start();
+    let api = api(&server.url());
+    api.get(1).await.unwrap();
+    api.get(1).await.unwrap();
+    assert_eq!(api.runs(), 1);
+
+    server.kill();
+    for _ in 0..3 {
+        assert_eq!(guard("call with Redis down", api.get(1)).await.unwrap(), "value 1");
+    }
+    assert_eq!(api.runs(), 4);
+    assert!(api.cache.stats().errors >= 3);
+
+    server.restart();
+    let mut cached_again = false;
+    for _ in 0..50 {
+        guard("call after restart", api.get(2)).await.unwrap();
+        let before = api.runs();
+        guard("call after restart", api.get(2)).await.unwrap();
+        if api.runs() == before {
+            cached_again = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(cached_again, "caching did not resume after a restart: {:?}", api.cache.stats());
+}
+
+#[test]
+fn building_a_cache_does_no_io() {
+    // Not even a runtime is needed: build() neither connects nor spawns.
+    let cache = Cache::builder().redis(format!("redis://127.0.0.1:{}/", free_port())).build();
+    assert!(cache.is_ok());
+    let bad = Cache::builder().redis("not a url").build();
+    assert!(matches!(bad, Err(cache_runtime::Error::InvalidUrl { .. })), "{bad:?}");
+    assert!(matches!(Cache::builder().build(), Err(cache_runtime::Error::NoBackend)));
+}
