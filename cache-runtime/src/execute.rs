@@ -83,6 +83,16 @@ fn warn_no_cache(spec: &Spec) {
     }
 }
 
+fn flight_key(key: &str, versions: &[Option<String>]) -> String {
+    let mut k = String::with_capacity(key.len() + versions.len() * 33);
+    k.push_str(key);
+    for v in versions {
+        k.push('\0');
+        k.push_str(v.as_deref().unwrap_or("-"));
+    }
+    k
+}
+
 enum Checked<'s, R> {
     Hit(R, &'s [u8]),
     Absent,
@@ -139,7 +149,11 @@ impl Call<'_> {
             return self.fill(snap.versions, &strategy, body, None, None).await;
         }
         loop {
-            match inner.flights.join(&self.key) {
+            // Callers share a computation only if they saw the same tag
+            // versions: one that read after an invalidation never receives
+            // a value computed from data read before it.
+            let flight_key = flight_key(&self.key, &snap.versions);
+            match inner.flights.join(&flight_key) {
                 Join::Leader(flight) => {
                     if flight.landed_since(epoch) {
                         // A flight of this process may have filled the key

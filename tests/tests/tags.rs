@@ -1,0 +1,308 @@
+//! Tag invalidation: version stamps, checked against real Redis (a private
+//! server where the test counts commands or evicts keys), on the in-process
+//! backend, and on a 3-node Redis Cluster.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use cache_runtime::{Cache, cached};
+use cache_tests::{RedisCluster, RedisServer, shared_url, total_calls, unique_namespace};
+
+/// A "database" row: a version bumped by every write.
+#[derive(Default)]
+struct Db {
+    version: AtomicU64,
+}
+
+struct Catalog {
+    cache: Cache,
+    db: Arc<Db>,
+    runs: AtomicU64,
+}
+
+impl Catalog {
+    fn new(cache: Cache) -> Self {
+        Catalog { cache, db: Arc::new(Db::default()), runs: AtomicU64::new(0) }
+    }
+
+    fn runs(&self) -> u64 {
+        self.runs.load(Ordering::SeqCst)
+    }
+
+    #[cached(cache = self.cache, tags = ["products", "category:{category}"])]
+    async fn list(&self, category: String) -> Vec<String> {
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        vec![format!("{category} v{}", self.db.version.load(Ordering::SeqCst))]
+    }
+
+    #[cached(cache = self.cache, tags = ["product:{id}"])]
+    async fn product(&self, id: u64) -> String {
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        format!("product {id} v{}", self.db.version.load(Ordering::SeqCst))
+    }
+
+    #[cached(cache = self.cache)]
+    async fn untagged(&self, n: u32) -> u32 {
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        n
+    }
+
+    /// A slow read: takes the version, then sleeps `pause_us` before returning it.
+    #[cached(cache = self.cache, tags = ["race"], skip(pause_us))]
+    async fn slow_read(&self, pause_us: u64) -> u64 {
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        let v = self.db.version.load(Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_micros(pause_us)).await;
+        v
+    }
+}
+
+fn backends() -> Vec<Cache> {
+    vec![
+        Cache::builder().memory().namespace(unique_namespace("tags-mem")).build().unwrap(),
+        Cache::builder().redis(shared_url()).namespace(unique_namespace("tags")).build().unwrap(),
+    ]
+}
+
+async fn invalidation_scenarios(cache: Cache) {
+    let name = cache.backend_name();
+    let c = Catalog::new(cache.clone());
+    c.list("books".into()).await;
+    c.list("games".into()).await;
+    c.product(1).await;
+    c.product(2).await;
+    assert_eq!(c.runs(), 4);
+
+    // A category tag drops exactly its entries.
+    cache.invalidate_tag("category:books").await.unwrap();
+    c.list("books".into()).await;
+    c.list("games".into()).await;
+    assert_eq!(c.runs(), 5, "{name}: only category:books is recomputed");
+
+    // A shared tag drops all its entries.
+    cache.invalidate_tag("products").await.unwrap();
+    c.list("books".into()).await;
+    c.list("games".into()).await;
+    assert_eq!(c.runs(), 7, "{name}: `products` drops both listings");
+
+    // Per-entity tags: exactly that product.
+    cache.invalidate_tag(format!("product:{}", 2)).await.unwrap();
+    c.product(1).await;
+    assert_eq!(c.runs(), 7, "{name}: product 1 stays cached");
+    c.product(2).await;
+    assert_eq!(c.runs(), 8, "{name}: product 2 is recomputed");
+
+    // Several at once.
+    cache.invalidate_tags(["product:1", "product:2"]).await.unwrap();
+    c.product(1).await;
+    c.product(2).await;
+    assert_eq!(c.runs(), 10, "{name}");
+
+    // Every entry of one function, through the companion: other functions keep theirs.
+    c.untagged(1).await;
+    c.untagged(2).await;
+    assert_eq!(c.runs(), 12);
+    c.product_invalidate_all().await.unwrap();
+    c.product(1).await;
+    c.product(2).await;
+    c.untagged(1).await;
+    assert_eq!(c.runs(), 14, "{name}: product's entries dropped, untagged's kept");
+
+    // The entry of one call, given its arguments.
+    c.untagged_invalidate(&2).await.unwrap();
+    c.untagged(1).await;
+    c.untagged(2).await;
+    assert_eq!(c.runs(), 15, "{name}: only untagged(2) is recomputed");
+    c.list_invalidate(&"games".to_string()).await.unwrap();
+    c.list("books".into()).await;
+    c.list("games".into()).await;
+    assert_eq!(c.runs(), 16, "{name}: only list(games) is recomputed");
+}
+
+#[tokio::test]
+async fn invalidation_drops_exactly_the_tagged_entries() {
+    for cache in backends() {
+        invalidation_scenarios(cache).await;
+    }
+}
+
+#[tokio::test]
+async fn an_invalidation_reaches_entries_written_by_another_process() {
+    // Two caches share nothing but Redis, as two processes would.
+    let namespace = unique_namespace("tags-xproc");
+    let writer = Cache::builder().redis(shared_url()).namespace(namespace.as_str()).build().unwrap();
+    let other = Cache::builder().redis(shared_url()).namespace(namespace.as_str()).build().unwrap();
+    let a = Catalog::new(writer.clone());
+    let b = Catalog::new(other.clone());
+    a.list("books".into()).await;
+    b.list("books".into()).await;
+    assert_eq!((a.runs(), b.runs()), (1, 0), "b hits a's entry");
+    other.invalidate_tag("products").await.unwrap();
+    a.list("books".into()).await;
+    assert_eq!(a.runs(), 2, "a sees b's invalidation");
+}
+
+/// The stale-set race: a fill that read the database before an invalidation
+/// must never be served after it. Each round starts a slow read (takes the
+/// version, sleeps), writes the database and invalidates during the sleep at
+/// a random moment, then reads again: it must see the new version.
+async fn stale_set_race(cache: Cache, rounds: u32) {
+    let c = Arc::new(Catalog::new(cache.clone()));
+    let mut stale = 0;
+    for round in 0..rounds {
+        let pause_us = 200 + u64::from(rand_u32() % 3000);
+        let write_after_us = u64::from(rand_u32() % 3200);
+        let reader = {
+            let c = c.clone();
+            tokio::spawn(async move { c.slow_read(pause_us).await })
+        };
+        tokio::time::sleep(Duration::from_micros(write_after_us)).await;
+        let new_version = c.db.version.fetch_add(1, Ordering::SeqCst) + 1;
+        cache.invalidate_tag("race").await.unwrap();
+        reader.await.unwrap();
+        let seen = c.slow_read(0).await;
+        if seen != new_version {
+            stale += 1;
+            eprintln!("round {round}: served version {seen} after version {new_version} was invalidated");
+        }
+    }
+    assert_eq!(stale, 0, "{}: stale reads after an invalidation", cache.backend_name());
+}
+
+fn rand_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.finish() as u32
+}
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_stale_value_survives_an_invalidation() {
+    for cache in backends() {
+        stale_set_race(cache, 300).await;
+    }
+}
+
+/// Invalidating a tag costs the same number of Redis commands for 10 and for
+/// 10 000 entries (measured with `INFO commandstats` on a private server).
+#[tokio::test]
+async fn invalidation_cost_does_not_grow_with_entries() {
+    let server = RedisServer::start();
+    let cache = Cache::builder().redis(server.url()).namespace("cost").build().unwrap();
+    let c = Catalog::new(cache.clone());
+    let mut conn = server.conn();
+    let mut costs = Vec::new();
+    let mut next_id = 0;
+    for entries in [10u64, 10_000] {
+        // Tag `products` on every entry: fill through `list`, one category each.
+        let fills: Vec<_> = (0..entries)
+            .map(|_| {
+                next_id += 1;
+                format!("c{next_id}")
+            })
+            .collect();
+        for cat in fills {
+            c.list(cat).await;
+        }
+        let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query(&mut conn).unwrap();
+        let before_rt = cache.stats().round_trips;
+        cache.invalidate_tag("products").await.unwrap();
+        let commands = total_calls(&mut conn, &["config|resetstat", "info"]);
+        costs.push((entries, commands, cache.stats().round_trips - before_rt));
+    }
+    assert_eq!(costs[0].1, costs[1].1, "commands per invalidation (entries, commands, round trips): {costs:?}");
+    assert_eq!(costs[0].1, 1, "{costs:?}");
+    assert_eq!(costs[1].2, 1, "{costs:?}");
+}
+
+/// A hit, tag check included, is one round trip to Redis.
+#[tokio::test]
+async fn a_hit_is_one_round_trip() {
+    let cache = Cache::builder().redis(shared_url()).namespace(unique_namespace("rt")).build().unwrap();
+    let c = Catalog::new(cache.clone());
+    c.list("books".into()).await;
+    let before = cache.stats();
+    c.list("books".into()).await;
+    let after = cache.stats();
+    assert_eq!(after.hits - before.hits, 1);
+    assert_eq!(after.round_trips - before.round_trips, 1, "a hit with two tags + the function tag");
+}
+
+/// Losing the tag bookkeeping (DEL, FLUSHDB, eviction) invalidates; it never
+/// makes an old entry valid again.
+#[tokio::test]
+async fn lost_tag_versions_invalidate_and_never_revalidate() {
+    let server = RedisServer::start();
+    let cache = Cache::builder().redis(server.url()).namespace("lost").build().unwrap();
+    let c = Catalog::new(cache.clone());
+    let mut conn = server.conn();
+
+    c.product(1).await;
+    let _: () = redis::cmd("DEL").arg("lost:tag:product:1").query(&mut conn).unwrap();
+    c.product(1).await;
+    assert_eq!(c.runs(), 2, "a deleted tag version invalidates");
+
+    // FLUSHDB between fill and read: entry and versions gone; the old entry
+    // written back (as a late writer would) must not be valid.
+    let _: () = redis::cmd("FLUSHDB").query(&mut conn).unwrap();
+    c.product(3).await;
+    let key = find_key(&mut conn, "lost:tags::product:*");
+    let old: Vec<u8> = redis::cmd("GET").arg(&key).query(&mut conn).unwrap();
+    let _: () = redis::cmd("FLUSHDB").query(&mut conn).unwrap();
+    c.db.version.fetch_add(1, Ordering::SeqCst);
+    let _: () = redis::cmd("SET").arg(&key).arg(&old).query(&mut conn).unwrap();
+    assert_eq!(c.product(3).await, "product 3 v1", "an entry from before the flush is not valid");
+    // Versions re-created after the flush are new: the old entry stays invalid.
+    let _: () = redis::cmd("SET").arg(&key).arg(&old).query(&mut conn).unwrap();
+    assert_eq!(c.product(3).await, "product 3 v1");
+}
+
+fn find_key(conn: &mut redis::Connection, pattern: &str) -> String {
+    let keys: Vec<String> = redis::cmd("KEYS").arg(pattern).query(conn).unwrap();
+    assert_eq!(keys.len(), 1, "{pattern}: {keys:?}");
+    keys.into_iter().next().unwrap()
+}
+
+/// Eviction under `maxmemory` with `allkeys-lru`: after an invalidation,
+/// whatever survives, no read returns a value from before it.
+#[tokio::test]
+async fn eviction_never_revives_old_entries() {
+    let server = RedisServer::start_with(&["--maxmemory", "4mb", "--maxmemory-policy", "allkeys-lru"]);
+    let cache = Cache::builder().redis(server.url()).namespace("lru").build().unwrap();
+    let c = Catalog::new(cache.clone());
+    for id in 0..300 {
+        c.product(id).await;
+    }
+    cache.invalidate_tags((0..300).map(|id| format!("product:{id}"))).await.unwrap();
+    c.db.version.fetch_add(1, Ordering::SeqCst);
+    // Flood with other entries so that versions and entries get evicted.
+    let mut conn = server.conn();
+    let filler = vec![b'x'; 8 * 1024];
+    for i in 0..2000 {
+        let _: () = redis::cmd("SET").arg(format!("filler:{i}")).arg(&filler).query(&mut conn).unwrap();
+    }
+    let evicted: String = redis::cmd("INFO").arg("stats").query(&mut conn).unwrap();
+    assert!(!evicted.contains("evicted_keys:0\r"), "the flood must evict keys");
+    for id in 0..300 {
+        assert_eq!(c.product(id).await, format!("product {id} v1"), "an old value came back");
+    }
+}
+
+/// The same scenarios on a 3-node Redis Cluster: no command spans slots.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_on_a_redis_cluster() {
+    let cluster = RedisCluster::start();
+    let cache = Cache::builder()
+        .redis_cluster(cluster.urls())
+        .namespace(unique_namespace("cluster"))
+        .op_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    invalidation_scenarios(cache.clone()).await;
+    stale_set_race(cache.clone(), 50).await;
+    let s = cache.stats();
+    assert_eq!(s.errors, 0, "no CROSSSLOT or other error on the cluster: {s:?}");
+    assert!(s.hits > 0, "{s:?}");
+}
