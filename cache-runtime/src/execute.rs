@@ -83,12 +83,12 @@ fn warn_no_cache(spec: &Spec) {
     }
 }
 
-fn flight_key(key: &str, versions: &[Option<String>]) -> String {
+fn flight_key(key: &str, versions: &[String]) -> String {
     let mut k = String::with_capacity(key.len() + versions.len() * 33);
     k.push_str(key);
     for v in versions {
         k.push('\0');
-        k.push_str(v.as_deref().unwrap_or("-"));
+        k.push_str(v);
     }
     k
 }
@@ -145,14 +145,19 @@ impl Call<'_> {
         }
         Counters::add(&stats.misses);
         tracing::debug!(target: "cache_runtime", key = %self.key, "cache miss");
+        // The versions the value will be stored under, read before the body
+        // runs (missing ones are created now).
+        let Some(mut versions) = self.establish_versions(snap.versions).await else {
+            return self.compute(body).await;
+        };
         if !self.spec.lock {
-            return self.fill(snap.versions, &strategy, body, None, None).await;
+            return self.fill(versions, &strategy, body, None, None).await;
         }
         loop {
             // Callers share a computation only if they saw the same tag
             // versions: one that read after an invalidation never receives
             // a value computed from data read before it.
-            let flight_key = flight_key(&self.key, &snap.versions);
+            let flight_key = flight_key(&self.key, &versions);
             match inner.flights.join(&flight_key) {
                 Join::Leader(flight) => {
                     if flight.landed_since(epoch) {
@@ -170,8 +175,12 @@ impl Call<'_> {
                             flight.land(Some(Arc::from(json)));
                             return value;
                         }
+                        versions = match self.establish_versions(snap.versions).await {
+                            Some(v) => v,
+                            None => return self.compute(body).await,
+                        };
                     }
-                    return self.lead(flight, snap.versions, &strategy, body).await;
+                    return self.lead(flight, versions, &strategy, body).await;
                 }
                 Join::Follower(follower) => {
                     epoch = inner.flights.epoch();
@@ -198,7 +207,7 @@ impl Call<'_> {
     async fn lead<R, S, F>(
         &self,
         flight: Flight<'_>,
-        versions: Vec<Option<String>>,
+        versions: Vec<String>,
         strategy: &S,
         body: F,
     ) -> R
@@ -284,7 +293,7 @@ impl Call<'_> {
     /// flight.
     async fn fill<R, S, F>(
         &self,
-        versions: Vec<Option<String>>,
+        versions: Vec<String>,
         strategy: &S,
         body: F,
         lease: Option<LeaseGuard>,
@@ -295,7 +304,6 @@ impl Call<'_> {
         F: Future<Output = R>,
     {
         let inner = &self.cache.inner;
-        let versions = self.establish_versions(versions).await;
         let result = self.compute(body).await;
         let json = match strategy.encode(&result) {
             None => None,
@@ -305,10 +313,7 @@ impl Call<'_> {
                 None
             }
         };
-        let stored = match (&json, &versions) {
-            (Some(json), Some(versions)) => Some(entry::encode(json, &self.tag_keys, versions)),
-            _ => None,
-        };
+        let stored = json.as_ref().map(|json| entry::encode(json, &self.tag_keys, &versions));
         let written = match lease {
             Some(mut guard) => {
                 let redis = inner.backend.as_redis().expect("leases exist on Redis only");
@@ -335,7 +340,7 @@ impl Call<'_> {
     }
 
     /// The current version of every tag, creating the missing ones. `None`
-    /// when the backend failed: the result is then not stored.
+    /// when the backend failed: the call then runs uncached.
     async fn establish_versions(&self, versions: Vec<Option<String>>) -> Option<Vec<String>> {
         if versions.iter().all(Option::is_some) {
             return Some(versions.into_iter().flatten().collect());
