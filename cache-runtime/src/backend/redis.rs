@@ -86,7 +86,7 @@ impl RedisBackend {
                     let config = ConnectionManagerConfig::new()
                         .set_connection_timeout(Some(self.op_timeout))
                         .set_response_timeout(Some(self.op_timeout))
-                        .set_number_of_retries(1)
+                        .set_number_of_retries(0)
                         .set_min_delay(Duration::from_millis(10))
                         .set_max_delay(Duration::from_millis(100));
                     ConnectionManager::new_lazy_with_config(client.clone(), config)

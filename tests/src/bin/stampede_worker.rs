@@ -1,14 +1,14 @@
 //! One process of the multi-process stampede test: `CALLERS` concurrent
 //! calls of `Probe::slow(KEY)` on a cold key, each body run counted in
 //! Redis under `computations:{KEY}`. Prints one line:
-//! `runs=<n> ok=<n> wait_ms=<p50>,<p99>` where the wait is each caller's
-//! latency after the first value became available in this process.
+//! `runs=<n> ok=<n> done_us=<t1>,<t2>,…`: the wall-clock time (µs since
+//! the Unix epoch) at which each caller got its value.
 //!
 //! usage: stampede_worker REDIS_URL NAMESPACE KEY CALLERS BODY_MS [nolock]
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use cache_runtime::Cache;
 use cache_tests::fixtures::Probe;
@@ -38,22 +38,16 @@ async fn main() {
             } else {
                 probe.slow_unlocked(key, Some(counter), body_ms).await
             };
-            (v, Instant::now())
+            (v, SystemTime::now())
         }));
     }
     let mut done = Vec::with_capacity(callers);
     for t in tasks {
         done.push(t.await.expect("caller panicked").1);
     }
-    let first = *done.iter().min().expect("at least one caller");
-    let mut waits: Vec<u128> = done.iter().map(|t| t.duration_since(first).as_micros()).collect();
-    waits.sort_unstable();
-    let pct = |p: usize| waits[(waits.len() - 1) * p / 100] as f64 / 1000.0;
-    println!(
-        "runs={} ok={} wait_ms={:.2},{:.2}",
-        probe.runs.load(Ordering::SeqCst),
-        done.len(),
-        pct(50),
-        pct(99)
-    );
+    let micros: Vec<String> = done
+        .iter()
+        .map(|t| t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros()).to_string())
+        .collect();
+    println!("runs={} ok={} done_us={}", probe.runs.load(Ordering::SeqCst), done.len(), micros.join(","));
 }
