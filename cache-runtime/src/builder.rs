@@ -3,9 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::backend::Backend;
 use crate::backend::memory::MemoryBackend;
 use crate::backend::redis::{RedisBackend, Target};
-use crate::backend::Backend;
 use crate::cache::{Cache, Inner};
 use crate::error::Error;
 
@@ -125,7 +125,9 @@ impl CacheBuilder {
     /// Redis that is down is not an error here.
     pub fn build(self) -> Result<Cache, Error> {
         if self.op_timeout.is_zero() {
-            return Err(Error::InvalidConfig("`op_timeout` must be greater than zero"));
+            return Err(Error::InvalidConfig(
+                "`op_timeout` must be greater than zero",
+            ));
         }
         if self.default_ttl < Duration::from_millis(1) {
             return Err(Error::InvalidConfig("`default_ttl` must be at least 1 ms"));
@@ -139,19 +141,31 @@ impl CacheBuilder {
             BackendChoice::Redis(url) => {
                 let client = redis::Client::open(url.as_str())
                     .map_err(|source| Error::InvalidUrl { url, source })?;
-                Backend::Redis(RedisBackend::new(Target::Single(client), self.op_timeout))
+                Backend::Redis(Box::new(RedisBackend::new(
+                    Target::Single(client),
+                    self.op_timeout,
+                )))
             }
             BackendChoice::Cluster(urls) => {
                 if urls.is_empty() {
-                    return Err(Error::InvalidConfig("`redis_cluster` needs at least one URL"));
+                    return Err(Error::InvalidConfig(
+                        "`redis_cluster` needs at least one URL",
+                    ));
                 }
-                let client = redis::cluster::ClusterClient::builder(urls.iter().map(String::as_str))
-                    .connection_timeout(self.op_timeout)
-                    .response_timeout(self.op_timeout)
-                    .retries(1)
-                    .build()
-                    .map_err(|source| Error::InvalidUrl { url: urls.join(","), source })?;
-                Backend::Redis(RedisBackend::new(Target::Cluster(client), self.op_timeout))
+                let client =
+                    redis::cluster::ClusterClient::builder(urls.iter().map(String::as_str))
+                        .connection_timeout(self.op_timeout)
+                        .response_timeout(self.op_timeout)
+                        .retries(1)
+                        .build()
+                        .map_err(|source| Error::InvalidUrl {
+                            url: urls.join(","),
+                            source,
+                        })?;
+                Backend::Redis(Box::new(RedisBackend::new(
+                    Target::Cluster(Box::new(client)),
+                    self.op_timeout,
+                )))
             }
         };
         Ok(Cache::from_inner(Arc::new(Inner::new(

@@ -43,7 +43,12 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
-    pub fn new(backend: Backend, namespace: String, default_ttl: Duration, lock_ttl: Duration) -> Self {
+    pub fn new(
+        backend: Backend,
+        namespace: String,
+        default_ttl: Duration,
+        lock_ttl: Duration,
+    ) -> Self {
         Inner {
             backend,
             namespace,
@@ -138,7 +143,10 @@ impl Cache {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let keys: Vec<String> = tags.into_iter().map(|t| self.inner.tag_key(t.as_ref())).collect();
+        let keys: Vec<String> = tags
+            .into_iter()
+            .map(|t| self.inner.tag_key(t.as_ref()))
+            .collect();
         self.delete_versions(keys).await
     }
 
@@ -150,7 +158,8 @@ impl Cache {
     /// # Errors
     /// As [`invalidate_tag`](Self::invalidate_tag).
     pub async fn invalidate_function(&self, function: &str) -> Result<(), Error> {
-        self.delete_versions(vec![self.inner.function_key(function)]).await
+        self.delete_versions(vec![self.inner.function_key(function)])
+            .await
     }
 
     pub(crate) async fn delete_versions(&self, keys: Vec<String>) -> Result<(), Error> {
@@ -160,7 +169,10 @@ impl Cache {
         let n = keys.len() as u64;
         match self.inner.backend.delete(&keys).await {
             Ok(()) => {
-                self.inner.stats.invalidations.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                self.inner
+                    .stats
+                    .invalidations
+                    .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
                 tracing::debug!(target: "cache_runtime", ?keys, "invalidated");
                 Ok(())
             }

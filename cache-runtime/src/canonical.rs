@@ -224,7 +224,11 @@ impl<'a> ser::Serializer for Encoder<'a> {
     fn serialize_tuple(self, _len: usize) -> Result<Seq<'a>, EncodeError> {
         Ok(Seq::new(self.out))
     }
-    fn serialize_tuple_struct(self, _name: &'static str, _len: usize) -> Result<Seq<'a>, EncodeError> {
+    fn serialize_tuple_struct(
+        self,
+        _name: &'static str,
+        _len: usize,
+    ) -> Result<Seq<'a>, EncodeError> {
         Ok(Seq::new(self.out))
     }
     fn serialize_tuple_variant(
@@ -262,11 +266,17 @@ pub struct Seq<'a> {
 
 impl<'a> Seq<'a> {
     fn new(out: &'a mut Vec<u8>) -> Self {
-        Seq { out, items: Vec::new(), count: 0 }
+        Seq {
+            out,
+            items: Vec::new(),
+            count: 0,
+        }
     }
     fn element<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), EncodeError> {
         self.count += 1;
-        value.serialize(Encoder { out: &mut self.items })
+        value.serialize(Encoder {
+            out: &mut self.items,
+        })
     }
     fn finish(self) -> Result<(), EncodeError> {
         self.out.push(tag::SEQ);
@@ -306,7 +316,11 @@ pub struct Map<'a> {
 
 impl<'a> Map<'a> {
     fn new(out: &'a mut Vec<u8>) -> Self {
-        Map { out, entries: Vec::new(), pending_key: None }
+        Map {
+            out,
+            entries: Vec::new(),
+            pending_key: None,
+        }
     }
     fn finish(mut self) -> Result<(), EncodeError> {
         if self.pending_key.is_some() {
@@ -410,7 +424,10 @@ mod tests {
         for (x, y) in pairs {
             assert_ne!(encode(&x).unwrap(), encode(&y).unwrap(), "{x:?} vs {y:?}");
         }
-        assert_ne!(encode(&vec!["a", "b"]).unwrap(), encode(&vec!["ab"]).unwrap());
+        assert_ne!(
+            encode(&vec!["a", "b"]).unwrap(),
+            encode(&vec!["ab"]).unwrap()
+        );
         assert_ne!(encode(&Some("")).unwrap(), encode(&None::<&str>).unwrap());
     }
 

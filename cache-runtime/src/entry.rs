@@ -33,10 +33,16 @@ impl<'a> Envelope<'a> {
     /// Whether every tag key has the version this entry recorded.
     pub fn is_current(&self, tag_keys: &[String], versions: &[Option<String>]) -> bool {
         tag_keys.len() == versions.len()
-            && tag_keys.iter().zip(versions).all(|(key, current)| match current {
-                Some(v) => self.tags.get(key.as_str()).is_some_and(|recorded| recorded == v),
-                None => false,
-            })
+            && tag_keys
+                .iter()
+                .zip(versions)
+                .all(|(key, current)| match current {
+                    Some(v) => self
+                        .tags
+                        .get(key.as_str())
+                        .is_some_and(|recorded| recorded == v),
+                    None => false,
+                })
     }
 
     pub fn value(&self) -> &'a [u8] {
@@ -46,8 +52,11 @@ impl<'a> Envelope<'a> {
 
 /// Builds the stored bytes of an entry from the value's JSON.
 pub(crate) fn encode(value_json: &[u8], tag_keys: &[String], versions: &[String]) -> Vec<u8> {
-    let tags: BTreeMap<&str, &str> =
-        tag_keys.iter().map(String::as_str).zip(versions.iter().map(String::as_str)).collect();
+    let tags: BTreeMap<&str, &str> = tag_keys
+        .iter()
+        .map(String::as_str)
+        .zip(versions.iter().map(String::as_str))
+        .collect();
     let tags = serde_json::to_vec(&tags).expect("a map of strings always serializes");
     let mut out = Vec::with_capacity(value_json.len() + tags.len() + 20);
     out.extend_from_slice(b"{\"tags\":");
@@ -56,12 +65,6 @@ pub(crate) fn encode(value_json: &[u8], tag_keys: &[String], versions: &[String]
     out.extend_from_slice(value_json);
     out.push(b'}');
     out
-}
-
-/// A fresh tag version: 128 random bits, so a version that was deleted or
-/// evicted is never issued again and old entries never become valid again.
-pub(crate) fn fresh_version() -> String {
-    crate::key::hex(&rand::random::<[u8; 16]>())
 }
 
 #[cfg(test)]
@@ -75,17 +78,31 @@ mod tests {
         let bytes = encode(br#"{"x":[1,2]}"#, &keys, &versions);
         let env = Envelope::decode(&bytes).unwrap();
         assert_eq!(env.value(), br#"{"x":[1,2]}"#);
-        let current = |a: Option<&str>, b: Option<&str>| vec![a.map(String::from), b.map(String::from)];
+        let current =
+            |a: Option<&str>, b: Option<&str>| vec![a.map(String::from), b.map(String::from)];
         assert!(env.is_current(&keys, &current(Some("1"), Some("2"))));
         assert!(!env.is_current(&keys, &current(Some("1"), Some("3"))));
         assert!(!env.is_current(&keys, &current(None, Some("2"))));
-        let more = vec!["ns:tag:a".to_string(), "ns:tag:b".to_string(), "ns:tag:c".to_string()];
-        assert!(!env.is_current(&more, &[Some("1".into()), Some("2".into()), Some("9".into())]));
+        let more = vec![
+            "ns:tag:a".to_string(),
+            "ns:tag:b".to_string(),
+            "ns:tag:c".to_string(),
+        ];
+        assert!(!env.is_current(
+            &more,
+            &[Some("1".into()), Some("2".into()), Some("9".into())]
+        ));
     }
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        for bytes in [&b""[..], b"null", b"{\"tags\":1}", b"\xff\xfe", b"{\"value\":1}"] {
+        for bytes in [
+            &b""[..],
+            b"null",
+            b"{\"tags\":1}",
+            b"\xff\xfe",
+            b"{\"value\":1}",
+        ] {
             assert!(Envelope::decode(bytes).is_err());
         }
     }

@@ -10,7 +10,9 @@ use std::time::Duration;
 #[non_exhaustive]
 pub enum Error {
     /// `build()` was called without `.redis(..)`, `.redis_cluster(..)` or `.memory()`.
-    #[error("no cache backend configured: call `.redis(url)`, `.redis_cluster(urls)` or `.memory()` on the builder")]
+    #[error(
+        "no cache backend configured: call `.redis(url)`, `.redis_cluster(urls)` or `.memory()` on the builder"
+    )]
     NoBackend,
     /// The Redis URL could not be parsed.
     #[error("invalid Redis URL `{url}`: {source}")]
@@ -37,7 +39,9 @@ pub enum Error {
     #[error("Redis did not answer within {0:?}")]
     Timeout(Duration),
     /// A `#[cached]` function has no cache: no `cache = ...` and no default.
-    #[error("no cache to use: pass `#[cached(cache = ...)]` or call `cache_runtime::set_default` first")]
+    #[error(
+        "no cache to use: pass `#[cached(cache = ...)]` or call `cache_runtime::set_default` first"
+    )]
     NoCache,
     /// A key argument could not be encoded.
     #[error(transparent)]

@@ -35,6 +35,7 @@ use crate::outcome::Strategy;
 use crate::singleflight::{Flight, Join};
 use crate::spec::Spec;
 use crate::stats::Counters;
+use crate::tags;
 
 /// Runs one call of a `#[cached]` function. Called by the generated code
 /// only.
@@ -68,7 +69,13 @@ where
     tag_keys.push(inner.function_key(spec.function));
     tag_keys.extend(tags.iter().map(|t| inner.tag_key(t)));
     let ttl = spec.ttl_secs.map_or(inner.default_ttl, Duration::from_secs);
-    let call = Call { cache: &cache, spec, key: entry_key, tag_keys, ttl };
+    let call = Call {
+        cache: &cache,
+        spec,
+        key: entry_key,
+        tag_keys,
+        ttl,
+    };
     call.run(strategy, body).await
 }
 
@@ -227,7 +234,8 @@ impl Call<'_> {
                 Acquired::Unprotected => None,
             },
         };
-        self.fill(versions, strategy, body, lease, Some(flight)).await
+        self.fill(versions, strategy, body, lease, Some(flight))
+            .await
     }
 
     /// Takes the fill lease, or waits until whoever holds it has filled the
@@ -237,7 +245,10 @@ impl Call<'_> {
         inner.notifier.start(&self.cache.inner);
         let lease_key = inner.lease_key(&self.key);
         let token = lease::token();
-        let lock_ttl = self.spec.lock_ttl_ms.map_or(inner.lock_ttl, Duration::from_millis);
+        let lock_ttl = self
+            .spec
+            .lock_ttl_ms
+            .map_or(inner.lock_ttl, Duration::from_millis);
         let registration = inner.notifier.register(&lease_key);
         let mut counted = false;
         loop {
@@ -266,7 +277,11 @@ impl Call<'_> {
                 let notified = registration.notify.notified();
                 tokio::pin!(notified);
                 notified.as_mut().enable();
-                let snap = match inner.backend.read(&self.key, &self.tag_keys, Some(&lease_key)).await {
+                let snap = match inner
+                    .backend
+                    .read(&self.key, &self.tag_keys, Some(&lease_key))
+                    .await
+                {
                     Ok(s) => s,
                     Err(e) => {
                         self.cache.record_error(&e, "wait");
@@ -313,18 +328,31 @@ impl Call<'_> {
                 None
             }
         };
-        let stored = json.as_ref().map(|json| entry::encode(json, &self.tag_keys, &versions));
+        let stored = json
+            .as_ref()
+            .map(|json| entry::encode(json, &self.tag_keys, &versions));
         let written = match lease {
             Some(mut guard) => {
-                let redis = inner.backend.as_redis().expect("leases exist on Redis only");
+                let redis = inner
+                    .backend
+                    .as_redis()
+                    .expect("leases exist on Redis only");
                 let channel = inner.fill_channel();
-                let store = stored.as_deref().map(|bytes| (self.key.as_str(), bytes, self.ttl));
-                let r = redis.finish_lease(store, &guard.lease_key, &guard.token, &channel).await;
+                let store = stored
+                    .as_deref()
+                    .map(|bytes| (self.key.as_str(), bytes, self.ttl));
+                let r = redis
+                    .finish_lease(store, &guard.lease_key, &guard.token, &channel)
+                    .await;
                 guard.armed = false;
                 r.map(|()| stored.is_some())
             }
             None => match &stored {
-                Some(bytes) => inner.backend.store(&self.key, bytes, self.ttl).await.map(|()| true),
+                Some(bytes) => inner
+                    .backend
+                    .store(&self.key, bytes, self.ttl)
+                    .await
+                    .map(|()| true),
                 None => Ok(false),
             },
         };
@@ -350,7 +378,7 @@ impl Call<'_> {
             .iter()
             .zip(&versions)
             .filter(|(_, v)| v.is_none())
-            .map(|(k, _)| (k.as_str(), entry::fresh_version()))
+            .map(|(k, _)| (k.as_str(), tags::fresh_version()))
             .collect();
         let created = match self.cache.inner.backend.get_or_set(&missing).await {
             Ok(c) => c,
@@ -360,7 +388,10 @@ impl Call<'_> {
             }
         };
         let mut created = created.into_iter();
-        versions.into_iter().map(|v| v.or_else(|| created.next())).collect()
+        versions
+            .into_iter()
+            .map(|v| v.or_else(|| created.next()))
+            .collect()
     }
 
     async fn compute<R, F: Future<Output = R>>(&self, body: F) -> R {
@@ -369,7 +400,9 @@ impl Call<'_> {
     }
 
     fn check<'s, R, S: Strategy<R>>(&self, snap: &'s Snapshot, strategy: &S) -> Checked<'s, R> {
-        let Some(bytes) = snap.entry.as_deref() else { return Checked::Absent };
+        let Some(bytes) = snap.entry.as_deref() else {
+            return Checked::Absent;
+        };
         let envelope = match Envelope::decode(bytes) {
             Ok(e) => e,
             Err(e) => return Checked::Undecodable(e.to_string()),

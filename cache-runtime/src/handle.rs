@@ -19,12 +19,17 @@ static DEFAULT: RwLock<Option<Cache>> = RwLock::new(None);
 /// # Ok::<(), cache_runtime::Error>(())
 /// ```
 pub fn set_default(cache: Cache) {
-    *DEFAULT.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(cache);
+    *DEFAULT
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(cache);
 }
 
 /// The default cache, if one was set.
 pub fn default_cache() -> Option<Cache> {
-    DEFAULT.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    DEFAULT
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .clone()
 }
 
 /// What `#[cached(cache = expr)]` accepts: a [`Cache`], a reference to one,

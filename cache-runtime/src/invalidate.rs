@@ -6,7 +6,11 @@ use crate::key::KeyPart;
 use crate::spec::Spec;
 
 /// Deletes the entry of one call (`<fn>_invalidate(args)`).
-pub async fn invalidate_call(cache: Option<Cache>, spec: &'static Spec, key: KeyPart) -> Result<(), Error> {
+pub async fn invalidate_call(
+    cache: Option<Cache>,
+    spec: &'static Spec,
+    key: KeyPart,
+) -> Result<(), Error> {
     let cache = cache.ok_or(Error::NoCache)?;
     let key = key.full_key(&cache.inner.namespace, spec.function)?;
     cache.delete_versions(vec![key]).await

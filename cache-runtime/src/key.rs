@@ -57,7 +57,12 @@ impl Default for ArgsDigest {
 impl ArgsDigest {
     /// An empty digest.
     pub fn new() -> Self {
-        ArgsDigest { types: Vec::new(), args: Vec::new(), count: 0, error: None }
+        ArgsDigest {
+            types: Vec::new(),
+            args: Vec::new(),
+            count: 0,
+            error: None,
+        }
     }
 
     /// Adds a generic type parameter of the function, so that `f::<u8>` and
@@ -120,7 +125,10 @@ mod tests {
     #[test]
     fn pinned_key_for_a_known_call() {
         let key = digest(|d| d.arg("books"));
-        assert_eq!(key, "shop:app::list_products:8d60df79f8d99877b991b420b5a20037");
+        assert_eq!(
+            key,
+            "shop:app::list_products:8d60df79f8d99877b991b420b5a20037"
+        );
     }
 
     /// Pins the canonical bytes behind that key: no type parameters (an

@@ -50,7 +50,11 @@ pub(crate) struct Registration<'a> {
 
 impl Drop for Registration<'_> {
     fn drop(&mut self) {
-        let mut waiters = self.notifier.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        let mut waiters = self
+            .notifier
+            .waiters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if let Some((_, count)) = waiters.get_mut(&self.key) {
             *count -= 1;
             if *count == 0 {
@@ -63,14 +67,21 @@ impl Drop for Registration<'_> {
 impl Notifier {
     pub fn register(&self, lease_key: &str) -> Registration<'_> {
         let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
-        let (notify, count) =
-            waiters.entry(lease_key.to_owned()).or_insert_with(|| (Arc::new(Notify::new()), 0));
+        let (notify, count) = waiters
+            .entry(lease_key.to_owned())
+            .or_insert_with(|| (Arc::new(Notify::new()), 0));
         *count += 1;
-        Registration { notifier: self, key: lease_key.to_owned(), notify: notify.clone() }
+        Registration {
+            notifier: self,
+            key: lease_key.to_owned(),
+            notify: notify.clone(),
+        }
     }
 
     fn wake(&self, lease_key: &[u8]) {
-        let Ok(key) = std::str::from_utf8(lease_key) else { return };
+        let Ok(key) = std::str::from_utf8(lease_key) else {
+            return;
+        };
         let waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((notify, _)) = waiters.get(key) {
             notify.notify_waiters();
@@ -80,11 +91,14 @@ impl Notifier {
     /// Starts this process's subscription to fill announcements, once.
     /// Must be called from within a Tokio runtime.
     pub fn start(&self, inner: &Arc<Inner>) {
-        let Some(client) = inner.backend.as_redis().and_then(|r| r.single_client()) else { return };
+        let Some(client) = inner.backend.as_redis().and_then(|r| r.single_client()) else {
+            return;
+        };
         let client = client.clone();
         let channel = inner.fill_channel();
         let weak = Arc::downgrade(inner);
-        self.subscriber.get_or_init(|| tokio::spawn(subscribe(client, channel, weak)));
+        self.subscriber
+            .get_or_init(|| tokio::spawn(subscribe(client, channel, weak)));
     }
 }
 
@@ -112,7 +126,9 @@ async fn subscribe(client: redis::Client, channel: String, cache: Weak<Inner>) {
             Ok(Err(error)) => {
                 tracing::debug!(target: "cache_runtime", %error, "cannot subscribe to fill announcements")
             }
-            Err(_) => tracing::debug!(target: "cache_runtime", "subscribing to fill announcements timed out"),
+            Err(_) => {
+                tracing::debug!(target: "cache_runtime", "subscribing to fill announcements timed out")
+            }
         }
         if cache.strong_count() == 0 {
             return;
@@ -143,7 +159,9 @@ impl Drop for LeaseGuard {
         if !self.armed {
             return;
         }
-        let Ok(handle) = tokio::runtime::Handle::try_current() else { return };
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
         let inner = self.inner.clone();
         let lease_key = std::mem::take(&mut self.lease_key);
         let token = std::mem::take(&mut self.token);

@@ -34,10 +34,11 @@
 //! - [`macro@cached`]: the attribute, and its reference documentation.
 //! - [`Cache`], [`CacheBuilder`]: the backend (Redis, Redis Cluster or
 //!   memory), namespace, timeouts; invalidation; [`Stats`].
-//! - Keys (`key`), the canonical argument encoding (`canonical`), stored
-//!   entries and tag versions (`entry`), the in-process single flight
-//!   (`singleflight`), Redis leases (`lease`) and one call from start to end
-//!   (`execute`) each have a module whose documentation says how they work.
+//! - [`key`]: how keys are derived; [`canonical`]: the argument encoding
+//!   behind them; [`tags`]: tag invalidation, what it stores and costs, and
+//!   why no stale value survives it. The in-process single flight, the Redis
+//!   fill leases and the path of one call each have a module of their own
+//!   (`singleflight`, `lease`, `execute`) documented in the source.
 //!
 //! # Guarantees
 //! - **Fail-open**: a Redis error, timeout or outage never fails a call and
@@ -67,6 +68,7 @@ mod outcome;
 mod singleflight;
 mod spec;
 mod stats;
+pub mod tags;
 
 #[doc(hidden)]
 #[path = "private.rs"]

@@ -67,13 +67,21 @@ mod tests {
     fn err_and_none_are_not_cached_by_default() {
         assert!(Strategy::<Result<u8, ()>>::encode(&OkOnly, &Err(())).is_none());
         assert!(SomeOnly { cache_none: false }.encode(&None::<u8>).is_none());
-        let none = SomeOnly { cache_none: true }.encode(&None::<u8>).unwrap().unwrap();
-        assert_eq!(SomeOnly { cache_none: true }.decode(&none).unwrap(), None::<u8>);
+        let none = SomeOnly { cache_none: true }
+            .encode(&None::<u8>)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            SomeOnly { cache_none: true }.decode(&none).unwrap(),
+            None::<u8>
+        );
     }
 
     #[test]
     fn ok_values_round_trip() {
-        let json = Strategy::<Result<Vec<u8>, ()>>::encode(&OkOnly, &Ok(vec![1, 2])).unwrap().unwrap();
+        let json = Strategy::<Result<Vec<u8>, ()>>::encode(&OkOnly, &Ok(vec![1, 2]))
+            .unwrap()
+            .unwrap();
         assert_eq!(json, b"[1,2]");
         let back: Result<Vec<u8>, ()> = OkOnly.decode(&json).unwrap();
         assert_eq!(back, Ok(vec![1, 2]));

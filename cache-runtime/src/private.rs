@@ -19,10 +19,10 @@ pub use ::std::vec::Vec;
 pub use crate::Cache;
 pub use crate::execute::execute;
 pub use crate::handle::{AsCache, default_cache};
+pub use crate::invalidate::{invalidate_call, invalidate_function};
 pub use crate::key::{ArgsDigest, KeyPart};
 pub use crate::outcome::{OkOnly, Plain, SomeOnly, Strategy};
 pub use crate::spec::Spec;
-pub use crate::invalidate::{invalidate_call, invalidate_function};
 
 /// Fails to compile, at the argument's type, when an argument that is part
 /// of the key is not `Serialize`.

@@ -51,7 +51,11 @@ impl Flights {
         }
         let (tx, rx) = watch::channel(None);
         running.insert(key.to_owned(), rx);
-        Join::Leader(Flight { flights: self, key: key.to_owned(), tx: Some(tx) })
+        Join::Leader(Flight {
+            flights: self,
+            key: key.to_owned(),
+            tx: Some(tx),
+        })
     }
 }
 
@@ -69,7 +73,11 @@ impl Flight<'_> {
 
     fn finish(&mut self, landing: Landing) {
         if let Some(tx) = self.tx.take() {
-            self.flights.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.key);
+            self.flights
+                .running
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&self.key);
             self.flights.landed.fetch_add(1, Ordering::AcqRel);
             // No receiver left is fine: nobody was waiting.
             let _ = tx.send(Some(landing));
@@ -101,18 +109,27 @@ mod tests {
     #[tokio::test]
     async fn followers_get_the_leaders_value() {
         let flights = Flights::default();
-        let Join::Leader(leader) = flights.join("k") else { panic!("first caller must lead") };
-        let Join::Follower(f) = flights.join("k") else { panic!("second caller must follow") };
+        let Join::Leader(leader) = flights.join("k") else {
+            panic!("first caller must lead")
+        };
+        let Join::Follower(f) = flights.join("k") else {
+            panic!("second caller must follow")
+        };
         leader.land(Some(Arc::from(&b"42"[..])));
         assert_eq!(f.wait().await.as_deref(), Some(&b"42"[..]));
-        assert!(matches!(flights.join("k"), Join::Leader(_)), "a landed flight is gone");
+        assert!(
+            matches!(flights.join("k"), Join::Leader(_)),
+            "a landed flight is gone"
+        );
     }
 
     #[tokio::test]
     async fn a_dropped_leader_releases_its_followers() {
         let flights = Flights::default();
         let leader = flights.join("k");
-        let Join::Follower(f) = flights.join("k") else { panic!("second caller must follow") };
+        let Join::Follower(f) = flights.join("k") else {
+            panic!("second caller must follow")
+        };
         drop(leader);
         assert_eq!(f.wait().await, None);
     }

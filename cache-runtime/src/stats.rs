@@ -63,7 +63,11 @@ impl Stats {
     /// `hits / (hits + misses)`, or 0 when there were no lookups.
     pub fn hit_ratio(&self) -> f64 {
         let total = self.hits + self.misses;
-        if total == 0 { 0.0 } else { self.hits as f64 / total as f64 }
+        if total == 0 {
+            0.0
+        } else {
+            self.hits as f64 / total as f64
+        }
     }
 }
 

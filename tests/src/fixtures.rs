@@ -28,7 +28,11 @@ pub struct Probe {
 impl Probe {
     /// A probe on `cache`.
     pub fn new(cache: Cache, name: &str) -> Self {
-        Probe { cache, runs: AtomicU64::new(0), name: name.to_owned() }
+        Probe {
+            cache,
+            runs: AtomicU64::new(0),
+            name: name.to_owned(),
+        }
     }
 
     /// Keyed by a map and a string full of separators.
@@ -36,7 +40,9 @@ impl Probe {
     pub async fn lookup(&self, filters: HashMap<String, String>, raw: String) -> Filled {
         let _ = (&filters, &raw);
         self.runs.fetch_add(1, Ordering::SeqCst);
-        Filled { by: self.name.clone() }
+        Filled {
+            by: self.name.clone(),
+        }
     }
 
     /// A slow cold-key computation that counts its runs in Redis too
@@ -44,27 +50,38 @@ impl Probe {
     #[cached(cache = self.cache, ttl = 60, lock_ttl = "5s", skip(counter, millis))]
     pub async fn slow(&self, key: String, counter: Option<redis::Client>, millis: u64) -> Filled {
         self.runs.fetch_add(1, Ordering::SeqCst);
-        if let Some(client) = counter {
-            if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
-                let _: redis::RedisResult<i64> =
-                    redis::cmd("INCR").arg(format!("computations:{key}")).query_async(&mut conn).await;
-            }
-        }
+        count_run(counter, &key).await;
         tokio::time::sleep(Duration::from_millis(millis)).await;
-        Filled { by: self.name.clone() }
+        Filled {
+            by: self.name.clone(),
+        }
     }
 
     /// [`slow`](Self::slow) without stampede protection, for comparison.
     #[cached(cache = self.cache, ttl = 60, lock = false, skip(counter, millis))]
-    pub async fn slow_unlocked(&self, key: String, counter: Option<redis::Client>, millis: u64) -> Filled {
+    pub async fn slow_unlocked(
+        &self,
+        key: String,
+        counter: Option<redis::Client>,
+        millis: u64,
+    ) -> Filled {
         self.runs.fetch_add(1, Ordering::SeqCst);
-        if let Some(client) = counter {
-            if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
-                let _: redis::RedisResult<i64> =
-                    redis::cmd("INCR").arg(format!("computations:{key}")).query_async(&mut conn).await;
-            }
-        }
+        count_run(counter, &key).await;
         tokio::time::sleep(Duration::from_millis(millis)).await;
-        Filled { by: self.name.clone() }
+        Filled {
+            by: self.name.clone(),
+        }
+    }
+}
+
+/// Counts one run of a body in Redis, under `computations:{key}`.
+async fn count_run(counter: Option<redis::Client>, key: &str) {
+    if let Some(client) = counter
+        && let Ok(mut conn) = client.get_multiplexed_async_connection().await
+    {
+        let _: redis::RedisResult<i64> = redis::cmd("INCR")
+            .arg(format!("computations:{key}"))
+            .query_async(&mut conn)
+            .await;
     }
 }

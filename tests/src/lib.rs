@@ -32,7 +32,8 @@ impl RedisServer {
     /// (e.g. `["--maxmemory", "2mb"]`).
     pub fn start_with(extra: &[&str]) -> Self {
         let port = free_port();
-        let dir = std::env::temp_dir().join(format!("cache-tests-redis-{}-{port}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("cache-tests-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("cannot create the server's directory");
         let mut server = RedisServer {
             child: None,
@@ -51,7 +52,16 @@ impl RedisServer {
 
     fn spawn(&mut self) {
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .arg("--dir")
             .arg(&self.dir)
             .args(&self.extra)
@@ -99,13 +109,19 @@ impl RedisServer {
 
     fn signal(&self, sig: &str) {
         let pid = self.child.as_ref().expect("server is not running").id();
-        let status = Command::new("kill").arg(sig).arg(pid.to_string()).status().expect("cannot run kill");
+        let status = Command::new("kill")
+            .arg(sig)
+            .arg(pid.to_string())
+            .status()
+            .expect("cannot run kill");
         assert!(status.success(), "kill {sig} {pid} failed");
     }
 
     /// A synchronous connection for assertions and set-up.
     pub fn conn(&self) -> redis::Connection {
-        redis::Client::open(self.url()).and_then(|c| c.get_connection()).expect("cannot connect to the test server")
+        redis::Client::open(self.url())
+            .and_then(|c| c.get_connection())
+            .expect("cannot connect to the test server")
     }
 
     /// `INFO commandstats` as (command, calls) pairs, lowercase names.
@@ -118,7 +134,10 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         if let Some(child) = &self.child {
             // A paused server must be thawed before it can die.
-            let _ = Command::new("kill").arg("-CONT").arg(child.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-CONT")
+                .arg(child.id().to_string())
+                .status();
         }
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -127,7 +146,10 @@ impl Drop for RedisServer {
 
 /// Calls per command from `INFO commandstats`.
 pub fn command_calls(conn: &mut redis::Connection) -> Vec<(String, u64)> {
-    let info: String = redis::cmd("INFO").arg("commandstats").query(conn).expect("INFO commandstats");
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(conn)
+        .expect("INFO commandstats");
     info.lines()
         .filter_map(|line| {
             let rest = line.strip_prefix("cmdstat_")?;
@@ -140,18 +162,22 @@ pub fn command_calls(conn: &mut redis::Connection) -> Vec<(String, u64)> {
 
 /// Total calls of every command except those in `ignore`.
 pub fn total_calls(conn: &mut redis::Connection, ignore: &[&str]) -> u64 {
-    command_calls(conn).into_iter().filter(|(c, _)| !ignore.contains(&c.as_str())).map(|(_, n)| n).sum()
+    command_calls(conn)
+        .into_iter()
+        .filter(|(c, _)| !ignore.contains(&c.as_str()))
+        .map(|(_, n)| n)
+        .sum()
 }
 
 fn wait_until_up(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
-        if TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok() {
-            if let Ok(mut c) = redis::Client::open(format!("redis://127.0.0.1:{port}/")).and_then(|c| c.get_connection()) {
-                if redis::cmd("PING").query::<String>(&mut c).is_ok() {
-                    return;
-                }
-            }
+        if TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok()
+            && let Ok(mut c) = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+                .and_then(|c| c.get_connection())
+            && redis::cmd("PING").query::<String>(&mut c).is_ok()
+        {
+            return;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -197,9 +223,19 @@ impl RedisCluster {
     /// Starts three nodes and joins them into a cluster.
     pub fn start() -> Self {
         let nodes: Vec<RedisServer> = (0..3)
-            .map(|_| RedisServer::start_with(&["--cluster-enabled", "yes", "--cluster-node-timeout", "5000"]))
+            .map(|_| {
+                RedisServer::start_with(&[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-node-timeout",
+                    "5000",
+                ])
+            })
             .collect();
-        let addrs: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
         let out = Command::new("redis-cli")
             .arg("--cluster")
             .arg("create")
@@ -207,7 +243,11 @@ impl RedisCluster {
             .args(["--cluster-replicas", "0", "--cluster-yes"])
             .output()
             .expect("cannot run redis-cli --cluster create");
-        assert!(out.status.success(), "cluster create failed: {}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            out.status.success(),
+            "cluster create failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         let cluster = RedisCluster { nodes };
         cluster.wait_until_ok();
         cluster
@@ -217,7 +257,8 @@ impl RedisCluster {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             let ok = self.nodes.iter().all(|n| {
-                let info: redis::RedisResult<String> = redis::cmd("CLUSTER").arg("INFO").query(&mut n.conn());
+                let info: redis::RedisResult<String> =
+                    redis::cmd("CLUSTER").arg("INFO").query(&mut n.conn());
                 info.is_ok_and(|i| i.contains("cluster_state:ok"))
             });
             if ok {

@@ -35,19 +35,28 @@ impl Shop {
         if category == "broken" {
             return Err(DbError("connection reset"));
         }
-        Ok(vec![Product { id: 1, name: format!("{category} #1") }])
+        Ok(vec![Product {
+            id: 1,
+            name: format!("{category} #1"),
+        }])
     }
 
     #[cached(cache = self.cache, ttl = "10m", key = "product:{id}", tags = ["product:{id}"])]
     async fn find(&self, id: u64) -> Option<Product> {
         self.runs.fetch_add(1, Ordering::SeqCst);
-        (id < 100).then(|| Product { id, name: format!("product {id}") })
+        (id < 100).then(|| Product {
+            id,
+            name: format!("product {id}"),
+        })
     }
 
     #[cached(cache = self.cache, cache_none = true)]
     async fn find_or_none(&self, id: u64) -> Option<Product> {
         self.runs.fetch_add(1, Ordering::SeqCst);
-        (id < 100).then(|| Product { id, name: format!("product {id}") })
+        (id < 100).then(|| Product {
+            id,
+            name: format!("product {id}"),
+        })
     }
 
     #[cached(cache = self.cache, skip(db))]
@@ -70,13 +79,24 @@ impl Shop {
 
 fn backends() -> Vec<Cache> {
     vec![
-        Cache::builder().memory().namespace(unique_namespace("mem")).build().unwrap(),
-        Cache::builder().redis(shared_url()).namespace(unique_namespace("aside")).build().unwrap(),
+        Cache::builder()
+            .memory()
+            .namespace(unique_namespace("mem"))
+            .build()
+            .unwrap(),
+        Cache::builder()
+            .redis(shared_url())
+            .namespace(unique_namespace("aside"))
+            .build()
+            .unwrap(),
     ]
 }
 
 fn shop(cache: Cache) -> Shop {
-    Shop { cache, runs: AtomicU64::new(0) }
+    Shop {
+        cache,
+        runs: AtomicU64::new(0),
+    }
 }
 
 #[tokio::test]
@@ -88,7 +108,11 @@ async fn a_hit_returns_the_stored_value_without_running_the_body() {
         assert_eq!(first, second);
         assert_eq!(shop.runs(), 1, "{}", cache.backend_name());
         let s = cache.stats();
-        assert_eq!((s.hits, s.misses, s.computations, s.stores, s.errors), (1, 1, 1, 1, 0), "{s:?}");
+        assert_eq!(
+            (s.hits, s.misses, s.computations, s.stores, s.errors),
+            (1, 1, 1, 1, 0),
+            "{s:?}"
+        );
         shop.list_products("games".into()).await.unwrap();
         assert_eq!(shop.runs(), 2, "other arguments are another entry");
     }
@@ -98,7 +122,10 @@ async fn a_hit_returns_the_stored_value_without_running_the_body() {
 async fn err_is_never_cached() {
     for cache in backends() {
         let shop = shop(cache.clone());
-        assert_eq!(shop.list_products("broken".into()).await, Err(DbError("connection reset")));
+        assert_eq!(
+            shop.list_products("broken".into()).await,
+            Err(DbError("connection reset"))
+        );
         assert!(shop.list_products("broken".into()).await.is_err());
         assert_eq!(shop.runs(), 2);
         assert_eq!(cache.stats().stores, 0);
@@ -126,11 +153,21 @@ async fn none_is_cached_only_when_asked() {
 async fn skipped_arguments_are_not_part_of_the_key() {
     for cache in backends() {
         let shop = shop(cache.clone());
-        let (db1, db2) = (Db { queries: AtomicU64::new(0) }, Db { queries: AtomicU64::new(0) });
+        let (db1, db2) = (
+            Db {
+                queries: AtomicU64::new(0),
+            },
+            Db {
+                queries: AtomicU64::new(0),
+            },
+        );
         let filters: HashMap<String, u32> = [("a".to_string(), 1), ("b".to_string(), 2)].into();
         assert_eq!(shop.count(&db1, filters.clone()).await, 3);
         assert_eq!(shop.count(&db2, filters).await, 3);
-        assert_eq!(db1.queries.load(Ordering::SeqCst) + db2.queries.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            db1.queries.load(Ordering::SeqCst) + db2.queries.load(Ordering::SeqCst),
+            1
+        );
     }
 }
 
@@ -143,34 +180,68 @@ async fn entries_expire_after_their_ttl() {
         assert_eq!(shop.runs(), 1);
         tokio::time::sleep(Duration::from_millis(1300)).await;
         assert_eq!(shop.short_lived(21).await, 42);
-        assert_eq!(shop.runs(), 2, "{}: the entry outlived its TTL", cache.backend_name());
+        assert_eq!(
+            shop.runs(),
+            2,
+            "{}: the entry outlived its TTL",
+            cache.backend_name()
+        );
     }
 }
 
 #[tokio::test]
 async fn a_readable_key_and_json_value_in_redis() {
     let namespace = unique_namespace("readable");
-    let cache = Cache::builder().redis(shared_url()).namespace(namespace.as_str()).build().unwrap();
+    let cache = Cache::builder()
+        .redis(shared_url())
+        .namespace(namespace.as_str())
+        .build()
+        .unwrap();
     let shop = shop(cache);
     shop.find(7).await.unwrap();
-    let mut conn = redis::Client::open(shared_url()).unwrap().get_connection().unwrap();
-    let stored: String = redis::cmd("GET").arg(format!("{namespace}:product:7")).query(&mut conn).unwrap();
+    let mut conn = redis::Client::open(shared_url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let stored: String = redis::cmd("GET")
+        .arg(format!("{namespace}:product:7"))
+        .query(&mut conn)
+        .unwrap();
     let json: serde_json::Value = serde_json::from_str(&stored).unwrap();
-    assert_eq!(json["value"], serde_json::json!({"id": 7, "name": "product 7"}));
-    let ttl: i64 = redis::cmd("TTL").arg(format!("{namespace}:product:7")).query(&mut conn).unwrap();
-    assert!((590..=600).contains(&ttl), "ttl = \"10m\" gives a 600 s TTL, got {ttl}");
+    assert_eq!(
+        json["value"],
+        serde_json::json!({"id": 7, "name": "product 7"})
+    );
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(format!("{namespace}:product:7"))
+        .query(&mut conn)
+        .unwrap();
+    assert!(
+        (590..=600).contains(&ttl),
+        "ttl = \"10m\" gives a 600 s TTL, got {ttl}"
+    );
     let tags = json["tags"].as_object().unwrap();
-    assert!(tags.contains_key(&format!("{namespace}:tag:product:7")), "{tags:?}");
+    assert!(
+        tags.contains_key(&format!("{namespace}:tag:product:7")),
+        "{tags:?}"
+    );
 }
 
 #[tokio::test]
 async fn a_value_that_no_longer_decodes_is_a_counted_miss_and_is_overwritten() {
     let namespace = unique_namespace("decode");
-    let cache = Cache::builder().redis(shared_url()).namespace(namespace.as_str()).build().unwrap();
+    let cache = Cache::builder()
+        .redis(shared_url())
+        .namespace(namespace.as_str())
+        .build()
+        .unwrap();
     let shop = shop(cache.clone());
     shop.find(8).await.unwrap();
     let key = format!("{namespace}:product:8");
-    let mut conn = redis::Client::open(shared_url()).unwrap().get_connection().unwrap();
+    let mut conn = redis::Client::open(shared_url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
     // A well-formed entry, with current tag versions, whose value has the
     // wrong shape (as after a deploy that changed the type).
     let good: String = redis::cmd("GET").arg(&key).query(&mut conn).unwrap();
@@ -179,8 +250,16 @@ async fn a_value_that_no_longer_decodes_is_a_counted_miss_and_is_overwritten() {
     let changed = serde_json::to_vec(&changed).unwrap();
     let garbage: [&[u8]; 4] = [b"\xff\xfe not json", &changed, br#"[1,2,3]"#, b""];
     for (i, bytes) in garbage.into_iter().enumerate() {
-        let _: () = redis::cmd("SET").arg(&key).arg(bytes).query(&mut conn).unwrap();
-        assert_eq!(shop.find(8).await.unwrap().id, 8, "garbage #{i} must be a miss");
+        let _: () = redis::cmd("SET")
+            .arg(&key)
+            .arg(bytes)
+            .query(&mut conn)
+            .unwrap();
+        assert_eq!(
+            shop.find(8).await.unwrap().id,
+            8,
+            "garbage #{i} must be a miss"
+        );
         let stored: Vec<u8> = redis::cmd("GET").arg(&key).query(&mut conn).unwrap();
         assert_ne!(stored, bytes, "garbage #{i} must be overwritten");
     }

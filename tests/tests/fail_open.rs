@@ -30,28 +30,43 @@ impl Api {
 }
 
 fn api(url: &str) -> Api {
-    let cache = Cache::builder().redis(url).op_timeout(Duration::from_millis(100)).build().unwrap();
-    Api { cache, runs: AtomicU64::new(0) }
+    let cache = Cache::builder()
+        .redis(url)
+        .op_timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    Api {
+        cache,
+        runs: AtomicU64::new(0),
+    }
 }
 
 /// Fails the test if a call hangs (e.g. in the redis crate's default
 /// reconnection backoff, ~9 s).
 async fn guard<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(3), f).await.unwrap_or_else(|_| panic!("{what} hung"))
+    tokio::time::timeout(Duration::from_secs(3), f)
+        .await
+        .unwrap_or_else(|_| panic!("{what} hung"))
 }
 
 #[tokio::test]
 async fn connection_refused_runs_the_body_and_counts_errors() {
     let api = api(&format!("redis://127.0.0.1:{}/", free_port()));
     for i in 0..5 {
-        assert_eq!(guard("call", api.get(i)).await.unwrap(), format!("value {i}"));
+        assert_eq!(
+            guard("call", api.get(i)).await.unwrap(),
+            format!("value {i}")
+        );
     }
     assert_eq!(api.runs(), 5);
     let s = api.cache.stats();
     assert!(s.errors >= 5, "{s:?}");
     assert_eq!(s.hits, 0);
     let invalidated = guard("invalidate", api.cache.invalidate_tag("t")).await;
-    assert!(invalidated.is_err(), "a failed invalidation is reported: {invalidated:?}");
+    assert!(
+        invalidated.is_err(),
+        "a failed invalidation is reported: {invalidated:?}"
+    );
 }
 
 #[tokio::test]
@@ -64,7 +79,10 @@ async fn a_frozen_redis_costs_at_most_the_op_timeout_and_caching_resumes() {
 
     server.pause();
     for _ in 0..3 {
-        assert_eq!(guard("call on a frozen server", api.get(1)).await.unwrap(), "value 1");
+        assert_eq!(
+            guard("call on a frozen server", api.get(1)).await.unwrap(),
+            "value 1"
+        );
     }
     let s = api.cache.stats();
     assert!(s.timeouts >= 3, "a frozen server times out: {s:?}");
@@ -83,7 +101,11 @@ async fn a_frozen_redis_costs_at_most_the_op_timeout_and_caching_resumes() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(hit, "caching did not resume after the server was thawed: {:?}", api.cache.stats());
+    assert!(
+        hit,
+        "caching did not resume after the server was thawed: {:?}",
+        api.cache.stats()
+    );
 }
 
 #[tokio::test]
@@ -96,7 +118,10 @@ async fn caching_resumes_after_redis_restarts() {
 
     server.kill();
     for _ in 0..3 {
-        assert_eq!(guard("call with Redis down", api.get(1)).await.unwrap(), "value 1");
+        assert_eq!(
+            guard("call with Redis down", api.get(1)).await.unwrap(),
+            "value 1"
+        );
     }
     assert_eq!(api.runs(), 4);
     assert!(api.cache.stats().errors >= 3);
@@ -113,15 +138,27 @@ async fn caching_resumes_after_redis_restarts() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(cached_again, "caching did not resume after a restart: {:?}", api.cache.stats());
+    assert!(
+        cached_again,
+        "caching did not resume after a restart: {:?}",
+        api.cache.stats()
+    );
 }
 
 #[test]
 fn building_a_cache_does_no_io() {
     // Not even a runtime is needed: build() neither connects nor spawns.
-    let cache = Cache::builder().redis(format!("redis://127.0.0.1:{}/", free_port())).build();
+    let cache = Cache::builder()
+        .redis(format!("redis://127.0.0.1:{}/", free_port()))
+        .build();
     assert!(cache.is_ok());
     let bad = Cache::builder().redis("not a url").build();
-    assert!(matches!(bad, Err(cache_runtime::Error::InvalidUrl { .. })), "{bad:?}");
-    assert!(matches!(Cache::builder().build(), Err(cache_runtime::Error::NoBackend)));
+    assert!(
+        matches!(bad, Err(cache_runtime::Error::InvalidUrl { .. })),
+        "{bad:?}"
+    );
+    assert!(matches!(
+        Cache::builder().build(),
+        Err(cache_runtime::Error::NoBackend)
+    ));
 }

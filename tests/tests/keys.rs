@@ -15,17 +15,31 @@ async fn another_process_computes_the_same_key() {
         .args([shared_url(), namespace.clone()])
         .output()
         .expect("cannot start key_probe");
-    assert!(out.status.success(), "key_probe failed: {}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "key_probe computations=1 stores=1");
+    assert!(
+        out.status.success(),
+        "key_probe failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "key_probe computations=1 stores=1"
+    );
 
-    let cache = Cache::builder().redis(shared_url()).namespace(namespace).build().unwrap();
+    let cache = Cache::builder()
+        .redis(shared_url())
+        .namespace(namespace)
+        .build()
+        .unwrap();
     let probe = Probe::new(cache.clone(), "this process");
     let mut filters = HashMap::new();
     for (k, v) in [("c", "3"), ("z:*", "{x}"), ("a", "1"), ("b", "2")] {
         filters.insert(k.to_string(), v.to_string());
     }
     let value = probe.lookup(filters.clone(), "a:b*{c}".to_string()).await;
-    assert_eq!(value.by, "key_probe", "the entry of the other process is a hit here");
+    assert_eq!(
+        value.by, "key_probe",
+        "the entry of the other process is a hit here"
+    );
     assert_eq!(cache.stats().computations, 0);
 
     // The same separators, moved between arguments, are another key.

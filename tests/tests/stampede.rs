@@ -18,7 +18,10 @@ struct Svc {
 
 impl Svc {
     fn new(cache: Cache) -> Arc<Self> {
-        Arc::new(Svc { cache, runs: AtomicU64::new(0) })
+        Arc::new(Svc {
+            cache,
+            runs: AtomicU64::new(0),
+        })
     }
 
     fn runs(&self) -> u64 {
@@ -37,7 +40,11 @@ impl Svc {
     async fn flaky(&self, key: String) -> Result<String, String> {
         let run = self.runs.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(50)).await;
-        if run == 0 { Err("first run fails".into()) } else { Ok(format!("value of {key}")) }
+        if run == 0 {
+            Err("first run fails".into())
+        } else {
+            Ok(format!("value of {key}"))
+        }
     }
 
     /// Panics on its first run only.
@@ -59,13 +66,23 @@ impl Svc {
 }
 
 async fn guard<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(8), f).await.unwrap_or_else(|_| panic!("{what} hung"))
+    tokio::time::timeout(Duration::from_secs(8), f)
+        .await
+        .unwrap_or_else(|_| panic!("{what} hung"))
 }
 
 fn backends() -> Vec<Cache> {
     vec![
-        Cache::builder().memory().namespace(unique_namespace("st-mem")).build().unwrap(),
-        Cache::builder().redis(shared_url()).namespace(unique_namespace("st")).build().unwrap(),
+        Cache::builder()
+            .memory()
+            .namespace(unique_namespace("st-mem"))
+            .build()
+            .unwrap(),
+        Cache::builder()
+            .redis(shared_url())
+            .namespace(unique_namespace("st"))
+            .build()
+            .unwrap(),
     ]
 }
 
@@ -82,7 +99,13 @@ async fn concurrent_callers_share_one_computation() {
         for c in calls {
             assert_eq!(guard("caller", c).await.unwrap(), "value of hot");
         }
-        assert_eq!(svc.runs(), 1, "{}: {:?}", cache.backend_name(), cache.stats());
+        assert_eq!(
+            svc.runs(),
+            1,
+            "{}: {:?}",
+            cache.backend_name(),
+            cache.stats()
+        );
         assert_eq!(cache.stats().computations, 1);
     }
 }
@@ -105,7 +128,12 @@ async fn when_the_leader_fails_one_waiter_takes_over() {
             }
         }
         assert_eq!(errors, 1, "only the failed leader's caller sees its error");
-        assert_eq!(svc.runs(), 2, "{}: one takeover, not a stampede", cache.backend_name());
+        assert_eq!(
+            svc.runs(),
+            2,
+            "{}: one takeover, not a stampede",
+            cache.backend_name()
+        );
     }
 }
 
@@ -138,14 +166,34 @@ async fn a_panicking_leader_leaves_no_one_hanging() {
 /// waiter in `b` with a 30 s lease. The waiter goes on long before that.
 async fn leader_and_remote_waiter() -> (Arc<Svc>, Arc<Svc>, String) {
     let namespace = unique_namespace("st-remote");
-    let a = Svc::new(Cache::builder().redis(shared_url()).namespace(namespace.as_str()).build().unwrap());
-    let b = Svc::new(Cache::builder().redis(shared_url()).namespace(namespace.as_str()).build().unwrap());
+    let a = Svc::new(
+        Cache::builder()
+            .redis(shared_url())
+            .namespace(namespace.as_str())
+            .build()
+            .unwrap(),
+    );
+    let b = Svc::new(
+        Cache::builder()
+            .redis(shared_url())
+            .namespace(namespace.as_str())
+            .build()
+            .unwrap(),
+    );
     (a, b, namespace)
 }
 
 async fn lease_count(namespace: &str) -> usize {
-    let mut conn = redis::Client::open(shared_url()).unwrap().get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{namespace}:lease:*")).query_async(&mut conn).await.unwrap();
+    let mut conn = redis::Client::open(shared_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{namespace}:lease:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     keys.len()
 }
 
@@ -172,14 +220,19 @@ async fn a_cancelled_leader_releases_its_lease_at_once() {
     let (a, b, namespace) = leader_and_remote_waiter().await;
     let leader = {
         let a = a.clone();
-        tokio::spawn(async move { tokio::time::timeout(Duration::from_millis(300), a.sleepy("k".into(), 60_000)).await })
+        tokio::spawn(async move {
+            tokio::time::timeout(Duration::from_millis(300), a.sleepy("k".into(), 60_000)).await
+        })
     };
     while lease_count(&namespace).await == 0 {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let waiter = guard("remote waiter", b.sleepy("k".into(), 10)).await;
     assert_eq!(waiter, "value of k");
-    assert!(leader.await.unwrap().is_err(), "the leader was cancelled by its timeout");
+    assert!(
+        leader.await.unwrap().is_err(),
+        "the leader was cancelled by its timeout"
+    );
     assert_eq!((a.runs(), b.runs()), (1, 1));
     assert_eq!(lease_count(&namespace).await, 0, "no lease left behind");
 }
@@ -190,13 +243,19 @@ async fn a_hit_never_takes_the_lease() {
     let svc = Svc::new(Cache::builder().redis(server.url()).build().unwrap());
     svc.cold("k".into()).await;
     let mut conn = server.conn();
-    let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query(&mut conn).unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query(&mut conn)
+        .unwrap();
     for _ in 0..10 {
         svc.cold("k".into()).await;
     }
     let calls = server.command_calls();
     let names: Vec<&str> = calls.iter().map(|(c, _)| c.as_str()).collect();
-    assert!(!names.iter().any(|c| *c == "set" || *c == "eval"), "hits only read: {calls:?}");
+    assert!(
+        !names.iter().any(|c| *c == "set" || *c == "eval"),
+        "hits only read: {calls:?}"
+    );
     assert_eq!(svc.runs(), 1);
 }
 
@@ -205,15 +264,30 @@ async fn a_hit_never_takes_the_lease() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waiters_fail_open_when_redis_goes_down() {
     let mut server = RedisServer::start();
-    let svc = Svc::new(Cache::builder().redis(server.url()).namespace("down").build().unwrap());
+    let svc = Svc::new(
+        Cache::builder()
+            .redis(server.url())
+            .namespace("down")
+            .build()
+            .unwrap(),
+    );
     // Find the lease key of cold("k") by letting one call fill it once...
     svc.cold("k".into()).await;
     let mut conn = server.conn();
-    let entry: Vec<String> = redis::cmd("KEYS").arg("down:stampede::cold:*").query(&mut conn).unwrap();
+    let entry: Vec<String> = redis::cmd("KEYS")
+        .arg("down:stampede::cold:*")
+        .query(&mut conn)
+        .unwrap();
     let entry = entry.into_iter().next().expect("the entry of cold(k)");
     // ...then drop it and hold its lease as a foreign process would.
     let _: () = redis::cmd("DEL").arg(&entry).query(&mut conn).unwrap();
-    let _: () = redis::cmd("SET").arg(format!("down:lease:{entry}")).arg("other-process").arg("PX").arg(60_000).query(&mut conn).unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(format!("down:lease:{entry}"))
+        .arg("other-process")
+        .arg("PX")
+        .arg(60_000)
+        .query(&mut conn)
+        .unwrap();
     let calls: Vec<_> = (0..20)
         .map(|_| {
             let svc = svc.clone();
@@ -224,7 +298,10 @@ async fn waiters_fail_open_when_redis_goes_down() {
     assert_eq!(svc.runs(), 1, "callers wait on the foreign lease");
     server.kill();
     for c in calls {
-        assert_eq!(guard("waiter with Redis down", c).await.unwrap(), "value of k");
+        assert_eq!(
+            guard("waiter with Redis down", c).await.unwrap(),
+            "value of k"
+        );
     }
     assert_eq!(svc.runs(), 2, "one computation for all 20 waiters");
     assert!(svc.cache.stats().errors >= 1);
@@ -244,7 +321,10 @@ async fn a_killed_leader_process_delays_waiters_by_lock_ttl_at_most() {
     let mut conn = server.conn();
     let mut leased = false;
     for _ in 0..500 {
-        let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{namespace}:lease:*")).query(&mut conn).unwrap();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{namespace}:lease:*"))
+            .query(&mut conn)
+            .unwrap();
         if !keys.is_empty() {
             leased = true;
             break;
@@ -255,7 +335,11 @@ async fn a_killed_leader_process_delays_waiters_by_lock_ttl_at_most() {
     leader.kill().unwrap();
     leader.wait().unwrap();
 
-    let cache = Cache::builder().redis(server.url()).namespace(namespace).build().unwrap();
+    let cache = Cache::builder()
+        .redis(server.url())
+        .namespace(namespace)
+        .build()
+        .unwrap();
     let probe = Arc::new(Probe::new(cache.clone(), "survivor"));
     let calls: Vec<_> = (0..20)
         .map(|_| {
@@ -264,10 +348,17 @@ async fn a_killed_leader_process_delays_waiters_by_lock_ttl_at_most() {
         })
         .collect();
     for c in calls {
-        assert_eq!(guard("waiter after the leader died", c).await.unwrap().by, "survivor");
+        assert_eq!(
+            guard("waiter after the leader died", c).await.unwrap().by,
+            "survivor"
+        );
     }
     assert_eq!(probe.runs.load(Ordering::SeqCst), 1);
-    assert_eq!(cache.stats().lease_waits, 1, "the caller waited on the dead leader's lease first");
+    assert_eq!(
+        cache.stats().lease_waits,
+        1,
+        "the caller waited on the dead leader's lease first"
+    );
 }
 
 /// Four processes with 200 concurrent callers each on one cold key whose
@@ -290,9 +381,17 @@ fn four_processes_compute_a_cold_key_once() {
         assert!(out.status.success());
         let line = String::from_utf8_lossy(&out.stdout).to_string();
         assert!(line.contains("ok=200"), "{line}");
-        local_runs += line.split_whitespace().find_map(|f| f.strip_prefix("runs=")).unwrap().parse::<u64>().unwrap();
+        local_runs += line
+            .split_whitespace()
+            .find_map(|f| f.strip_prefix("runs="))
+            .unwrap()
+            .parse::<u64>()
+            .unwrap();
     }
-    let total: u64 = redis::cmd("GET").arg("computations:cold").query(&mut server.conn()).unwrap();
+    let total: u64 = redis::cmd("GET")
+        .arg("computations:cold")
+        .query(&mut server.conn())
+        .unwrap();
     assert_eq!(total, 1, "computations across 4 processes x 200 callers");
     assert_eq!(local_runs, 1);
 }

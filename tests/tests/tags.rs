@@ -23,7 +23,11 @@ struct Catalog {
 
 impl Catalog {
     fn new(cache: Cache) -> Self {
-        Catalog { cache, db: Arc::new(Db::default()), runs: AtomicU64::new(0) }
+        Catalog {
+            cache,
+            db: Arc::new(Db::default()),
+            runs: AtomicU64::new(0),
+        }
     }
 
     fn runs(&self) -> u64 {
@@ -33,7 +37,10 @@ impl Catalog {
     #[cached(cache = self.cache, tags = ["products", "category:{category}"])]
     async fn list(&self, category: String) -> Vec<String> {
         self.runs.fetch_add(1, Ordering::SeqCst);
-        vec![format!("{category} v{}", self.db.version.load(Ordering::SeqCst))]
+        vec![format!(
+            "{category} v{}",
+            self.db.version.load(Ordering::SeqCst)
+        )]
     }
 
     #[cached(cache = self.cache, tags = ["product:{id}"])]
@@ -60,8 +67,16 @@ impl Catalog {
 
 fn backends() -> Vec<Cache> {
     vec![
-        Cache::builder().memory().namespace(unique_namespace("tags-mem")).build().unwrap(),
-        Cache::builder().redis(shared_url()).namespace(unique_namespace("tags")).build().unwrap(),
+        Cache::builder()
+            .memory()
+            .namespace(unique_namespace("tags-mem"))
+            .build()
+            .unwrap(),
+        Cache::builder()
+            .redis(shared_url())
+            .namespace(unique_namespace("tags"))
+            .build()
+            .unwrap(),
     ]
 }
 
@@ -87,14 +102,20 @@ async fn invalidation_scenarios(cache: Cache) {
     assert_eq!(c.runs(), 7, "{name}: `products` drops both listings");
 
     // Per-entity tags: exactly that product.
-    cache.invalidate_tag(format!("product:{}", 2)).await.unwrap();
+    cache
+        .invalidate_tag(format!("product:{}", 2))
+        .await
+        .unwrap();
     c.product(1).await;
     assert_eq!(c.runs(), 7, "{name}: product 1 stays cached");
     c.product(2).await;
     assert_eq!(c.runs(), 8, "{name}: product 2 is recomputed");
 
     // Several at once.
-    cache.invalidate_tags(["product:1", "product:2"]).await.unwrap();
+    cache
+        .invalidate_tags(["product:1", "product:2"])
+        .await
+        .unwrap();
     c.product(1).await;
     c.product(2).await;
     assert_eq!(c.runs(), 10, "{name}");
@@ -107,7 +128,11 @@ async fn invalidation_scenarios(cache: Cache) {
     c.product(1).await;
     c.product(2).await;
     c.untagged(1).await;
-    assert_eq!(c.runs(), 14, "{name}: product's entries dropped, untagged's kept");
+    assert_eq!(
+        c.runs(),
+        14,
+        "{name}: product's entries dropped, untagged's kept"
+    );
 
     // The entry of one call, given its arguments.
     c.untagged_invalidate(&2).await.unwrap();
@@ -131,8 +156,16 @@ async fn invalidation_drops_exactly_the_tagged_entries() {
 async fn an_invalidation_reaches_entries_written_by_another_process() {
     // Two caches share nothing but Redis, as two processes would.
     let namespace = unique_namespace("tags-xproc");
-    let writer = Cache::builder().redis(shared_url()).namespace(namespace.as_str()).build().unwrap();
-    let other = Cache::builder().redis(shared_url()).namespace(namespace.as_str()).build().unwrap();
+    let writer = Cache::builder()
+        .redis(shared_url())
+        .namespace(namespace.as_str())
+        .build()
+        .unwrap();
+    let other = Cache::builder()
+        .redis(shared_url())
+        .namespace(namespace.as_str())
+        .build()
+        .unwrap();
     let a = Catalog::new(writer.clone());
     let b = Catalog::new(other.clone());
     a.list("books".into()).await;
@@ -164,10 +197,17 @@ async fn stale_set_race(cache: Cache, rounds: u32) {
         let seen = c.slow_read(0).await;
         if seen != new_version {
             stale += 1;
-            eprintln!("round {round}: served version {seen} after version {new_version} was invalidated");
+            eprintln!(
+                "round {round}: served version {seen} after version {new_version} was invalidated"
+            );
         }
     }
-    assert_eq!(stale, 0, "{}: stale reads after an invalidation", cache.backend_name());
+    assert_eq!(
+        stale,
+        0,
+        "{}: stale reads after an invalidation",
+        cache.backend_name()
+    );
 }
 
 fn rand_u32() -> u32 {
@@ -190,7 +230,11 @@ async fn no_stale_value_survives_an_invalidation() {
 #[tokio::test]
 async fn invalidation_cost_does_not_grow_with_entries() {
     let server = RedisServer::start();
-    let cache = Cache::builder().redis(server.url()).namespace("cost").build().unwrap();
+    let cache = Cache::builder()
+        .redis(server.url())
+        .namespace("cost")
+        .build()
+        .unwrap();
     let c = Catalog::new(cache.clone());
     let mut conn = server.conn();
     let mut costs = Vec::new();
@@ -206,13 +250,19 @@ async fn invalidation_cost_does_not_grow_with_entries() {
         for cat in fills {
             c.list(cat).await;
         }
-        let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query(&mut conn).unwrap();
+        let _: () = redis::cmd("CONFIG")
+            .arg("RESETSTAT")
+            .query(&mut conn)
+            .unwrap();
         let before_rt = cache.stats().round_trips;
         cache.invalidate_tag("products").await.unwrap();
         let commands = total_calls(&mut conn, &["config|resetstat", "info"]);
         costs.push((entries, commands, cache.stats().round_trips - before_rt));
     }
-    assert_eq!(costs[0].1, costs[1].1, "commands per invalidation (entries, commands, round trips): {costs:?}");
+    assert_eq!(
+        costs[0].1, costs[1].1,
+        "commands per invalidation (entries, commands, round trips): {costs:?}"
+    );
     assert_eq!(costs[0].1, 1, "{costs:?}");
     assert_eq!(costs[1].2, 1, "{costs:?}");
 }
@@ -220,14 +270,22 @@ async fn invalidation_cost_does_not_grow_with_entries() {
 /// A hit, tag check included, is one round trip to Redis.
 #[tokio::test]
 async fn a_hit_is_one_round_trip() {
-    let cache = Cache::builder().redis(shared_url()).namespace(unique_namespace("rt")).build().unwrap();
+    let cache = Cache::builder()
+        .redis(shared_url())
+        .namespace(unique_namespace("rt"))
+        .build()
+        .unwrap();
     let c = Catalog::new(cache.clone());
     c.list("books".into()).await;
     let before = cache.stats();
     c.list("books".into()).await;
     let after = cache.stats();
     assert_eq!(after.hits - before.hits, 1);
-    assert_eq!(after.round_trips - before.round_trips, 1, "a hit with two tags + the function tag");
+    assert_eq!(
+        after.round_trips - before.round_trips,
+        1,
+        "a hit with two tags + the function tag"
+    );
 }
 
 /// Losing the tag bookkeeping (DEL, FLUSHDB, eviction) invalidates; it never
@@ -235,12 +293,19 @@ async fn a_hit_is_one_round_trip() {
 #[tokio::test]
 async fn lost_tag_versions_invalidate_and_never_revalidate() {
     let server = RedisServer::start();
-    let cache = Cache::builder().redis(server.url()).namespace("lost").build().unwrap();
+    let cache = Cache::builder()
+        .redis(server.url())
+        .namespace("lost")
+        .build()
+        .unwrap();
     let c = Catalog::new(cache.clone());
     let mut conn = server.conn();
 
     c.product(1).await;
-    let _: () = redis::cmd("DEL").arg("lost:tag:product:1").query(&mut conn).unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg("lost:tag:product:1")
+        .query(&mut conn)
+        .unwrap();
     c.product(1).await;
     assert_eq!(c.runs(), 2, "a deleted tag version invalidates");
 
@@ -252,10 +317,22 @@ async fn lost_tag_versions_invalidate_and_never_revalidate() {
     let old: Vec<u8> = redis::cmd("GET").arg(&key).query(&mut conn).unwrap();
     let _: () = redis::cmd("FLUSHDB").query(&mut conn).unwrap();
     c.db.version.fetch_add(1, Ordering::SeqCst);
-    let _: () = redis::cmd("SET").arg(&key).arg(&old).query(&mut conn).unwrap();
-    assert_eq!(c.product(3).await, "product 3 v1", "an entry from before the flush is not valid");
+    let _: () = redis::cmd("SET")
+        .arg(&key)
+        .arg(&old)
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(
+        c.product(3).await,
+        "product 3 v1",
+        "an entry from before the flush is not valid"
+    );
     // Versions re-created after the flush are new: the old entry stays invalid.
-    let _: () = redis::cmd("SET").arg(&key).arg(&old).query(&mut conn).unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(&key)
+        .arg(&old)
+        .query(&mut conn)
+        .unwrap();
     assert_eq!(c.product(3).await, "product 3 v1");
 }
 
@@ -269,24 +346,43 @@ fn find_key(conn: &mut redis::Connection, pattern: &str) -> String {
 /// whatever survives, no read returns a value from before it.
 #[tokio::test]
 async fn eviction_never_revives_old_entries() {
-    let server = RedisServer::start_with(&["--maxmemory", "4mb", "--maxmemory-policy", "allkeys-lru"]);
-    let cache = Cache::builder().redis(server.url()).namespace("lru").build().unwrap();
+    let server =
+        RedisServer::start_with(&["--maxmemory", "4mb", "--maxmemory-policy", "allkeys-lru"]);
+    let cache = Cache::builder()
+        .redis(server.url())
+        .namespace("lru")
+        .build()
+        .unwrap();
     let c = Catalog::new(cache.clone());
     for id in 0..300 {
         c.product(id).await;
     }
-    cache.invalidate_tags((0..300).map(|id| format!("product:{id}"))).await.unwrap();
+    cache
+        .invalidate_tags((0..300).map(|id| format!("product:{id}")))
+        .await
+        .unwrap();
     c.db.version.fetch_add(1, Ordering::SeqCst);
     // Flood with other entries so that versions and entries get evicted.
     let mut conn = server.conn();
     let filler = vec![b'x'; 8 * 1024];
     for i in 0..2000 {
-        let _: () = redis::cmd("SET").arg(format!("filler:{i}")).arg(&filler).query(&mut conn).unwrap();
+        let _: () = redis::cmd("SET")
+            .arg(format!("filler:{i}"))
+            .arg(&filler)
+            .query(&mut conn)
+            .unwrap();
     }
     let evicted: String = redis::cmd("INFO").arg("stats").query(&mut conn).unwrap();
-    assert!(!evicted.contains("evicted_keys:0\r"), "the flood must evict keys");
+    assert!(
+        !evicted.contains("evicted_keys:0\r"),
+        "the flood must evict keys"
+    );
     for id in 0..300 {
-        assert_eq!(c.product(id).await, format!("product {id} v1"), "an old value came back");
+        assert_eq!(
+            c.product(id).await,
+            format!("product {id} v1"),
+            "an old value came back"
+        );
     }
 }
 
@@ -303,6 +399,9 @@ async fn tags_on_a_redis_cluster() {
     invalidation_scenarios(cache.clone()).await;
     stale_set_race(cache.clone(), 50).await;
     let s = cache.stats();
-    assert_eq!(s.errors, 0, "no CROSSSLOT or other error on the cluster: {s:?}");
+    assert_eq!(
+        s.errors, 0,
+        "no CROSSSLOT or other error on the cluster: {s:?}"
+    );
     assert!(s.hits > 0, "{s:?}");
 }

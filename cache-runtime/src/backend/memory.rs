@@ -19,7 +19,12 @@ struct Stored {
 struct PerEntryTtl;
 
 impl Expiry<String, Stored> for PerEntryTtl {
-    fn expire_after_create(&self, _key: &String, value: &Stored, _now: Instant) -> Option<Duration> {
+    fn expire_after_create(
+        &self,
+        _key: &String,
+        value: &Stored,
+        _now: Instant,
+    ) -> Option<Duration> {
         Some(value.ttl)
     }
     fn expire_after_update(
@@ -50,7 +55,10 @@ impl std::fmt::Debug for MemoryBackend {
 impl MemoryBackend {
     pub fn new(capacity: u64) -> Self {
         MemoryBackend {
-            entries: Map::builder().max_capacity(capacity).expire_after(PerEntryTtl).build(),
+            entries: Map::builder()
+                .max_capacity(capacity)
+                .expire_after(PerEntryTtl)
+                .build(),
             versions: Map::builder().max_capacity(capacity.max(1024)).build(),
         }
     }
@@ -70,7 +78,13 @@ impl MemoryBackend {
     }
 
     pub fn store(&self, key: &str, value: &[u8], ttl: Duration) {
-        self.entries.insert(key.to_owned(), Stored { bytes: value.into(), ttl });
+        self.entries.insert(
+            key.to_owned(),
+            Stored {
+                bytes: value.into(),
+                ttl,
+            },
+        );
     }
 
     pub fn delete(&self, keys: &[String]) {

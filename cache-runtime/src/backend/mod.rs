@@ -25,7 +25,7 @@ pub(crate) struct Snapshot {
 /// One of the two storage backends.
 #[derive(Debug)]
 pub(crate) enum Backend {
-    Redis(redis::RedisBackend),
+    Redis(Box<redis::RedisBackend>),
     Memory(memory::MemoryBackend),
 }
 

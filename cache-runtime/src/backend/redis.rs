@@ -25,12 +25,11 @@ use crate::error::Error;
 
 /// Releases a lease only if it still holds our token, so a holder whose
 /// lease expired never deletes the lease of the next holder.
-const RELEASE_SCRIPT: &str =
-    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
+const RELEASE_SCRIPT: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
 
 pub(crate) enum Target {
     Single(redis::Client),
-    Cluster(ClusterClient),
+    Cluster(Box<ClusterClient>),
 }
 
 #[derive(Clone)]
@@ -98,7 +97,10 @@ impl RedisBackend {
                 }
             }
             Target::Cluster(client) => {
-                let conn = self.cluster.get_or_try_init(|| client.get_async_connection()).await?;
+                let conn = self
+                    .cluster
+                    .get_or_try_init(|| client.get_async_connection())
+                    .await?;
                 Ok(Conn::Cluster(conn.clone()))
             }
         }
@@ -158,13 +160,24 @@ impl RedisBackend {
             Some(_) => int(values.next())? > 0,
             None => false,
         };
-        Ok(Snapshot { entry, versions, leased })
+        Ok(Snapshot {
+            entry,
+            versions,
+            leased,
+        })
     }
 
     pub async fn get_or_set(&self, keys: &[(&str, String)]) -> Result<Vec<String>, Error> {
         let cmds = keys
             .iter()
-            .map(|(k, fresh)| redis::cmd("SET").arg(*k).arg(fresh).arg("NX").arg("GET").to_owned())
+            .map(|(k, fresh)| {
+                redis::cmd("SET")
+                    .arg(*k)
+                    .arg(fresh)
+                    .arg("NX")
+                    .arg("GET")
+                    .to_owned()
+            })
             .collect();
         let values = self.exec(cmds).await?;
         let mut out = Vec::with_capacity(keys.len());
@@ -182,13 +195,22 @@ impl RedisBackend {
     }
 
     pub async fn delete(&self, keys: &[String]) -> Result<(), Error> {
-        let cmds = keys.iter().map(|k| redis::cmd("DEL").arg(k).to_owned()).collect();
+        let cmds = keys
+            .iter()
+            .map(|k| redis::cmd("DEL").arg(k).to_owned())
+            .collect();
         self.exec(cmds).await.map(drop)
     }
 
     /// `SET lease token NX PX ttl`: whether we got the lease.
     pub async fn try_lease(&self, key: &str, token: &str, ttl: Duration) -> Result<bool, Error> {
-        let cmd = redis::cmd("SET").arg(key).arg(token).arg("NX").arg("PX").arg(millis(ttl)).to_owned();
+        let cmd = redis::cmd("SET")
+            .arg(key)
+            .arg(token)
+            .arg("NX")
+            .arg("PX")
+            .arg(millis(ttl))
+            .to_owned();
         let v = self.exec(vec![cmd]).await?;
         Ok(!matches!(v.first(), Some(Value::Nil) | None))
     }
@@ -206,14 +228,26 @@ impl RedisBackend {
         if let Some((key, value, ttl)) = store {
             cmds.push(set_px(key, value, ttl));
         }
-        cmds.push(redis::cmd("EVAL").arg(RELEASE_SCRIPT).arg(1).arg(lease_key).arg(token).to_owned());
+        cmds.push(
+            redis::cmd("EVAL")
+                .arg(RELEASE_SCRIPT)
+                .arg(1)
+                .arg(lease_key)
+                .arg(token)
+                .to_owned(),
+        );
         cmds.push(redis::cmd("PUBLISH").arg(channel).arg(lease_key).to_owned());
         self.exec(cmds).await.map(drop)
     }
 }
 
 fn set_px(key: &str, value: &[u8], ttl: Duration) -> Cmd {
-    redis::cmd("SET").arg(key).arg(value).arg("PX").arg(millis(ttl)).to_owned()
+    redis::cmd("SET")
+        .arg(key)
+        .arg(value)
+        .arg("PX")
+        .arg(millis(ttl))
+        .to_owned()
 }
 
 fn millis(d: Duration) -> u64 {

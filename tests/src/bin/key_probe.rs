@@ -14,7 +14,11 @@ async fn main() {
         eprintln!("usage: key_probe REDIS_URL NAMESPACE");
         std::process::exit(2);
     };
-    let cache = Cache::builder().redis(url).namespace(namespace).build().expect("cache");
+    let cache = Cache::builder()
+        .redis(url)
+        .namespace(namespace)
+        .build()
+        .expect("cache");
     let probe = Probe::new(cache.clone(), "key_probe");
     let mut filters = HashMap::new();
     for (k, v) in [("b", "2"), ("a", "1"), ("z:*", "{x}"), ("c", "3")] {
@@ -22,5 +26,8 @@ async fn main() {
     }
     let value = probe.lookup(filters, "a:b*{c}".to_string()).await;
     let stats = cache.stats();
-    println!("{} computations={} stores={}", value.by, stats.computations, stats.stores);
+    println!(
+        "{} computations={} stores={}",
+        value.by, stats.computations, stats.stores
+    );
 }

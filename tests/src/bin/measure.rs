@@ -37,9 +37,14 @@ fn stampede() {
     const PROCESSES: usize = 4;
     const CALLERS: &str = "200";
     const BODY_MS: &str = "200";
-    let worker = std::env::current_exe().unwrap().with_file_name("stampede_worker");
+    let worker = std::env::current_exe()
+        .unwrap()
+        .with_file_name("stampede_worker");
     println!("cold key, {PROCESSES} processes x {CALLERS} callers, body {BODY_MS} ms");
-    println!("{:<10} {:>13} {:>22} {:>22} {:>22}", "locking", "computations", "wait after fill p50", "p99", "max");
+    println!(
+        "{:<10} {:>13} {:>22} {:>22} {:>22}",
+        "locking", "computations", "wait after fill p50", "p99", "max"
+    );
     for (label, mode) in [("on", "lock"), ("off", "nolock")] {
         let server = RedisServer::start();
         let workers: Vec<_> = (0..PROCESSES)
@@ -55,10 +60,16 @@ fn stampede() {
         for w in workers {
             let out = w.wait_with_output().unwrap();
             let line = String::from_utf8_lossy(&out.stdout).to_string();
-            let list = line.split_whitespace().find_map(|f| f.strip_prefix("done_us=")).expect("worker output");
+            let list = line
+                .split_whitespace()
+                .find_map(|f| f.strip_prefix("done_us="))
+                .expect("worker output");
             done.extend(list.split(',').map(|t| t.parse::<u128>().unwrap()));
         }
-        let computations: u64 = redis::cmd("GET").arg("computations:cold").query(&mut server.conn()).unwrap();
+        let computations: u64 = redis::cmd("GET")
+            .arg("computations:cold")
+            .query(&mut server.conn())
+            .unwrap();
         let first = *done.iter().min().unwrap();
         let mut waits: Vec<f64> = done.iter().map(|t| (t - first) as f64 / 1000.0).collect();
         waits.sort_by(f64::total_cmp);
@@ -99,11 +110,21 @@ async fn time_calls(api: &Api, n: u32) -> Vec<f64> {
 async fn fail_open() {
     let op_timeout = Duration::from_millis(100);
     let build = |url: String| {
-        let cache = Cache::builder().redis(url).op_timeout(op_timeout).build().unwrap();
-        Api { cache, runs: AtomicU64::new(0) }
+        let cache = Cache::builder()
+            .redis(url)
+            .op_timeout(op_timeout)
+            .build()
+            .unwrap();
+        Api {
+            cache,
+            runs: AtomicU64::new(0),
+        }
     };
     println!("op timeout {op_timeout:?}; latency of one cached call (miss path)");
-    println!("{:<28} {:>10} {:>10} {:>10} {:>8}", "redis", "p50 ms", "p99 ms", "max ms", "errors");
+    println!(
+        "{:<28} {:>10} {:>10} {:>10} {:>8}",
+        "redis", "p50 ms", "p99 ms", "max ms", "errors"
+    );
     let row = |label: &str, lat: &[f64], errors: u64| {
         println!(
             "{label:<28} {:>10.3} {:>10.3} {:>10.3} {errors:>8}",
@@ -119,7 +140,11 @@ async fn fail_open() {
 
     let refused = build(format!("redis://127.0.0.1:{}/", free_port()));
     let lat = time_calls(&refused, 200).await;
-    row("down (connection refused)", &lat, refused.cache.stats().errors);
+    row(
+        "down (connection refused)",
+        &lat,
+        refused.cache.stats().errors,
+    );
 
     let frozen = build(server.url());
     frozen.get(0).await; // connect first, then freeze

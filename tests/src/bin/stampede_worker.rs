@@ -24,9 +24,16 @@ async fn main() {
     let callers: usize = args[3].parse().expect("CALLERS");
     let body_ms: u64 = args[4].parse().expect("BODY_MS");
     let lock = args.get(5).map(String::as_str) != Some("nolock");
-    let cache = Cache::builder().redis(url.as_str()).namespace(namespace.as_str()).build().expect("cache");
+    let cache = Cache::builder()
+        .redis(url.as_str())
+        .namespace(namespace.as_str())
+        .build()
+        .expect("cache");
     let counter = redis::Client::open(url.as_str()).expect("url");
-    let probe = Arc::new(Probe::new(cache.clone(), &format!("pid{}", std::process::id())));
+    let probe = Arc::new(Probe::new(
+        cache.clone(),
+        &format!("pid{}", std::process::id()),
+    ));
     let mut tasks = Vec::with_capacity(callers);
     for _ in 0..callers {
         let probe = probe.clone();
@@ -47,7 +54,16 @@ async fn main() {
     }
     let micros: Vec<String> = done
         .iter()
-        .map(|t| t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros()).to_string())
+        .map(|t| {
+            t.duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros())
+                .to_string()
+        })
         .collect();
-    println!("runs={} ok={} done_us={}", probe.runs.load(Ordering::SeqCst), done.len(), micros.join(","));
+    println!(
+        "runs={} ok={} done_us={}",
+        probe.runs.load(Ordering::SeqCst),
+        done.len(),
+        micros.join(",")
+    );
 }

@@ -1,0 +1,47 @@
+//! Tag invalidation with version stamps.
+//!
+//! # What is stored
+//! - **Per tag**: one string key, `{ns}:tag:{tag}`, holding the tag's
+//!   current *version*, 128 random bits in hex. Every function also has an
+//!   implicit tag, `{ns}:fn:{module path}::{fn name}`, carried by all of its
+//!   entries. Version keys have no TTL; they are a few dozen bytes each.
+//! - **Per entry**: one string key holding JSON:
+//!   `{"tags":{"<tag key>":"<version>",…},"value":<the value>}`, where each
+//!   version is the one read *before* the function body ran.
+//!
+//! # What it costs
+//! - **A hit**: one round trip. `GET entry` and one `GET` per tag go out in
+//!   one pipeline (on a cluster: concurrently, one command per key); the
+//!   entry is valid only if every tag still has the version it recorded.
+//! - **A miss**: the same read, one more round trip only when a tag has no
+//!   version yet (`SET tag <fresh> NX GET` adopts the existing version or
+//!   creates one), the body, then one write (`SET entry … PX ttl`, with the
+//!   lease release and fill announcement in the same pipeline).
+//! - **An invalidation**: `DEL {ns}:tag:{tag}`, one single-key command per
+//!   tag, whatever the number of entries. Nothing is scanned or listed.
+//!
+//! # Why a stale value is never served after an invalidation
+//! A fill reads the tag versions *before* running the body, so a body that
+//! read the database before an invalidation stores an entry carrying the
+//! versions from before it. The invalidation deletes the version; the next
+//! fill creates a new random one. The late entry's versions then match
+//! neither "missing" nor the new version, so every read after the
+//! invalidation treats it as a miss (the stale-set race that key lists and
+//! naive deletes lose). In process, callers share one computation only when
+//! they read the same versions, so a call that starts after an invalidation
+//! never joins a computation that started before it.
+//!
+//! A version that disappears without an invalidation (eviction under
+//! `maxmemory`, `FLUSHDB`, failover) reads as missing, which matches no
+//! entry; and since versions are random, a re-created version never equals
+//! an old one: lost bookkeeping invalidates, it never revalidates. A
+//! counter (`INCR`) would not have this property.
+//!
+//! # Redis Cluster
+//! Every command touches one key, so entries and versions may live in any
+//! slot; a read is split per node and sent concurrently.
+
+/// A fresh tag version: 128 random bits.
+pub(crate) fn fresh_version() -> String {
+    crate::key::hex(&rand::random::<[u8; 16]>())
+}
