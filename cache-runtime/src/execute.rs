@@ -134,7 +134,7 @@ impl Call<'_> {
             Ok(s) => s,
             Err(e) => {
                 self.cache.record_error(&e, "read");
-                return self.compute(body).await;
+                return self.offline(&strategy, body).await;
             }
         };
         match self.check(&snap, &strategy) {
@@ -155,7 +155,7 @@ impl Call<'_> {
         // The versions the value will be stored under, read before the body
         // runs (missing ones are created now).
         let Some(mut versions) = self.establish_versions(snap.versions).await else {
-            return self.compute(body).await;
+            return self.offline(&strategy, body).await;
         };
         if !self.spec.lock {
             return self.fill(versions, &strategy, body, None, None).await;
@@ -206,6 +206,40 @@ impl Call<'_> {
                     }
                     // The leader left no value (error, `None`, panic or
                     // cancellation): start again; one of us leads.
+                }
+            }
+        }
+    }
+
+    /// The backend failed: run the body without the cache, still sharing
+    /// one computation among concurrent callers of this process, so that a
+    /// Redis outage does not turn into a stampede on the database.
+    async fn offline<R, S, F>(&self, strategy: &S, body: F) -> R
+    where
+        S: Strategy<R>,
+        F: Future<Output = R>,
+    {
+        if !self.spec.lock {
+            return self.compute(body).await;
+        }
+        let flight_key = format!("{}\0offline", self.key);
+        loop {
+            match self.cache.inner.flights.join(&flight_key) {
+                Join::Leader(flight) => {
+                    let result = self.compute(body).await;
+                    let json = strategy.encode(&result).and_then(Result::ok);
+                    flight.land(json.map(Arc::from));
+                    return result;
+                }
+                Join::Follower(follower) => {
+                    if let Some(value) = follower
+                        .wait()
+                        .await
+                        .and_then(|json| strategy.decode(&json).ok())
+                    {
+                        Counters::add(&self.cache.inner.stats.coalesced);
+                        return value;
+                    }
                 }
             }
         }

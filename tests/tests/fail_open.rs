@@ -24,6 +24,13 @@ impl Api {
         Ok(format!("value {id}"))
     }
 
+    #[cached(cache = self.cache, ttl = 60)]
+    async fn slow(&self, id: u32) -> String {
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        format!("slow {id}")
+    }
+
     fn runs(&self) -> u64 {
         self.runs.load(Ordering::SeqCst)
     }
@@ -143,6 +150,23 @@ async fn caching_resumes_after_redis_restarts() {
         "caching did not resume after a restart: {:?}",
         api.cache.stats()
     );
+}
+
+/// With Redis down, concurrent callers of one key still share one
+/// computation: an outage of the cache is no stampede on the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_does_not_stampede_the_database() {
+    let api = std::sync::Arc::new(api(&format!("redis://127.0.0.1:{}/", free_port())));
+    let calls: Vec<_> = (0..50)
+        .map(|_| {
+            let api = api.clone();
+            tokio::spawn(async move { api.slow(7).await })
+        })
+        .collect();
+    for c in calls {
+        assert_eq!(guard("call", c).await.unwrap(), "slow 7");
+    }
+    assert_eq!(api.runs(), 1, "{:?}", api.cache.stats());
 }
 
 #[test]
