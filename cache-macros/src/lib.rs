@@ -1,1 +1,263 @@
+//! The `#[cached]` attribute of `cache-runtime`. Depend on `cache-runtime`,
+//! which re-exports it, rather than on this crate.
+//!
+//! One module per stage: `args` parses the attribute, `item` checks the
+//! function against it, `expand` generates the code. Caching itself is in
+//! the runtime, which the generated code calls.
 
+mod args;
+mod ctxt;
+mod expand;
+mod item;
+mod suggest;
+mod template;
+
+use proc_macro::TokenStream;
+
+/// Caches the results of an `async fn`.
+///
+/// ```ignore
+/// use cache_runtime::cached;
+///
+/// #[cached(ttl = 600, tags = ["products", "category:{category}"])]
+/// async fn list_products(category: String) -> Result<Vec<Product>, DbError> {
+///     db::products_in(&category).await
+/// }
+/// ```
+///
+/// A call derives a key from the function and its arguments. On a hit it
+/// returns the stored value without running the body. On a miss the body
+/// runs once (concurrent callers of the key wait for it, in this process and
+/// in others), and its result is stored and returned. When the cache cannot
+/// be reached, the body runs and its result is returned: caching never fails
+/// a call.
+///
+/// The function keeps its signature: attributes, documentation, visibility,
+/// generics and `where` clause are as written. It may be a free function, a
+/// method (`&self`, `self: Arc<Self>`, ...) or an associated function, in an
+/// inherent impl, a trait impl or a trait's default method.
+///
+/// # What is cached
+///
+/// Chosen from the return type as written (its last path segment):
+///
+/// | return type | cached | not cached |
+/// |---|---|---|
+/// | `Result<T, E>`, or an alias named `Result` such as `io::Result<T>` | `Ok` | `Err` (`E` needs no serde) |
+/// | `Option<T>` | `Some` | `None`, unless `cache_none = true` |
+/// | any other type `T` | every value | |
+///
+/// The cached value type `T` must implement `Serialize` and
+/// `DeserializeOwned`: values are stored as JSON and read back, so they
+/// cannot borrow (return `String`, not `&str`).
+///
+/// # The key
+///
+/// By default a call's key is the function's path (`module_path!()` and its
+/// name) and a hash of, in order: for a method, the name of the `Self` type
+/// (so that methods of one name on two types of one module never share a
+/// key); the names of the generic type parameters and the values of the
+/// const parameters (so that `f::<u8>` and `f::<u16>` never share a key);
+/// every argument, by its `Serialize` implementation. The receiver is never
+/// part of the key. Every argument in the key must implement `Serialize`;
+/// leave the others out with `skip(...)`.
+///
+/// With `key = "..."`, the key is the rendered template instead.
+///
+/// # Arguments
+///
+/// All optional, in any order, separated by commas.
+///
+/// - **`ttl = 600`**, **`ttl = "10m"`**: how long an entry lives. An integer
+///   is seconds; a string is a whole number and a unit, `s`, `m`, `h` or `d`
+///   (`"90s"`, `"10m"`, `"1h"`, `"1d"`). Must be positive. Without `ttl` the
+///   cache's default applies.
+/// - **`tags = ["products", "product:{id}"]`**: tags of the entries, for
+///   `Cache::invalidate_tag`. String literals, in which `{name}` is the
+///   argument `name` formatted with `Display`, and `{{` and `}}` are literal
+///   braces. Skipped arguments may be interpolated too.
+/// - **`key = "product:{id}"`**: a readable key instead of the hash, with
+///   the grammar of `tags`. Only the arguments it names are part of the key,
+///   and they need `Display`, not `Serialize` (nor `skip`). The template
+///   alone makes the key (under the cache's namespace), without the
+///   function's path: two functions with the same template share entries.
+/// - **`skip(db, client)`**: arguments left out of the key. They need not
+///   implement `Serialize`, and may be `&mut` references or `impl Trait`.
+/// - **`cache = expr`**: the cache to use instead of the default (set with
+///   `cache_runtime::set_default`). An expression of a type that implements
+///   `AsCache`: `Cache`, `&Cache`, `Arc<Cache>`, `Box<Cache>` (write
+///   `cache = *CACHE` for a `static CACHE: LazyLock<Cache>`). It is evaluated
+///   at each call before the body runs, and may use `self` and the
+///   arguments: `cache = self.cache`, `cache = state.cache`.
+/// - **`cache_none = true`**: cache `None` too. Only for `Option<T>`.
+/// - **`lock = false`**: no stampede protection: concurrent misses of one
+///   key each run the body. By default they share one run.
+/// - **`lock_ttl = "10s"`**: how long the lease of a computing process lasts
+///   before another process may take over. Seconds, or a string with a unit
+///   `ms`, `s`, `m`, `h` or `d`. Not with `lock = false`. Without it the
+///   cache's default applies.
+/// - **`crate = "path"`**: where `cache_runtime` is, when it is not a
+///   dependency under that name: `crate = "renamed"` after
+///   `extern crate cache_runtime as renamed;`, or the path of a re-export
+///   (`crate = "my_app::cache_runtime"`).
+/// - **`companions = false`**: no companion functions (see below). Needed
+///   in trait impls.
+///
+/// # Companion functions
+///
+/// Next to `name`, with its visibility, generics and `where` clause:
+///
+/// ```ignore
+/// async fn name_invalidate(&self, id: &u64, ...) -> Result<(), cache_runtime::Error>;
+/// async fn name_invalidate_all(&self) -> Result<(), cache_runtime::Error>;
+/// ```
+///
+/// `name_invalidate` removes the entry of one call. It takes the arguments
+/// that are part of the key, in order, each by reference (`id: u64` becomes
+/// `id: &u64`); with `key = "..."`, those the template names. Generic
+/// parameters that the arguments do not determine are given with a
+/// turbofish: `parse_invalidate::<u32>(&raw)`.
+///
+/// `name_invalidate_all` makes every entry of the function a miss, whatever
+/// the arguments and generic parameters.
+///
+/// Both take `&self` if the function has a receiver, and also the arguments
+/// that the `cache = ...` expression uses; they use the function's cache.
+/// They return an error when there is no cache or the backend fails.
+///
+/// Methods of one name on two types of one module share the function path,
+/// so `name_invalidate_all` of one invalidates the other's entries too.
+///
+/// In a trait impl, a method that is not in the trait is an error ("method
+/// `get_invalidate` is not a member of trait"): write `companions = false`.
+///
+/// # Examples
+///
+/// Each example is also compiled by the UI tests (`tests/ui/pass`).
+///
+/// A method with its own cache, and tags naming an argument:
+///
+/// ```ignore
+/// use cache_runtime::{cached, Cache};
+///
+/// struct Users { cache: Cache, db: Db }
+///
+/// impl Users {
+///     #[cached(cache = self.cache, ttl = "5m", tags = ["users", "user:{id}"])]
+///     async fn get(&self, id: u64) -> Result<Option<User>, DbError> {
+///         self.db.user(id).await
+///     }
+/// }
+///
+/// users.get(7).await?;
+/// users.get_invalidate(&7).await?;      // this call only
+/// cache.invalidate_tag("user:7").await?; // every entry tagged `user:7`
+/// ```
+///
+/// A readable key, an argument left out, `None` cached too:
+///
+/// ```ignore
+/// #[cached(key = "product:{id}", skip(pool), cache_none = true)]
+/// async fn product(pool: &PgPool, id: u64) -> Option<Product> {
+///     pool.find_product(id).await
+/// }
+/// ```
+///
+/// No stampede protection, in a trait impl:
+///
+/// ```ignore
+/// impl Repository for Postgres {
+///     #[cached(lock = false, companions = false)]
+///     async fn count(&self, table: String) -> u64 {
+///         self.count_rows(&table).await
+///     }
+/// }
+/// ```
+///
+/// # Expansion
+///
+/// The function at the top becomes (with `__private` standing for
+/// `::cache_runtime::__private`, items that only the macro may use):
+///
+/// ```ignore
+/// async fn list_products(category: String) -> Result<Vec<Product>, DbError> {
+///     static __CACHE_SPEC: __private::Spec = __private::Spec {
+///         function: __private::concat!(__private::module_path!(), "::", "list_products"),
+///         ttl_secs: __private::Some(600),
+///         lock: true,
+///         lock_ttl_ms: __private::None,
+///     };
+///     // Compile-time check, reported at the return type (a key argument
+///     // that is not `Serialize` is reported at its type by `ArgsDigest::arg`).
+///     __private::assert_cacheable::<Vec<Product>>();
+///
+///     let __cache_handle = __private::default_cache();
+///     let mut __cache_digest = __private::ArgsDigest::new();
+///     __private::ArgsDigest::arg::<String>(&mut __cache_digest, &category);
+///     let __cache_key: __private::KeyPart = __cache_digest.finish();
+///     let __cache_tags: __private::Vec<__private::String> = __private::vec![
+///         __private::format!("products"),
+///         __private::format!("category:{}", category),
+///     ];
+///     __private::execute::<Result<Vec<Product>, DbError>, __private::OkOnly, _>(
+///         __cache_handle,
+///         &__CACHE_SPEC,
+///         __cache_key,
+///         __cache_tags,
+///         __private::OkOnly,
+///         async move { db::products_in(&category).await },
+///     )
+///     .await
+/// }
+///
+/// /// Invalidates the value that `list_products` cached for these arguments, ...
+/// async fn list_products_invalidate(category: &String) -> __private::Result<(), __private::Error> {
+///     static __CACHE_SPEC: __private::Spec = /* as above */;
+///     let __cache_handle = __private::default_cache();
+///     let mut __cache_digest = __private::ArgsDigest::new();
+///     __private::ArgsDigest::arg::<String>(&mut __cache_digest, category);
+///     let __cache_key: __private::KeyPart = __cache_digest.finish();
+///     __private::invalidate_call(__cache_handle, &__CACHE_SPEC, __cache_key).await
+/// }
+///
+/// /// Invalidates every value that `list_products` cached, whatever the arguments.
+/// async fn list_products_invalidate_all() -> __private::Result<(), __private::Error> {
+///     static __CACHE_SPEC: __private::Spec = /* as above */;
+///     __private::invalidate_function(__private::default_cache(), &__CACHE_SPEC).await
+/// }
+/// ```
+///
+/// The key and tags are computed before the body's `async move` block takes
+/// the arguments, so nothing is cloned. With `cache = expr` the handle is
+/// `Some(Cache::clone(AsCache::as_cache(&(expr))))`; with `key = "..."` the
+/// key is `KeyPart::template(format!(...))`. The `__cache_` locals are
+/// hygienic: the body cannot see them.
+///
+/// # Errors
+///
+/// Every mistake is a compile error at the token at fault, and all of them
+/// are reported at once (the function is still emitted as written, so that
+/// its callers compile):
+///
+/// - an unknown option (with the closest valid one suggested), an option
+///   given twice, an option without its value or with a value of the wrong
+///   kind;
+/// - a `ttl` or `lock_ttl` that is zero, negative, fractional, too large, an
+///   empty string or has an unknown unit; `lock_ttl` with `lock = false`;
+/// - a template with an unknown argument (the closest is suggested), `{self}`,
+///   an unclosed `{`, an unmatched `}`, an empty `{}` or a format spec;
+///   an interpolated argument that does not implement `Display`;
+/// - in `skip`, an unknown argument, an argument named twice, or `self`;
+/// - `crate` that is not a path; `cache_none` without an `Option` return
+///   type;
+/// - `#[cached]` on anything but an `async fn` with a body;
+/// - an argument that is a pattern (`(a, b): (u8, u8)`, `_`) rather than a
+///   name;
+/// - an argument in the key that is `&mut`, `impl Trait`, or does not
+///   implement `Serialize` (the note suggests `skip`);
+/// - no return type, `()`, `!`, `impl Trait`, or a cached value type that
+///   borrows or does not implement `Serialize` and `DeserializeOwned`.
+#[proc_macro_attribute]
+pub fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::cached(args.into(), item.into()).into()
+}

@@ -1,7 +1,7 @@
 //! The process-wide default cache, used by `#[cached]` functions that do not
 //! name one with `cache = ...`.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, LazyLock, RwLock};
 
 use crate::Cache;
 
@@ -60,5 +60,12 @@ impl<T: AsCache + ?Sized> AsCache for Arc<T> {
 impl<T: AsCache + ?Sized> AsCache for Box<T> {
     fn as_cache(&self) -> &Cache {
         (**self).as_cache()
+    }
+}
+
+/// `#[cached(cache = CACHE)]` with `static CACHE: LazyLock<Cache>`.
+impl<T: AsCache, F: FnOnce() -> T> AsCache for LazyLock<T, F> {
+    fn as_cache(&self) -> &Cache {
+        LazyLock::force(self).as_cache()
     }
 }

@@ -39,6 +39,15 @@ impl KeyPart {
     }
 }
 
+/// An argument that can be part of a cache key: any `Serialize` type.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be part of a cache key because it does not implement `Serialize`",
+    label = "this argument is hashed into the cache key",
+    note = "derive `serde::Serialize` for it, or leave the argument out of the key with `#[cached(skip(name))]`"
+)]
+pub trait KeyArg: Serialize {}
+impl<T: ?Sized + Serialize> KeyArg for T {}
+
 /// Builds the argument digest of one call.
 #[derive(Debug)]
 pub struct ArgsDigest {
@@ -72,7 +81,7 @@ impl ArgsDigest {
     }
 
     /// Adds one key argument.
-    pub fn arg<T: ?Sized + Serialize>(&mut self, value: &T) {
+    pub fn arg<T: ?Sized + KeyArg>(&mut self, value: &T) {
         if self.error.is_some() {
             return;
         }

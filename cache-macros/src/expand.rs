@@ -1,0 +1,575 @@
+//! Generates the cached function and its companions.
+
+use proc_macro2::{Delimiter, Group, Ident, Literal, Span, TokenStream, TokenTree};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{GenericParam, ItemFn, parse_quote};
+
+use crate::args::{self, Args};
+use crate::ctxt::Ctxt;
+use crate::item::{self, Func, RetKind};
+use crate::template::{Template, name_of};
+
+/// The whole macro: parse, check, then expand; on any error, the errors and
+/// the function as written.
+pub(crate) fn cached(args: TokenStream, input: TokenStream) -> TokenStream {
+    let cx = Ctxt::new();
+    let args = args::parse(&cx, args);
+    let func = item::parse(&cx, input.clone()).map(|item| item::check(&cx, &args, item));
+    match (cx.check(), func) {
+        (Ok(()), Some(func)) => Expand::new(&args, &func).all(),
+        (Err(errors), _) => {
+            let mut tokens = errors.into_compile_error();
+            tokens.extend(input);
+            tokens
+        }
+        (Ok(()), None) => unreachable!("`item::parse` failed without an error"),
+    }
+}
+
+struct Expand<'a> {
+    args: &'a Args,
+    func: &'a Func,
+    /// `<krate>::__private`
+    private: TokenStream,
+}
+
+/// The spans of the first and last tokens of `tokens`: an expression made of
+/// tokens at the first, then at the last, is reported across all of them.
+fn span_range(tokens: impl ToTokens) -> (Span, Span) {
+    let mut trees = tokens.into_token_stream().into_iter();
+    let first = trees
+        .next()
+        .map_or_else(Span::call_site, |tree| tree.span());
+    let last = trees.last().map_or(first, |tree| tree.span());
+    (first, last)
+}
+
+/// `tokens`, all at `first` but the last token tree, at `last`; nested
+/// groups take the span of their tree.
+fn respan(tokens: TokenStream, (first, last): (Span, Span)) -> TokenStream {
+    let trees: Vec<TokenTree> = tokens.into_iter().collect();
+    let count = trees.len();
+    trees
+        .into_iter()
+        .enumerate()
+        .map(|(index, mut tree)| {
+            let span = if index + 1 == count { last } else { first };
+            if let TokenTree::Group(group) = &tree {
+                let mut inner = Group::new(group.delimiter(), respan(group.stream(), (span, span)));
+                inner.set_span(span);
+                tree = TokenTree::Group(inner);
+            } else {
+                tree.set_span(span);
+            }
+            tree
+        })
+        .collect()
+}
+
+/// A local of the generated code, invisible to the function's body.
+fn local(name: &str) -> Ident {
+    Ident::new(name, Span::mixed_site())
+}
+
+impl<'a> Expand<'a> {
+    fn new(args: &'a Args, func: &'a Func) -> Self {
+        let krate = args
+            .krate
+            .clone()
+            .unwrap_or_else(|| parse_quote!(::cache_runtime));
+        let private = quote!(#krate::__private);
+        Expand {
+            args,
+            func,
+            private,
+        }
+    }
+
+    fn all(&self) -> TokenStream {
+        let p = &self.private;
+        let ItemFn {
+            attrs,
+            vis,
+            sig,
+            block,
+        } = &self.func.item;
+        let spec = self.spec();
+        let checks = self.checks();
+        let handle = self.handle();
+        let key = self.key(false);
+        let tags = self.tags();
+        let (strategy, strategy_type) = (self.strategy(), self.strategy_type());
+        // `strategy_type` is respanned with the rest of the turbofish below.
+        let ret = &self.func.ret.ty;
+        let (handle_var, key_var, tags_var) = (
+            local("__cache_handle"),
+            local("__cache_key"),
+            local("__cache_tags"),
+        );
+        // At the cached value type, like the checks: an unmet bound of the
+        // strategy, or a borrowed value type, is reported there.
+        let (first, last) = self.value_span();
+        let execute = respan(quote!(#p::execute::<), (first, first));
+        let turbofish_rest = respan(quote!(, #strategy_type, _>), (last, last));
+        let await_ = respan(quote!(.await), (last, last));
+        let mut call = Group::new(
+            Delimiter::Parenthesis,
+            quote! {
+                #handle_var,
+                &__CACHE_SPEC,
+                #key_var,
+                #tags_var,
+                #strategy,
+                async move #block,
+            },
+        );
+        call.set_span(last);
+        let companions = self.companions();
+        quote! {
+            #(#attrs)*
+            #vis #sig {
+                #spec
+                #checks
+                let #handle_var = #handle;
+                #key
+                #tags
+                #execute #ret #turbofish_rest #call #await_
+            }
+            #companions
+        }
+    }
+
+    /// `static __CACHE_SPEC`, what the runtime knows of the function.
+    fn spec(&self) -> TokenStream {
+        let p = &self.private;
+        let ident = &self.func.item.sig.ident;
+        let name = Literal::string(&name_of(ident));
+        let ttl = match self.args.ttl_secs {
+            Some(secs) => {
+                let secs = Literal::u64_unsuffixed(secs);
+                quote!(#p::Some(#secs))
+            }
+            None => quote!(#p::None),
+        };
+        let lock = self.args.lock.as_ref().is_none_or(|lock| lock.value);
+        let lock_ttl = match &self.args.lock_ttl_ms {
+            Some(ms) => {
+                let ms = Literal::u64_unsuffixed(ms.value);
+                quote!(#p::Some(#ms))
+            }
+            None => quote!(#p::None),
+        };
+        quote! {
+            static __CACHE_SPEC: #p::Spec = #p::Spec {
+                function: #p::concat!(#p::module_path!(), "::", #name),
+                ttl_secs: #ttl,
+                lock: #lock,
+                lock_ttl_ms: #lock_ttl,
+            };
+        }
+    }
+
+    /// Trait checks spanned at the user's tokens, so that a type error points
+    /// at the argument or the return type at fault. (An argument of a
+    /// template that is not `Display` fails in `format!`, at the template.)
+    ///
+    /// The calls that need the same traits later name the same types, with
+    /// the same spans, so that rustc reports each unmet bound once.
+    fn checks(&self) -> TokenStream {
+        let p = &self.private;
+        let mut checks = TokenStream::new();
+        if let Some(value) = &self.func.ret.value {
+            let (first, last) = span_range(value);
+            let assert = respan(quote!(#p::assert_cacheable), (first, first));
+            checks.extend(quote_spanned!(last=> #assert::<#value>();));
+        }
+        checks
+    }
+
+    /// The argument `name` of a template, spanned at the template.
+    fn interpolated(&self, template: &Template, name: &str) -> Ident {
+        let arg = self
+            .func
+            .args
+            .iter()
+            .find(|arg| name_of(&arg.ident) == name)
+            .expect("template arguments are checked");
+        let mut ident = arg.ident.clone();
+        ident.set_span(template.span());
+        ident
+    }
+
+    /// `format!("product:{}", id)` for the template `"product:{id}"`.
+    fn format(&self, template: &Template) -> TokenStream {
+        let p = &self.private;
+        let format = template.format_string();
+        let args = template
+            .args()
+            .map(|name| self.interpolated(template, name));
+        quote!(#p::format!(#format #(, #args)*))
+    }
+
+    /// The `Option<Cache>` to use.
+    fn handle(&self) -> TokenStream {
+        let p = &self.private;
+        match &self.args.cache {
+            Some(cache) => {
+                let as_cache = quote_spanned!(cache.span()=> #p::AsCache::as_cache(&(#cache)));
+                quote!(#p::Some(#p::Cache::clone(#as_cache)))
+            }
+            None => quote!(#p::default_cache()),
+        }
+    }
+
+    /// `let __cache_key = ...;`: from the `key` template, or a digest of the
+    /// type parameters, const parameters and key arguments. In a companion
+    /// the arguments are references already.
+    fn key(&self, companion: bool) -> TokenStream {
+        let p = &self.private;
+        let key = local("__cache_key");
+        if let Some(template) = &self.args.key {
+            let format = self.format(template);
+            return quote!(let #key: #p::KeyPart = #p::KeyPart::template(#format););
+        }
+        let digest = local("__cache_digest");
+        let mut calls = Vec::new();
+        if self.func.receiver {
+            // Methods of different types in one module share a name.
+            calls.push(quote!(#digest.type_param::<Self>();));
+        }
+        for param in &self.func.item.sig.generics.params {
+            match param {
+                GenericParam::Type(param) => {
+                    let ident = &param.ident;
+                    calls.push(quote!(#digest.type_param::<#ident>();));
+                }
+                GenericParam::Const(param) => {
+                    let ident = &param.ident;
+                    calls.push(quote!(#digest.arg(&#ident);));
+                }
+                GenericParam::Lifetime(_) => {}
+            }
+        }
+        for arg in self.func.args.iter().filter(|arg| arg.hashed) {
+            let (ident, ty) = (&arg.ident, &arg.ty);
+            let value = if companion {
+                quote!(#ident)
+            } else {
+                quote!(&#ident)
+            };
+            // Spanned at the argument's type, so that rustc reports a missing
+            // `Serialize` there, once, with `KeyArg`'s note suggesting `skip`.
+            let (first, last) = span_range(ty);
+            let path = respan(quote!(#p::ArgsDigest::arg::<), (first, first));
+            let close = respan(quote!(>), (last, last));
+            let mut call = Group::new(Delimiter::Parenthesis, quote!(&mut #digest, #value));
+            call.set_span(last);
+            calls.push(quote!(#path #ty #close #call;));
+        }
+        let mutability = (!calls.is_empty()).then(|| quote!(mut));
+        quote! {
+            let #mutability #digest = #p::ArgsDigest::new();
+            #(#calls)*
+            let #key: #p::KeyPart = #digest.finish();
+        }
+    }
+
+    fn tags(&self) -> TokenStream {
+        let p = &self.private;
+        let tags_var = local("__cache_tags");
+        let tags = self.args.tags.iter().flatten().map(|tag| self.format(tag));
+        quote!(let #tags_var: #p::Vec<#p::String> = #p::vec![#(#tags),*];)
+    }
+
+    /// The first and last spans of the cached value type.
+    fn value_span(&self) -> (Span, Span) {
+        match &self.func.ret.value {
+            Some(value) => span_range(value),
+            None => (Span::call_site(), Span::call_site()),
+        }
+    }
+
+    /// The strategy value, at the cached value type: rustc reports its
+    /// unmet `Strategy` bound at this argument.
+    fn strategy(&self) -> TokenStream {
+        let p = &self.private;
+        let strategy = match self.func.ret.kind {
+            RetKind::Result => quote!(#p::OkOnly),
+            RetKind::Option => {
+                let cache_none = self
+                    .args
+                    .cache_none
+                    .as_ref()
+                    .is_some_and(|setting| setting.value);
+                quote!(#p::SomeOnly { cache_none: #cache_none })
+            }
+            RetKind::Plain => quote!(#p::Plain),
+        };
+        respan(strategy, self.value_span())
+    }
+
+    /// The type of [`Self::strategy`].
+    fn strategy_type(&self) -> TokenStream {
+        let p = &self.private;
+        let ty = match self.func.ret.kind {
+            RetKind::Result => quote!(#p::OkOnly),
+            RetKind::Option => quote!(#p::SomeOnly),
+            RetKind::Plain => quote!(#p::Plain),
+        };
+        respan(ty, self.value_span())
+    }
+
+    /// `<name>_invalidate` and `<name>_invalidate_all`.
+    fn companions(&self) -> TokenStream {
+        if self.args.companions == Some(false) {
+            return TokenStream::new();
+        }
+        let p = &self.private;
+        let ItemFn {
+            attrs, vis, sig, ..
+        } = &self.func.item;
+        let name = name_of(&sig.ident);
+        let invalidate = format_ident!("{}_invalidate", sig.ident);
+        let invalidate_all = format_ident!("{}_invalidate_all", sig.ident);
+        let cfgs: Vec<_> = attrs
+            .iter()
+            .filter(|attr| attr.path().is_ident("cfg"))
+            .collect();
+        let receiver = self.func.receiver.then(|| quote!(&self,));
+
+        // Arguments that the `cache` expression uses are needed to find the cache.
+        let for_cache = |ident: &Ident| {
+            self.args
+                .cache
+                .as_ref()
+                .is_some_and(|cache| item::mentions(cache, &name_of(ident)))
+        };
+        let call_params = self
+            .func
+            .args
+            .iter()
+            .filter(|arg| arg.in_key || for_cache(&arg.ident))
+            .map(|arg| {
+                let (ident, ty) = (&arg.ident, &arg.ty);
+                quote!(#ident: &#ty)
+            });
+        let cache_params: Vec<_> = self
+            .func
+            .args
+            .iter()
+            .filter(|arg| for_cache(&arg.ident))
+            .map(|arg| {
+                let (ident, ty) = (&arg.ident, &arg.ty);
+                quote!(#ident: &#ty)
+            })
+            .collect();
+        let generics = &sig.generics;
+        let where_clause = &generics.where_clause;
+        // The function's generic parameters matter to `_invalidate_all` only
+        // through the arguments that find the cache.
+        let (all_generics, all_where) = if cache_params.is_empty() {
+            (None, None)
+        } else {
+            (Some(generics), where_clause.as_ref())
+        };
+
+        let spec = self.spec();
+        let handle = self.handle();
+        let key = self.key(true);
+        let (handle_var, key_var) = (local("__cache_handle"), local("__cache_key"));
+        let call_doc = format!(
+            " Invalidates the value that `{name}` cached for these arguments, so that the next call with them runs `{name}` again."
+        );
+        let all_doc =
+            format!(" Invalidates every value that `{name}` cached, whatever the arguments.");
+        quote! {
+            #(#cfgs)*
+            #[doc = #call_doc]
+            #[doc = ""]
+            #[doc = " Generated by `#[cached]`."]
+
+            #vis async fn #invalidate #generics (#receiver #(#call_params),*) -> #p::Result<(), #p::Error> #where_clause {
+                #spec
+                let #handle_var = #handle;
+                #key
+                #p::invalidate_call(#handle_var, &__CACHE_SPEC, #key_var).await
+            }
+
+            #(#cfgs)*
+            #[doc = #all_doc]
+            #[doc = ""]
+            #[doc = " Generated by `#[cached]`."]
+
+            #vis async fn #invalidate_all #all_generics (#receiver #(#cache_params),*) -> #p::Result<(), #p::Error> #all_where {
+                #spec
+                #p::invalidate_function(#handle, &__CACHE_SPEC).await
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expand(args: TokenStream, item: TokenStream) -> String {
+        let output = cached(args, item);
+        syn::parse2::<syn::File>(output.clone()).expect("the expansion parses as items");
+        output.to_string()
+    }
+
+    /// The expansion of the design's example, as the documentation shows it.
+    #[test]
+    fn expansion_of_the_design_example() {
+        let actual = expand(
+            quote!(ttl = 600, tags = ["products", "category:{category}"]),
+            quote! {
+                async fn list_products(category: String) -> Result<Vec<u32>, std::io::Error> {
+                    db::query(&category).await
+                }
+            },
+        );
+        let spec = quote! {
+            static __CACHE_SPEC: ::cache_runtime::__private::Spec = ::cache_runtime::__private::Spec {
+                function: ::cache_runtime::__private::concat!(::cache_runtime::__private::module_path!(), "::", "list_products"),
+                ttl_secs: ::cache_runtime::__private::Some(600),
+                lock: true,
+                lock_ttl_ms: ::cache_runtime::__private::None,
+            };
+        };
+        let expected = quote! {
+            async fn list_products(category: String) -> Result<Vec<u32>, std::io::Error> {
+                #spec
+                ::cache_runtime::__private::assert_cacheable::<Vec<u32> >();
+                let __cache_handle = ::cache_runtime::__private::default_cache();
+                let mut __cache_digest = ::cache_runtime::__private::ArgsDigest::new();
+                ::cache_runtime::__private::ArgsDigest::arg::<String>(&mut __cache_digest, &category);
+                let __cache_key: ::cache_runtime::__private::KeyPart = __cache_digest.finish();
+                let __cache_tags: ::cache_runtime::__private::Vec<::cache_runtime::__private::String> = ::cache_runtime::__private::vec![
+                    ::cache_runtime::__private::format!("products"),
+                    ::cache_runtime::__private::format!("category:{}", category)
+                ];
+                ::cache_runtime::__private::execute::<Result<Vec<u32>, std::io::Error>, ::cache_runtime::__private::OkOnly, _>(
+                    __cache_handle,
+                    &__CACHE_SPEC,
+                    __cache_key,
+                    __cache_tags,
+                    ::cache_runtime::__private::OkOnly,
+                    async move { db::query(&category).await },
+                ).await
+            }
+            #[doc = " Invalidates the value that `list_products` cached for these arguments, so that the next call with them runs `list_products` again."]
+            #[doc = ""]
+            #[doc = " Generated by `#[cached]`."]
+            async fn list_products_invalidate(category: &String) -> ::cache_runtime::__private::Result<(), ::cache_runtime::__private::Error> {
+                #spec
+                let __cache_handle = ::cache_runtime::__private::default_cache();
+                let mut __cache_digest = ::cache_runtime::__private::ArgsDigest::new();
+                ::cache_runtime::__private::ArgsDigest::arg::<String>(&mut __cache_digest, category);
+                let __cache_key: ::cache_runtime::__private::KeyPart = __cache_digest.finish();
+                ::cache_runtime::__private::invalidate_call(__cache_handle, &__CACHE_SPEC, __cache_key).await
+            }
+            #[doc = " Invalidates every value that `list_products` cached, whatever the arguments."]
+            #[doc = ""]
+            #[doc = " Generated by `#[cached]`."]
+            async fn list_products_invalidate_all() -> ::cache_runtime::__private::Result<(), ::cache_runtime::__private::Error> {
+                #spec
+                ::cache_runtime::__private::invalidate_function(::cache_runtime::__private::default_cache(), &__CACHE_SPEC).await
+            }
+        };
+        assert_eq!(actual, expected.to_string());
+    }
+
+    #[test]
+    fn options_reach_the_expansion() {
+        let actual = expand(
+            quote!(
+                key = "user:{id}",
+                cache = self.cache,
+                cache_none = true,
+                lock_ttl = "500ms",
+                crate = "renamed",
+                ttl = "1h"
+            ),
+            quote! {
+                pub async fn get<T: Send>(&self, id: u64, db: &mut Db) -> Option<User> { None }
+            },
+        );
+        for expected in [
+            "renamed :: __private :: KeyPart :: template (renamed :: __private :: format ! (\"user:{}\" , id))",
+            "renamed :: __private :: Some (renamed :: __private :: Cache :: clone (renamed :: __private :: AsCache :: as_cache (& (self . cache))))",
+            "renamed :: __private :: SomeOnly { cache_none : true }",
+            "ttl_secs : renamed :: __private :: Some (3600)",
+            "lock_ttl_ms : renamed :: __private :: Some (500)",
+            "pub async fn get_invalidate < T : Send > (& self , id : & u64)",
+            "pub async fn get_invalidate_all (& self ,)",
+        ] {
+            assert!(
+                actual.contains(expected),
+                "missing {expected:?} in {actual}"
+            );
+        }
+        // With `key`, arguments are neither hashed nor checked for `Serialize`.
+        assert!(!actual.contains("ArgsDigest"), "{actual}");
+    }
+
+    #[test]
+    fn digest_covers_self_generics_and_hashed_arguments_only() {
+        let actual = expand(
+            quote!(skip(db), companions = false),
+            quote! {
+                async fn get<'a, T: Send, const N: usize>(&self, db: &'a Db, id: T) -> u8 { 0 }
+            },
+        );
+        let expected = quote! {
+            let mut __cache_digest = ::cache_runtime::__private::ArgsDigest::new();
+            __cache_digest.type_param::<Self>();
+            __cache_digest.type_param::<T>();
+            __cache_digest.arg(&N);
+            ::cache_runtime::__private::ArgsDigest::arg::<T>(&mut __cache_digest, &id);
+            let __cache_key
+        };
+        assert!(actual.contains(&expected.to_string()), "{actual}");
+        assert!(!actual.contains("get_invalidate"), "{actual}");
+        assert!(
+            actual.contains(":: cache_runtime :: __private :: Plain"),
+            "{actual}"
+        );
+    }
+
+    #[test]
+    fn the_cache_expression_arguments_go_to_the_companions() {
+        let actual = expand(
+            quote!(cache = state.cache, skip(state)),
+            quote! {
+                async fn get(state: &State, id: u64) -> u8 { 0 }
+            },
+        );
+        assert!(
+            actual.contains("async fn get_invalidate (state : & & State , id : & u64)"),
+            "{actual}"
+        );
+        assert!(
+            actual.contains("async fn get_invalidate_all (state : & & State)"),
+            "{actual}"
+        );
+    }
+
+    /// On errors: all of them, and the function as written.
+    #[test]
+    fn errors_come_all_at_once_beside_the_function() {
+        let item = quote!(
+            fn f(db: &Db) {
+                body()
+            }
+        );
+        let output = cached(
+            quote!(ttl = 0, tll = 5, tags = ["{x}"], lock = "no"),
+            item.clone(),
+        );
+        let text = output.to_string();
+        assert_eq!(text.matches("compile_error").count(), 6, "{text}");
+        assert!(text.ends_with(&item.to_string()), "{text}");
+    }
+}

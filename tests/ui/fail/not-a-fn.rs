@@ -1,0 +1,10 @@
+use cache_runtime::cached;
+
+#[cached]
+struct Product {
+    id: u32,
+}
+
+fn main() {
+    let _ = Product { id: 1 }.id;
+}

@@ -1,0 +1,11 @@
+use cache_runtime::cached;
+
+pub struct Db;
+
+#[cached(skip(dbb))]
+async fn f(db: &Db, id: u32) -> u32 {
+    let _ = db;
+    id
+}
+
+fn main() {}
