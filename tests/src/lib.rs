@@ -281,3 +281,8 @@ impl RedisCluster {
 }
 
 pub mod fixtures;
+
+/// The README's example, compiled and run as a doctest.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
