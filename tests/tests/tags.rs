@@ -387,8 +387,9 @@ async fn eviction_never_revives_old_entries() {
 }
 
 /// The same scenarios on a 3-node Redis Cluster: no command spans slots.
+/// Leases work there too (waiters poll; there is no cluster pub/sub).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tags_on_a_redis_cluster() {
+async fn tags_and_leases_on_a_redis_cluster() {
     let cluster = RedisCluster::start();
     let cache = Cache::builder()
         .redis_cluster(cluster.urls())
@@ -398,6 +399,32 @@ async fn tags_on_a_redis_cluster() {
         .unwrap();
     invalidation_scenarios(cache.clone()).await;
     stale_set_race(cache.clone(), 50).await;
+
+    // Two caches on the cluster, as two processes, 50 callers each, on a
+    // cold key.
+    cache.invalidate_tag("race").await.unwrap();
+    let other = Cache::builder()
+        .redis_cluster(cluster.urls())
+        .namespace(cache.namespace())
+        .op_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let (a, b) = (
+        Arc::new(Catalog::new(cache.clone())),
+        Arc::new(Catalog::new(other.clone())),
+    );
+    let calls: Vec<_> = (0..100)
+        .map(|i| {
+            let c = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move { c.slow_read(100_000).await })
+        })
+        .collect();
+    for call in calls {
+        call.await.unwrap();
+    }
+    assert_eq!(a.runs() + b.runs(), 1, "one computation across both caches");
+    assert_eq!(other.stats().errors, 0);
+
     let s = cache.stats();
     assert_eq!(
         s.errors, 0,
