@@ -213,6 +213,31 @@ fn rand_u64() -> u64 {
     h.finish()
 }
 
+/// One cache on each backend, each in a namespace of its own: the
+/// in-process one, and Redis at [`shared_url`]. Behaviour tests loop over
+/// both, so both backends keep the same semantics.
+pub fn backends(prefix: &str) -> Vec<cache_runtime::Cache> {
+    let memory = cache_runtime::Cache::builder()
+        .memory()
+        .namespace(unique_namespace(prefix));
+    let redis = cache_runtime::Cache::builder()
+        .redis(shared_url())
+        .namespace(unique_namespace(prefix));
+    vec![
+        memory.build().expect("memory cache"),
+        redis.build().expect("redis cache"),
+    ]
+}
+
+/// Awaits `f`, failing the test if it takes longer than `secs`: a guard
+/// against hangs (a waiter never woken, a call stuck in reconnection),
+/// far above any latency the test expects, never a performance assertion.
+pub async fn no_hang<T>(secs: u64, what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(secs), f)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not finish within {secs} s"))
+}
+
 /// A 3-node Redis Cluster on free loopback ports (no replicas), made with
 /// `redis-cli --cluster create`. Stopped on drop.
 pub struct RedisCluster {

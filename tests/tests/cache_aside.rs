@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use cache_runtime::{Cache, cached};
-use cache_tests::{shared_url, unique_namespace};
+use cache_tests::{backends, shared_url, unique_namespace};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -77,21 +77,6 @@ impl Shop {
     }
 }
 
-fn backends() -> Vec<Cache> {
-    vec![
-        Cache::builder()
-            .memory()
-            .namespace(unique_namespace("mem"))
-            .build()
-            .unwrap(),
-        Cache::builder()
-            .redis(shared_url())
-            .namespace(unique_namespace("aside"))
-            .build()
-            .unwrap(),
-    ]
-}
-
 fn shop(cache: Cache) -> Shop {
     Shop {
         cache,
@@ -101,7 +86,7 @@ fn shop(cache: Cache) -> Shop {
 
 #[tokio::test]
 async fn a_hit_returns_the_stored_value_without_running_the_body() {
-    for cache in backends() {
+    for cache in backends("aside") {
         let shop = shop(cache.clone());
         let first = shop.list_products("books".into()).await.unwrap();
         let second = shop.list_products("books".into()).await.unwrap();
@@ -120,7 +105,7 @@ async fn a_hit_returns_the_stored_value_without_running_the_body() {
 
 #[tokio::test]
 async fn err_is_never_cached() {
-    for cache in backends() {
+    for cache in backends("aside") {
         let shop = shop(cache.clone());
         assert_eq!(
             shop.list_products("broken".into()).await,
@@ -134,7 +119,7 @@ async fn err_is_never_cached() {
 
 #[tokio::test]
 async fn none_is_cached_only_when_asked() {
-    for cache in backends() {
+    for cache in backends("aside") {
         let shop = shop(cache.clone());
         assert_eq!(shop.find(500).await, None);
         assert_eq!(shop.find(500).await, None);
@@ -151,7 +136,7 @@ async fn none_is_cached_only_when_asked() {
 
 #[tokio::test]
 async fn skipped_arguments_are_not_part_of_the_key() {
-    for cache in backends() {
+    for cache in backends("aside") {
         let shop = shop(cache.clone());
         let (db1, db2) = (
             Db {
@@ -173,7 +158,7 @@ async fn skipped_arguments_are_not_part_of_the_key() {
 
 #[tokio::test]
 async fn entries_expire_after_their_ttl() {
-    for cache in backends() {
+    for cache in backends("aside") {
         let shop = shop(cache.clone());
         assert_eq!(shop.short_lived(21).await, 42);
         assert_eq!(shop.short_lived(21).await, 42);

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use cache_runtime::{Cache, cached};
-use cache_tests::{RedisServer, free_port};
+use cache_tests::{RedisServer, free_port, no_hang};
 
 struct Api {
     cache: Cache,
@@ -48,20 +48,12 @@ fn api(url: &str) -> Api {
     }
 }
 
-/// Fails the test if a call hangs (e.g. in the redis crate's default
-/// reconnection backoff, ~9 s).
-async fn guard<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(3), f)
-        .await
-        .unwrap_or_else(|_| panic!("{what} hung"))
-}
-
 #[tokio::test]
 async fn connection_refused_runs_the_body_and_counts_errors() {
     let api = api(&format!("redis://127.0.0.1:{}/", free_port()));
     for i in 0..5 {
         assert_eq!(
-            guard("call", api.get(i)).await.unwrap(),
+            no_hang(3, "call", api.get(i)).await.unwrap(),
             format!("value {i}")
         );
     }
@@ -69,7 +61,7 @@ async fn connection_refused_runs_the_body_and_counts_errors() {
     let s = api.cache.stats();
     assert!(s.errors >= 5, "{s:?}");
     assert_eq!(s.hits, 0);
-    let invalidated = guard("invalidate", api.cache.invalidate_tag("t")).await;
+    let invalidated = no_hang(3, "invalidate", api.cache.invalidate_tag("t")).await;
     assert!(
         invalidated.is_err(),
         "a failed invalidation is reported: {invalidated:?}"
@@ -87,7 +79,9 @@ async fn a_frozen_redis_costs_at_most_the_op_timeout_and_caching_resumes() {
     server.pause();
     for _ in 0..3 {
         assert_eq!(
-            guard("call on a frozen server", api.get(1)).await.unwrap(),
+            no_hang(3, "call on a frozen server", api.get(1))
+                .await
+                .unwrap(),
             "value 1"
         );
     }
@@ -126,7 +120,9 @@ async fn caching_resumes_after_redis_restarts() {
     server.kill();
     for _ in 0..3 {
         assert_eq!(
-            guard("call with Redis down", api.get(1)).await.unwrap(),
+            no_hang(3, "call with Redis down", api.get(1))
+                .await
+                .unwrap(),
             "value 1"
         );
     }
@@ -136,9 +132,9 @@ async fn caching_resumes_after_redis_restarts() {
     server.restart();
     let mut cached_again = false;
     for _ in 0..50 {
-        guard("call after restart", api.get(2)).await.unwrap();
+        no_hang(3, "call after restart", api.get(2)).await.unwrap();
         let before = api.runs();
-        guard("call after restart", api.get(2)).await.unwrap();
+        no_hang(3, "call after restart", api.get(2)).await.unwrap();
         if api.runs() == before {
             cached_again = true;
             break;
@@ -164,7 +160,7 @@ async fn an_outage_does_not_stampede_the_database() {
         })
         .collect();
     for c in calls {
-        assert_eq!(guard("call", c).await.unwrap(), "slow 7");
+        assert_eq!(no_hang(3, "call", c).await.unwrap(), "slow 7");
     }
     assert_eq!(api.runs(), 1, "{:?}", api.cache.stats());
 }

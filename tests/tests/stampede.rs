@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use cache_runtime::{Cache, cached};
 use cache_tests::fixtures::Probe;
-use cache_tests::{RedisServer, shared_url, unique_namespace};
+use cache_tests::{RedisServer, backends, no_hang, shared_url, unique_namespace};
 
 struct Svc {
     cache: Cache,
@@ -65,30 +65,9 @@ impl Svc {
     }
 }
 
-async fn guard<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(8), f)
-        .await
-        .unwrap_or_else(|_| panic!("{what} hung"))
-}
-
-fn backends() -> Vec<Cache> {
-    vec![
-        Cache::builder()
-            .memory()
-            .namespace(unique_namespace("st-mem"))
-            .build()
-            .unwrap(),
-        Cache::builder()
-            .redis(shared_url())
-            .namespace(unique_namespace("st"))
-            .build()
-            .unwrap(),
-    ]
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_callers_share_one_computation() {
-    for cache in backends() {
+    for cache in backends("stampede") {
         let svc = Svc::new(cache.clone());
         let calls: Vec<_> = (0..200)
             .map(|_| {
@@ -97,7 +76,7 @@ async fn concurrent_callers_share_one_computation() {
             })
             .collect();
         for c in calls {
-            assert_eq!(guard("caller", c).await.unwrap(), "value of hot");
+            assert_eq!(no_hang(8, "caller", c).await.unwrap(), "value of hot");
         }
         assert_eq!(
             svc.runs(),
@@ -112,7 +91,7 @@ async fn concurrent_callers_share_one_computation() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_the_leader_fails_one_waiter_takes_over() {
-    for cache in backends() {
+    for cache in backends("stampede") {
         let svc = Svc::new(cache.clone());
         let calls: Vec<_> = (0..50)
             .map(|_| {
@@ -122,7 +101,7 @@ async fn when_the_leader_fails_one_waiter_takes_over() {
             .collect();
         let mut errors = 0;
         for c in calls {
-            match guard("caller", c).await.unwrap() {
+            match no_hang(8, "caller", c).await.unwrap() {
                 Ok(v) => assert_eq!(v, "value of k"),
                 Err(_) => errors += 1,
             }
@@ -139,7 +118,7 @@ async fn when_the_leader_fails_one_waiter_takes_over() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_leader_leaves_no_one_hanging() {
-    for cache in backends() {
+    for cache in backends("stampede") {
         let svc = Svc::new(cache.clone());
         let calls: Vec<_> = (0..50)
             .map(|_| {
@@ -149,7 +128,7 @@ async fn a_panicking_leader_leaves_no_one_hanging() {
             .collect();
         let mut panics = 0;
         for c in calls {
-            match guard("caller", c).await {
+            match no_hang(8, "caller", c).await {
                 Ok(v) => assert_eq!(v, "value of k"),
                 Err(e) => {
                     assert!(e.is_panic());
@@ -208,7 +187,7 @@ async fn a_panicking_leader_releases_its_lease_at_once() {
     while lease_count(&namespace).await == 0 {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    let waiter = guard("remote waiter", b.panicky("k".into())).await;
+    let waiter = no_hang(8, "remote waiter", b.panicky("k".into())).await;
     assert_eq!(waiter, "value of k");
     assert!(leader.await.unwrap_err().is_panic());
     assert_eq!(b.runs(), 2, "the waiter took over after the panic");
@@ -227,7 +206,7 @@ async fn a_cancelled_leader_releases_its_lease_at_once() {
     while lease_count(&namespace).await == 0 {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    let waiter = guard("remote waiter", b.sleepy("k".into(), 10)).await;
+    let waiter = no_hang(8, "remote waiter", b.sleepy("k".into(), 10)).await;
     assert_eq!(waiter, "value of k");
     assert!(
         leader.await.unwrap().is_err(),
@@ -299,7 +278,7 @@ async fn waiters_fail_open_when_redis_goes_down() {
     server.kill();
     for c in calls {
         assert_eq!(
-            guard("waiter with Redis down", c).await.unwrap(),
+            no_hang(8, "waiter with Redis down", c).await.unwrap(),
             "value of k"
         );
     }
@@ -349,7 +328,10 @@ async fn a_killed_leader_process_delays_waiters_by_lock_ttl_at_most() {
         .collect();
     for c in calls {
         assert_eq!(
-            guard("waiter after the leader died", c).await.unwrap().by,
+            no_hang(8, "waiter after the leader died", c)
+                .await
+                .unwrap()
+                .by,
             "survivor"
         );
     }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use cache_runtime::{Cache, cached};
-use cache_tests::{RedisCluster, RedisServer, shared_url, total_calls, unique_namespace};
+use cache_tests::{RedisCluster, RedisServer, backends, shared_url, total_calls, unique_namespace};
 
 /// A "database" row: a version bumped by every write.
 #[derive(Default)]
@@ -63,21 +63,6 @@ impl Catalog {
         tokio::time::sleep(Duration::from_micros(pause_us)).await;
         v
     }
-}
-
-fn backends() -> Vec<Cache> {
-    vec![
-        Cache::builder()
-            .memory()
-            .namespace(unique_namespace("tags-mem"))
-            .build()
-            .unwrap(),
-        Cache::builder()
-            .redis(shared_url())
-            .namespace(unique_namespace("tags"))
-            .build()
-            .unwrap(),
-    ]
 }
 
 async fn invalidation_scenarios(cache: Cache) {
@@ -147,7 +132,7 @@ async fn invalidation_scenarios(cache: Cache) {
 
 #[tokio::test]
 async fn invalidation_drops_exactly_the_tagged_entries() {
-    for cache in backends() {
+    for cache in backends("tags") {
         invalidation_scenarios(cache).await;
     }
 }
@@ -220,7 +205,7 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_stale_value_survives_an_invalidation() {
-    for cache in backends() {
+    for cache in backends("tags") {
         stale_set_race(cache, 300).await;
     }
 }
