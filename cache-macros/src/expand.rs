@@ -160,13 +160,13 @@ impl<'a> Expand<'a> {
             }
             None => quote!(#p::None),
         };
+        // The marker's type name gives the function's full path, impl type
+        // included (`app::User::get`), which `module_path!()` cannot.
         quote! {
-            static __CACHE_SPEC: #p::Spec = #p::Spec {
-                function: #p::concat!(#p::module_path!(), "::", #name),
-                ttl_secs: #ttl,
-                lock: #lock,
-                lock_ttl_ms: #lock_ttl,
-            };
+            fn __cache_marker() -> &'static str {
+                #p::type_name_of_val(&__cache_marker)
+            }
+            static __CACHE_SPEC: #p::Spec = #p::Spec::new(#name, __cache_marker, #ttl, #lock, #lock_ttl);
         }
     }
 
@@ -431,12 +431,16 @@ mod tests {
             },
         );
         let spec = quote! {
-            static __CACHE_SPEC: ::cache_runtime::__private::Spec = ::cache_runtime::__private::Spec {
-                function: ::cache_runtime::__private::concat!(::cache_runtime::__private::module_path!(), "::", "list_products"),
-                ttl_secs: ::cache_runtime::__private::Some(600),
-                lock: true,
-                lock_ttl_ms: ::cache_runtime::__private::None,
-            };
+            fn __cache_marker() -> &'static str {
+                ::cache_runtime::__private::type_name_of_val(&__cache_marker)
+            }
+            static __CACHE_SPEC: ::cache_runtime::__private::Spec = ::cache_runtime::__private::Spec::new(
+                "list_products",
+                __cache_marker,
+                ::cache_runtime::__private::Some(600),
+                true,
+                ::cache_runtime::__private::None
+            );
         };
         let expected = quote! {
             async fn list_products(category: String) -> Result<Vec<u32>, std::io::Error> {
@@ -500,8 +504,7 @@ mod tests {
             "renamed :: __private :: KeyPart :: template (renamed :: __private :: format ! (\"user:{}\" , id))",
             "renamed :: __private :: Some (renamed :: __private :: Cache :: clone (renamed :: __private :: AsCache :: as_cache (& (self . cache))))",
             "renamed :: __private :: SomeOnly { cache_none : true }",
-            "ttl_secs : renamed :: __private :: Some (3600)",
-            "lock_ttl_ms : renamed :: __private :: Some (500)",
+            "Spec :: new (\"get\" , __cache_marker , renamed :: __private :: Some (3600) , true , renamed :: __private :: Some (500))",
             "pub async fn get_invalidate < T : Send > (& self , id : & u64)",
             "pub async fn get_invalidate_all (& self ,)",
         ] {

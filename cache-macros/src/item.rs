@@ -197,6 +197,12 @@ pub(crate) fn check(cx: &Ctxt, args: &Args, item: ItemFn) -> Func {
                         format!("a `&mut` argument cannot be part of the cache key; leave it out with `skip({name})`"),
                     );
                 }
+                if let Some(set) = hash_set(&ty) {
+                    cx.error_spanned_by(
+                        set,
+                        format!("a `HashSet` argument has no stable order, so its key would differ from process to process; use a `BTreeSet` (or a sorted `Vec`), or leave it out with `skip({name})`"),
+                    );
+                }
                 for impl_trait in impl_traits(&ty) {
                     cx.error_spanned_by(
                         impl_trait,
@@ -223,6 +229,24 @@ pub(crate) fn check(cx: &Ctxt, args: &Args, item: ItemFn) -> Func {
         receiver,
         args: args_checked,
         ret,
+    }
+}
+
+/// The `HashSet` path of an argument type (`HashSet<T>`, `&HashSet<T>`,
+/// `std::collections::HashSet<T, S>`). `HashMap`s are fine: the key encoding
+/// sorts map entries, but a set serializes as a sequence, in iteration order.
+fn hash_set(ty: &Type) -> Option<&syn::Path> {
+    match ty {
+        Type::Reference(r) => hash_set(&r.elem),
+        Type::Paren(p) => hash_set(&p.elem),
+        Type::Group(g) => hash_set(&g.elem),
+        Type::Path(p) if p.qself.is_none() => p
+            .path
+            .segments
+            .last()
+            .is_some_and(|s| s.ident == "HashSet")
+            .then_some(&p.path),
+        _ => None,
     }
 }
 

@@ -53,8 +53,9 @@ use proc_macro::TokenStream;
 ///
 /// # The key
 ///
-/// By default a call's key is the function's path (`module_path!()` and its
-/// name) and a hash of, in order: for a method, the name of the `Self` type
+/// By default a call's key is the function's path (its module, its `impl`
+/// type for an associated function, and its name: `app::api::Products::get`)
+/// and a hash of, in order: for a method, the name of the `Self` type
 /// (so that methods of one name on two types of one module never share a
 /// key); the names of the generic type parameters and the values of the
 /// const parameters (so that `f::<u8>` and `f::<u16>` never share a key);
@@ -63,6 +64,14 @@ use proc_macro::TokenStream;
 /// leave the others out with `skip(...)`.
 ///
 /// With `key = "..."`, the key is the rendered template instead.
+///
+/// Maps (`HashMap`, `BTreeMap`) give the same key whatever their order; sets
+/// serialize in iteration order, so a `HashSet` argument is rejected (use a
+/// `BTreeSet`). The key is what `Serialize` writes: fields marked
+/// `#[serde(skip)]` are not part of it. The names of generic types (and of
+/// `Self` for methods) come from `std::any::type_name`, whose spelling may
+/// change with the compiler: a toolchain upgrade can then start those keys
+/// cold, never mix them up.
 ///
 /// # Arguments
 ///
@@ -181,12 +190,12 @@ use proc_macro::TokenStream;
 ///
 /// ```ignore
 /// async fn list_products(category: String) -> Result<Vec<Product>, DbError> {
-///     static __CACHE_SPEC: __private::Spec = __private::Spec {
-///         function: __private::concat!(__private::module_path!(), "::", "list_products"),
-///         ttl_secs: __private::Some(600),
-///         lock: true,
-///         lock_ttl_ms: __private::None,
-///     };
+///     // Its type name is the function's path: `app::list_products::{{closure}}::__cache_marker`.
+///     fn __cache_marker() -> &'static str {
+///         __private::type_name_of_val(&__cache_marker)
+///     }
+///     static __CACHE_SPEC: __private::Spec =
+///         __private::Spec::new("list_products", __cache_marker, __private::Some(600), true, __private::None);
 ///     // Compile-time check, reported at the return type (a key argument
 ///     // that is not `Serialize` is reported at its type by `ArgsDigest::arg`).
 ///     __private::assert_cacheable::<Vec<Product>>();
@@ -253,8 +262,9 @@ use proc_macro::TokenStream;
 /// - `#[cached]` on anything but an `async fn` with a body;
 /// - an argument that is a pattern (`(a, b): (u8, u8)`, `_`) rather than a
 ///   name;
-/// - an argument in the key that is `&mut`, `impl Trait`, or does not
-///   implement `Serialize` (the note suggests `skip`);
+/// - an argument in the key that is `&mut`, `impl Trait`, a `HashSet` (no
+///   stable order: use a `BTreeSet`), or does not implement `Serialize`
+///   (the note suggests `skip`);
 /// - no return type, `()`, `!`, `impl Trait`, or a cached value type that
 ///   borrows or does not implement `Serialize` and `DeserializeOwned`.
 #[proc_macro_attribute]

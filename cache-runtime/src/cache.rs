@@ -60,25 +60,35 @@ impl Inner {
         }
     }
 
+    // Entries live under `{ns}:`; the cache's own keys under `{ns}#`, so
+    // that no entry key, whatever a `key = "..."` template renders, is ever
+    // one of them.
+
     /// The key that holds the current version of a user tag.
     pub fn tag_key(&self, tag: &str) -> String {
-        format!("{}:tag:{tag}", self.namespace)
+        format!("{}#tag:{tag}", self.namespace)
     }
 
     /// The key that holds the current version of a function's implicit tag,
     /// carried by every entry of that function.
     pub fn function_key(&self, function: &str) -> String {
-        format!("{}:fn:{function}", self.namespace)
+        format!("{}#fn:{function}", self.namespace)
+    }
+
+    /// The key that holds the version of one call's entry (its implicit
+    /// tag, which `<fn>_invalidate(args)` deletes).
+    pub fn call_key(&self, entry_key: &str) -> String {
+        format!("{}#call:{entry_key}", self.namespace)
     }
 
     /// The key of the fill lease of an entry.
     pub fn lease_key(&self, entry_key: &str) -> String {
-        format!("{}:lease:{entry_key}", self.namespace)
+        format!("{}#lease:{entry_key}", self.namespace)
     }
 
     /// The channel on which fills are announced to waiting processes.
     pub fn fill_channel(&self) -> String {
-        format!("{}:__fills", self.namespace)
+        format!("{}#fills", self.namespace)
     }
 }
 
@@ -151,9 +161,9 @@ impl Cache {
     }
 
     /// Makes every entry of one `#[cached]` function a miss, given its full
-    /// path (`my_crate::module::fn_name`, as `module_path!()` spells the
-    /// module). The generated `<fn>_invalidate_all()` companion calls this
-    /// for you.
+    /// path: `my_crate::module::fn_name`, or `my_crate::module::Type::fn_name`
+    /// for an associated function (as `std::any::type_name` spells it). The
+    /// generated `<fn>_invalidate_all()` companion calls this for you.
     ///
     /// # Errors
     /// As [`invalidate_tag`](Self::invalidate_tag).

@@ -56,17 +56,24 @@ where
         return body.await;
     };
     let inner = &cache.inner;
-    let entry_key = match key.full_key(&inner.namespace, spec.function) {
+    let entry_key = match key.full_key(&inner.namespace, spec.path()) {
         Ok(k) => k,
         Err(error) => {
             Counters::add(&inner.stats.errors);
-            tracing::warn!(target: "cache_runtime", function = spec.function, %error, "cannot derive the cache key; running uncached");
+            tracing::warn!(
+                target: "cache_runtime",
+                function = spec.path(),
+                %error,
+                "cannot derive the cache key; running uncached"
+            );
             Counters::add(&inner.stats.computations);
             return body.await;
         }
     };
-    let mut tag_keys = Vec::with_capacity(tags.len() + 1);
-    tag_keys.push(inner.function_key(spec.function));
+    // Implicit tags first: the function's, then the call's own.
+    let mut tag_keys = Vec::with_capacity(tags.len() + 2);
+    tag_keys.push(inner.function_key(spec.path()));
+    tag_keys.push(inner.call_key(&entry_key));
     tag_keys.extend(tags.iter().map(|t| inner.tag_key(t)));
     let ttl = spec.ttl_secs.map_or(inner.default_ttl, Duration::from_secs);
     let call = Call {
@@ -75,6 +82,7 @@ where
         key: entry_key,
         tag_keys,
         ttl,
+        failed: AtomicBool::new(false),
     };
     call.run(strategy, body).await
 }
@@ -84,7 +92,7 @@ fn warn_no_cache(spec: &Spec) {
     if !WARNED.swap(true, Ordering::Relaxed) {
         tracing::warn!(
             target: "cache_runtime",
-            function = spec.function,
+            function = spec.path(),
             "no cache: call `cache_runtime::set_default` or pass `cache = ...`; running uncached"
         );
     }
@@ -99,6 +107,9 @@ fn flight_key(key: &str, versions: &[String]) -> String {
     }
     k
 }
+
+/// Index in `tag_keys` of the call's own version key.
+const CALL_TAG: usize = 1;
 
 enum Checked<'s, R> {
     Hit(R, &'s [u8]),
@@ -119,6 +130,9 @@ struct Call<'c> {
     key: String,
     tag_keys: Vec<String>,
     ttl: Duration,
+    /// Set by the first backend failure of this call: the call then makes
+    /// no further write, so it waits on a failing Redis at most once.
+    failed: AtomicBool,
 }
 
 impl Call<'_> {
@@ -129,11 +143,11 @@ impl Call<'_> {
     {
         let inner = &self.cache.inner;
         let stats = &inner.stats;
-        let mut epoch = inner.flights.epoch();
+        let epoch = inner.flights.epoch();
         let mut snap = match inner.backend.read(&self.key, &self.tag_keys, None).await {
             Ok(s) => s,
             Err(e) => {
-                self.cache.record_error(&e, "read");
+                self.fail(&e, "read");
                 return self.offline(&strategy, body).await;
             }
         };
@@ -147,7 +161,12 @@ impl Call<'_> {
             Checked::Stale => Counters::add(&stats.stale),
             Checked::Undecodable(error) => {
                 Counters::add(&stats.decode_errors);
-                tracing::warn!(target: "cache_runtime", key = %self.key, %error, "stored value does not decode; recomputing");
+                tracing::warn!(
+                    target: "cache_runtime",
+                    key = %self.key,
+                    %error,
+                    "stored value does not decode; recomputing"
+                );
             }
         }
         Counters::add(&stats.misses);
@@ -160,12 +179,12 @@ impl Call<'_> {
         if !self.spec.lock {
             return self.fill(versions, &strategy, body, None, None).await;
         }
+        let mut epoch = epoch;
         loop {
             // Callers share a computation only if they saw the same tag
             // versions: one that read after an invalidation never receives
             // a value computed from data read before it.
-            let flight_key = flight_key(&self.key, &versions);
-            match inner.flights.join(&flight_key) {
+            match inner.flights.join(&flight_key(&self.key, &versions)) {
                 Join::Leader(flight) => {
                     if flight.landed_since(epoch) {
                         // A flight of this process may have filled the key
@@ -173,8 +192,9 @@ impl Call<'_> {
                         snap = match inner.backend.read(&self.key, &self.tag_keys, None).await {
                             Ok(s) => s,
                             Err(e) => {
-                                self.cache.record_error(&e, "read");
-                                return self.compute(body).await;
+                                self.fail(&e, "read");
+                                drop(flight);
+                                return self.offline(&strategy, body).await;
                             }
                         };
                         if let Checked::Hit(value, json) = self.check(&snap, &strategy) {
@@ -184,7 +204,10 @@ impl Call<'_> {
                         }
                         versions = match self.establish_versions(snap.versions).await {
                             Some(v) => v,
-                            None => return self.compute(body).await,
+                            None => {
+                                drop(flight);
+                                return self.offline(&strategy, body).await;
+                            }
                         };
                     }
                     return self.lead(flight, versions, &strategy, body).await;
@@ -199,7 +222,12 @@ impl Call<'_> {
                             }
                             Err(error) => {
                                 Counters::add(&stats.decode_errors);
-                                tracing::warn!(target: "cache_runtime", key = %self.key, %error, "shared value does not decode");
+                                tracing::warn!(
+                                    target: "cache_runtime",
+                                    key = %self.key,
+                                    %error,
+                                    "shared value does not decode"
+                                );
                                 return self.compute(body).await;
                             }
                         }
@@ -222,7 +250,10 @@ impl Call<'_> {
         if !self.spec.lock {
             return self.compute(body).await;
         }
-        let flight_key = format!("{}\0offline", self.key);
+        // Keyed by the count of invalidations this process made, so that a
+        // call starting after one never joins a computation from before it.
+        let epoch = self.cache.inner.stats.invalidations.load(Ordering::Acquire);
+        let flight_key = format!("{}\0offline\0{epoch}", self.key);
         loop {
             match self.cache.inner.flights.join(&flight_key) {
                 Join::Leader(flight) => {
@@ -232,11 +263,8 @@ impl Call<'_> {
                     return result;
                 }
                 Join::Follower(follower) => {
-                    if let Some(value) = follower
-                        .wait()
-                        .await
-                        .and_then(|json| strategy.decode(&json).ok())
-                    {
+                    let shared = follower.wait().await;
+                    if let Some(value) = shared.and_then(|json| strategy.decode(&json).ok()) {
                         Counters::add(&self.cache.inner.stats.coalesced);
                         return value;
                     }
@@ -277,27 +305,31 @@ impl Call<'_> {
     async fn acquire<R, S: Strategy<R>>(&self, redis: &RedisBackend, strategy: &S) -> Acquired<R> {
         let inner = &self.cache.inner;
         inner.notifier.start(&self.cache.inner);
-        let lease_key = inner.lease_key(&self.key);
-        let token = lease::token();
         let lock_ttl = self
             .spec
             .lock_ttl_ms
             .map_or(inner.lock_ttl, Duration::from_millis);
-        let registration = inner.notifier.register(&lease_key);
+        // Armed while a `SET NX` of ours may have landed: if it timed out
+        // but Redis applied it, dropping the guard releases the lease, so no
+        // lease of ours is left for others to wait out.
+        let mut guard = LeaseGuard {
+            inner: self.cache.inner.clone(),
+            lease_key: inner.lease_key(&self.key),
+            token: lease::token(),
+            armed: false,
+        };
+        let registration = inner.notifier.register(&guard.lease_key);
         let mut counted = false;
         loop {
-            match redis.try_lease(&lease_key, &token, lock_ttl).await {
-                Ok(true) => {
-                    return Acquired::Lease(LeaseGuard {
-                        inner: self.cache.inner.clone(),
-                        lease_key,
-                        token,
-                        armed: true,
-                    });
-                }
-                Ok(false) => {}
+            guard.armed = true;
+            match redis
+                .try_lease(&guard.lease_key, &guard.token, lock_ttl)
+                .await
+            {
+                Ok(true) => return Acquired::Lease(guard),
+                Ok(false) => guard.armed = false,
                 Err(e) => {
-                    self.cache.record_error(&e, "lease");
+                    self.fail(&e, "lease");
                     return Acquired::Unprotected;
                 }
             }
@@ -311,14 +343,13 @@ impl Call<'_> {
                 let notified = registration.notify.notified();
                 tokio::pin!(notified);
                 notified.as_mut().enable();
-                let snap = match inner
+                let read = inner
                     .backend
-                    .read(&self.key, &self.tag_keys, Some(&lease_key))
-                    .await
-                {
+                    .read(&self.key, &self.tag_keys, Some(&guard.lease_key));
+                let snap = match read.await {
                     Ok(s) => s,
                     Err(e) => {
-                        self.cache.record_error(&e, "wait");
+                        self.fail(&e, "wait");
                         return Acquired::Unprotected;
                     }
                 };
@@ -331,7 +362,9 @@ impl Call<'_> {
                 }
                 tokio::select! {
                     () = &mut notified => {}
-                    () = tokio::time::sleep(backoff.min(deadline - now)) => backoff = lease::next_backoff(backoff),
+                    () = tokio::time::sleep(backoff.min(deadline - now)) => {
+                        backoff = lease::next_backoff(backoff);
+                    }
                 }
             }
         }
@@ -358,42 +391,52 @@ impl Call<'_> {
             None => None,
             Some(Ok(json)) => Some(json),
             Some(Err(error)) => {
-                tracing::warn!(target: "cache_runtime", key = %self.key, %error, "value does not encode; not cached");
+                tracing::warn!(
+                    target: "cache_runtime",
+                    key = %self.key,
+                    %error,
+                    "value does not encode; not cached"
+                );
                 None
             }
         };
-        let stored = json
-            .as_ref()
-            .map(|json| entry::encode(json, &self.tag_keys, &versions));
-        let written = match lease {
-            Some(mut guard) => {
-                let redis = inner
-                    .backend
-                    .as_redis()
-                    .expect("leases exist on Redis only");
-                let channel = inner.fill_channel();
-                let store = stored
-                    .as_deref()
-                    .map(|bytes| (self.key.as_str(), bytes, self.ttl));
-                let r = redis
-                    .finish_lease(store, &guard.lease_key, &guard.token, &channel)
-                    .await;
-                guard.armed = false;
-                r.map(|()| stored.is_some())
+        // After a failure in this call, write nothing: the lease (if any)
+        // is released from its guard's drop, off this call's path.
+        if !self.failed.load(Ordering::Relaxed) {
+            let stored = json
+                .as_ref()
+                .map(|json| entry::encode(json, &self.tag_keys, &versions));
+            let written = match lease {
+                Some(mut guard) => {
+                    let redis = inner
+                        .backend
+                        .as_redis()
+                        .expect("leases exist on Redis only");
+                    let channel = inner.fill_channel();
+                    let store = stored
+                        .as_deref()
+                        .map(|bytes| (self.key.as_str(), bytes, self.ttl));
+                    let r = redis
+                        .finish_lease(store, &guard.lease_key, &guard.token, &channel)
+                        .await;
+                    // On failure the guard stays armed and retries the release.
+                    guard.armed = r.is_err();
+                    r.map(|()| stored.is_some())
+                }
+                None => match &stored {
+                    Some(bytes) => inner
+                        .backend
+                        .store(&self.key, bytes, self.ttl)
+                        .await
+                        .map(|()| true),
+                    None => Ok(false),
+                },
+            };
+            match written {
+                Ok(true) => Counters::add(&inner.stats.stores),
+                Ok(false) => {}
+                Err(e) => self.fail(&e, "store"),
             }
-            None => match &stored {
-                Some(bytes) => inner
-                    .backend
-                    .store(&self.key, bytes, self.ttl)
-                    .await
-                    .map(|()| true),
-                None => Ok(false),
-            },
-        };
-        match written {
-            Ok(true) => Counters::add(&inner.stats.stores),
-            Ok(false) => {}
-            Err(e) => self.cache.record_error(&e, "store"),
         }
         if let Some(flight) = flight {
             flight.land(json.map(Arc::from));
@@ -407,17 +450,26 @@ impl Call<'_> {
         if versions.iter().all(Option::is_some) {
             return Some(versions.into_iter().flatten().collect());
         }
-        let missing: Vec<(&str, String)> = self
+        // The call's own version lives as long as its entry; tag versions
+        // have no TTL (a lost version only invalidates).
+        let missing: Vec<(&str, String, Option<Duration>)> = self
             .tag_keys
             .iter()
             .zip(&versions)
-            .filter(|(_, v)| v.is_none())
-            .map(|(k, _)| (k.as_str(), tags::fresh_version()))
+            .enumerate()
+            .filter(|(_, (_, v))| v.is_none())
+            .map(|(i, (k, _))| {
+                (
+                    k.as_str(),
+                    tags::fresh_version(),
+                    (i == CALL_TAG).then_some(self.ttl),
+                )
+            })
             .collect();
         let created = match self.cache.inner.backend.get_or_set(&missing).await {
             Ok(c) => c,
             Err(e) => {
-                self.cache.record_error(&e, "versions");
+                self.fail(&e, "versions");
                 return None;
             }
         };
@@ -426,6 +478,11 @@ impl Call<'_> {
             .into_iter()
             .map(|v| v.or_else(|| created.next()))
             .collect()
+    }
+
+    fn fail(&self, error: &crate::Error, op: &'static str) {
+        self.failed.store(true, Ordering::Relaxed);
+        self.cache.record_error(error, op);
     }
 
     async fn compute<R, F: Future<Output = R>>(&self, body: F) -> R {

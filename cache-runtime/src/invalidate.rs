@@ -12,12 +12,16 @@ pub async fn invalidate_call(
     key: KeyPart,
 ) -> Result<(), Error> {
     let cache = cache.ok_or(Error::NoCache)?;
-    let key = key.full_key(&cache.inner.namespace, spec.function)?;
-    cache.delete_versions(vec![key]).await
+    let key = key.full_key(&cache.inner.namespace, spec.path())?;
+    // The call's own version goes with the entry, so that a fill already
+    // running cannot bring the entry back (see `tags`).
+    cache
+        .delete_versions(vec![cache.inner.call_key(&key), key])
+        .await
 }
 
 /// Invalidates every entry of one function (`<fn>_invalidate_all()`).
 pub async fn invalidate_function(cache: Option<Cache>, spec: &'static Spec) -> Result<(), Error> {
     let cache = cache.ok_or(Error::NoCache)?;
-    cache.invalidate_function(spec.function).await
+    cache.invalidate_function(spec.path()).await
 }

@@ -17,7 +17,7 @@
 //!   leaves a lease that expires after `lock_ttl`, and a waiter takes over.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -30,12 +30,13 @@ use crate::cache::Inner;
 #[derive(Default)]
 pub(crate) struct Notifier {
     waiters: Mutex<HashMap<String, (Arc<Notify>, usize)>>,
-    subscriber: OnceLock<JoinHandle<()>>,
+    subscriber: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Drop for Notifier {
     fn drop(&mut self) {
-        if let Some(task) = self.subscriber.get() {
+        let subscriber = self.subscriber.get_mut().unwrap_or_else(|p| p.into_inner());
+        if let Some(task) = subscriber.take() {
             task.abort();
         }
     }
@@ -88,17 +89,19 @@ impl Notifier {
         }
     }
 
-    /// Starts this process's subscription to fill announcements, once.
-    /// Must be called from within a Tokio runtime.
+    /// Starts this process's subscription to fill announcements, unless it
+    /// runs. Must be called from within a Tokio runtime; a subscription whose
+    /// runtime has shut down is started again on the caller's.
     pub fn start(&self, inner: &Arc<Inner>) {
         let Some(client) = inner.backend.as_redis().and_then(|r| r.single_client()) else {
             return;
         };
-        let client = client.clone();
-        let channel = inner.fill_channel();
-        let weak = Arc::downgrade(inner);
-        self.subscriber
-            .get_or_init(|| tokio::spawn(subscribe(client, channel, weak)));
+        let mut subscriber = self.subscriber.lock().unwrap_or_else(|p| p.into_inner());
+        if subscriber.as_ref().is_some_and(|task| !task.is_finished()) {
+            return;
+        }
+        let task = subscribe(client.clone(), inner.fill_channel(), Arc::downgrade(inner));
+        *subscriber = Some(tokio::spawn(task));
     }
 }
 

@@ -6,9 +6,8 @@
 //! `#[cached(crate = "...")]`), so that a user's own imports never change
 //! what the expansion means.
 
-pub use ::core::concat;
+pub use ::core::any::type_name_of_val;
 pub use ::core::future::Future;
-pub use ::core::module_path;
 pub use ::core::option::Option::{self, None, Some};
 pub use ::core::result::Result;
 pub use ::std::format;

@@ -1,14 +1,124 @@
 //! The static description of one `#[cached]` function.
 
+use std::sync::OnceLock;
+
 /// What the macro knows about a function at compile time.
 #[derive(Debug)]
 pub struct Spec {
-    /// `module::path::fn_name`.
-    pub function: &'static str,
+    name: &'static str,
+    marker: fn() -> &'static str,
+    path: OnceLock<String>,
     /// `ttl = ...` in seconds; `None` uses the cache's default TTL.
     pub ttl_secs: Option<u64>,
     /// Stampede protection (`lock = false` turns it off).
     pub lock: bool,
     /// `lock_ttl = ...` in milliseconds; `None` uses the cache's default.
     pub lock_ttl_ms: Option<u64>,
+}
+
+/// The name of the marker function the macro nests in each function it
+/// expands (and in its companions).
+pub const MARKER: &str = "__cache_marker";
+
+impl Spec {
+    /// `name` is the function's name; `marker` returns
+    /// `std::any::type_name` of a function named [`MARKER`] nested in it.
+    pub const fn new(
+        name: &'static str,
+        marker: fn() -> &'static str,
+        ttl_secs: Option<u64>,
+        lock: bool,
+        lock_ttl_ms: Option<u64>,
+    ) -> Self {
+        Spec {
+            name,
+            marker,
+            path: OnceLock::new(),
+            ttl_secs,
+            lock,
+            lock_ttl_ms,
+        }
+    }
+
+    /// The function's full path, `my_crate::module::fn_name`, or
+    /// `my_crate::module::Type::fn_name` for an associated function, so that
+    /// `User::get` and `Team::get` of one module never share keys.
+    pub fn path(&self) -> &str {
+        self.path
+            .get_or_init(|| function_path((self.marker)(), self.name))
+    }
+}
+
+/// The path of the function named `name` from the type name of a marker
+/// nested in it or in one of its companions (siblings in the same module or
+/// `impl`): the marker's path, less the marker, the async bodies
+/// (`{{closure}}`) and the function that holds it, plus `name`.
+fn function_path(marker: &str, name: &str) -> String {
+    let Some(mut holder) = marker
+        .strip_suffix(MARKER)
+        .and_then(|m| m.strip_suffix("::"))
+    else {
+        return format!("{marker}::{name}");
+    };
+    while let Some(outer) = holder.strip_suffix("::{{closure}}") {
+        holder = outer;
+    }
+    match holder.rsplit_once("::") {
+        Some((parent, _function)) => format!("{parent}::{name}"),
+        None => name.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::function_path;
+
+    #[test]
+    fn paths_from_markers() {
+        let cases = [
+            (
+                "app::m::free::{{closure}}::__cache_marker",
+                "free",
+                "app::m::free",
+            ),
+            (
+                "app::m::free_invalidate::{{closure}}::__cache_marker",
+                "free",
+                "app::m::free",
+            ),
+            (
+                "app::m::User::get::{{closure}}::__cache_marker",
+                "get",
+                "app::m::User::get",
+            ),
+            (
+                "app::m::Wrap<_>::get::{{closure}}::__cache_marker",
+                "get",
+                "app::m::Wrap<_>::get",
+            ),
+            (
+                "<app::m::User as app::m::Tr>::t::{{closure}}::__cache_marker",
+                "t",
+                "<app::m::User as app::m::Tr>::t",
+            ),
+            ("app::m::sync_outer::__cache_marker", "f", "app::m::f"),
+            ("unexpected", "f", "unexpected::f"),
+        ];
+        for (marker, name, expected) in cases {
+            assert_eq!(function_path(marker, name), expected, "{marker}");
+        }
+    }
+
+    #[test]
+    fn this_compiler_spells_markers_as_expected() {
+        fn __cache_marker() -> &'static str {
+            std::any::type_name_of_val(&__cache_marker)
+        }
+        assert_eq!(
+            function_path(__cache_marker(), "x"),
+            "cache_runtime::spec::tests::x",
+            "{}",
+            __cache_marker()
+        );
+    }
 }

@@ -69,6 +69,7 @@ impl RedisServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("cannot start redis-server: is it installed? (apt-get install redis-server)");
+        watch_over(child.id());
         self.child = Some(child);
         wait_until_up(self.port);
     }
@@ -167,6 +168,25 @@ pub fn total_calls(conn: &mut redis::Connection, ignore: &[&str]) -> u64 {
         .filter(|(c, _)| !ignore.contains(&c.as_str()))
         .map(|(_, n)| n)
         .sum()
+}
+
+/// Kills `server` once this test process is gone, however it ended (a
+/// server kept in a `static` is never dropped, and a killed test runs no
+/// destructor): no `redis-server` outlives the tests that started it.
+fn watch_over(server: u32) {
+    let script = format!(
+        "while kill -0 {} 2>/dev/null; do sleep 1; done; kill -9 {server} 2>/dev/null",
+        std::process::id()
+    );
+    let spawned = Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    if let Err(e) = spawned {
+        eprintln!("cannot start a watchdog for redis-server {server}: {e}");
+    }
 }
 
 fn wait_until_up(port: u16) {

@@ -207,7 +207,7 @@ async fn a_readable_key_and_json_value_in_redis() {
     );
     let tags = json["tags"].as_object().unwrap();
     assert!(
-        tags.contains_key(&format!("{namespace}:tag:product:7")),
+        tags.contains_key(&format!("{namespace}#tag:product:7")),
         "{tags:?}"
     );
 }
@@ -279,5 +279,47 @@ mod default_cache {
         plain(1).await;
         assert_eq!(RUNS.load(Ordering::SeqCst), 3);
         assert_eq!(cache.stats().hits, 1);
+    }
+}
+
+mod same_name_in_two_impls {
+    use super::*;
+
+    struct User;
+    struct Team;
+
+    impl User {
+        #[cached(cache = cache, skip(cache))]
+        async fn name(cache: &Cache, id: u32) -> String {
+            let _ = cache;
+            format!("user {id}")
+        }
+    }
+
+    impl Team {
+        #[cached(cache = cache, skip(cache))]
+        async fn name(cache: &Cache, id: u32) -> String {
+            let _ = cache;
+            format!("team {id}")
+        }
+    }
+
+    /// Associated functions of one name in two `impl` blocks of one module
+    /// have keys (and function tags) of their own.
+    #[tokio::test]
+    async fn never_share_entries() {
+        for cache in backends("impls") {
+            assert_eq!(User::name(&cache, 1).await, "user 1");
+            assert_eq!(Team::name(&cache, 1).await, "team 1");
+            assert_eq!(User::name(&cache, 1).await, "user 1");
+            assert_eq!(cache.stats().hits, 1);
+            Team::name_invalidate_all(&&cache).await.unwrap();
+            assert_eq!(User::name(&cache, 1).await, "user 1");
+            assert_eq!(
+                cache.stats().hits,
+                2,
+                "invalidating Team::name keeps User::name"
+            );
+        }
     }
 }

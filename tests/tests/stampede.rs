@@ -169,7 +169,7 @@ async fn lease_count(namespace: &str) -> usize {
         .await
         .unwrap();
     let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{namespace}:lease:*"))
+        .arg(format!("{namespace}#lease:*"))
         .query_async(&mut conn)
         .await
         .unwrap();
@@ -254,14 +254,14 @@ async fn waiters_fail_open_when_redis_goes_down() {
     svc.cold("k".into()).await;
     let mut conn = server.conn();
     let entry: Vec<String> = redis::cmd("KEYS")
-        .arg("down:stampede::cold:*")
+        .arg("down:stampede::Svc::cold:*")
         .query(&mut conn)
         .unwrap();
     let entry = entry.into_iter().next().expect("the entry of cold(k)");
     // ...then drop it and hold its lease as a foreign process would.
     let _: () = redis::cmd("DEL").arg(&entry).query(&mut conn).unwrap();
     let _: () = redis::cmd("SET")
-        .arg(format!("down:lease:{entry}"))
+        .arg(format!("down#lease:{entry}"))
         .arg("other-process")
         .arg("PX")
         .arg(60_000)
@@ -301,7 +301,7 @@ async fn a_killed_leader_process_delays_waiters_by_lock_ttl_at_most() {
     let mut leased = false;
     for _ in 0..500 {
         let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{namespace}:lease:*"))
+            .arg(format!("{namespace}#lease:*"))
             .query(&mut conn)
             .unwrap();
         if !keys.is_empty() {

@@ -161,25 +161,50 @@ async fn an_invalidation_reaches_entries_written_by_another_process() {
     assert_eq!(a.runs(), 2, "a sees b's invalidation");
 }
 
+/// How a test invalidates the entry of `slow_read`.
+#[derive(Debug, Clone, Copy)]
+enum Invalidation {
+    /// `invalidate_tag("race")`.
+    Tag,
+    /// `slow_read_invalidate()`: the entry of that one call.
+    Call,
+    /// `slow_read_invalidate_all()`: every entry of the function.
+    Function,
+}
+
 /// The stale-set race: a fill that read the database before an invalidation
 /// must never be served after it. Each round starts a slow read (takes the
 /// version, sleeps), writes the database and invalidates during the sleep at
-/// a random moment, then reads again: it must see the new version.
-async fn stale_set_race(cache: Cache, rounds: u32) {
+/// a random moment, then reads again: it must see the new version. The
+/// second read goes through `reader` (another cache on the same backend, as
+/// another process would, or the same one).
+async fn stale_set_race(cache: Cache, reader: Cache, rounds: u32, how: Invalidation) {
     let c = Arc::new(Catalog::new(cache.clone()));
+    let r = Catalog {
+        cache: reader,
+        db: c.db.clone(),
+        runs: AtomicU64::new(0),
+    };
+    let invalidate = async |how| match how {
+        Invalidation::Tag => cache.invalidate_tag("race").await.unwrap(),
+        Invalidation::Call => c.slow_read_invalidate().await.unwrap(),
+        Invalidation::Function => c.slow_read_invalidate_all().await.unwrap(),
+    };
     let mut stale = 0;
     for round in 0..rounds {
+        // Start cold, so that the slow read below computes and fills.
+        invalidate(how).await;
         let pause_us = 200 + u64::from(rand_u32() % 3000);
         let write_after_us = u64::from(rand_u32() % 3200);
-        let reader = {
+        let slow = {
             let c = c.clone();
             tokio::spawn(async move { c.slow_read(pause_us).await })
         };
         tokio::time::sleep(Duration::from_micros(write_after_us)).await;
         let new_version = c.db.version.fetch_add(1, Ordering::SeqCst) + 1;
-        cache.invalidate_tag("race").await.unwrap();
-        reader.await.unwrap();
-        let seen = c.slow_read(0).await;
+        invalidate(how).await;
+        slow.await.unwrap();
+        let seen = r.slow_read(0).await;
         if seen != new_version {
             stale += 1;
             eprintln!(
@@ -190,7 +215,7 @@ async fn stale_set_race(cache: Cache, rounds: u32) {
     assert_eq!(
         stale,
         0,
-        "{}: stale reads after an invalidation",
+        "{} ({how:?}): stale reads after an invalidation",
         cache.backend_name()
     );
 }
@@ -206,7 +231,34 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_stale_value_survives_an_invalidation() {
     for cache in backends("tags") {
-        stale_set_race(cache, 300).await;
+        for how in [
+            Invalidation::Tag,
+            Invalidation::Call,
+            Invalidation::Function,
+        ] {
+            stale_set_race(cache.clone(), cache.clone(), 150, how).await;
+        }
+    }
+}
+
+/// The same race when the late fill and the next read happen in two
+/// processes (two caches sharing only Redis).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_stale_value_survives_an_invalidation_across_processes() {
+    let namespace = unique_namespace("race-xproc");
+    let build = || {
+        Cache::builder()
+            .redis(shared_url())
+            .namespace(namespace.as_str())
+            .build()
+            .unwrap()
+    };
+    for how in [
+        Invalidation::Tag,
+        Invalidation::Call,
+        Invalidation::Function,
+    ] {
+        stale_set_race(build(), build(), 150, how).await;
     }
 }
 
@@ -288,7 +340,7 @@ async fn lost_tag_versions_invalidate_and_never_revalidate() {
 
     c.product(1).await;
     let _: () = redis::cmd("DEL")
-        .arg("lost:tag:product:1")
+        .arg("lost#tag:product:1")
         .query(&mut conn)
         .unwrap();
     c.product(1).await;
@@ -298,7 +350,7 @@ async fn lost_tag_versions_invalidate_and_never_revalidate() {
     // written back (as a late writer would) must not be valid.
     let _: () = redis::cmd("FLUSHDB").query(&mut conn).unwrap();
     c.product(3).await;
-    let key = find_key(&mut conn, "lost:tags::product:*");
+    let key = find_key(&mut conn, "lost:tags::Catalog::product:*");
     let old: Vec<u8> = redis::cmd("GET").arg(&key).query(&mut conn).unwrap();
     let _: () = redis::cmd("FLUSHDB").query(&mut conn).unwrap();
     c.db.version.fetch_add(1, Ordering::SeqCst);
@@ -383,7 +435,7 @@ async fn tags_and_leases_on_a_redis_cluster() {
         .build()
         .unwrap();
     invalidation_scenarios(cache.clone()).await;
-    stale_set_race(cache.clone(), 50).await;
+    stale_set_race(cache.clone(), cache.clone(), 50, Invalidation::Tag).await;
 
     // Two caches on the cluster, as two processes, 50 callers each, on a
     // cold key.

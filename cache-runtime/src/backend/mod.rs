@@ -44,9 +44,12 @@ impl Backend {
         }
     }
 
-    /// For each key: its current value, or `fresh` stored under it when it
-    /// had none (`SET key fresh NX GET`).
-    pub async fn get_or_set(&self, keys: &[(&str, String)]) -> Result<Vec<String>, Error> {
+    /// For each key: its current value, or `fresh` stored under it (with the
+    /// TTL, if any) when it had none.
+    pub async fn get_or_set(
+        &self,
+        keys: &[(&str, String, Option<Duration>)],
+    ) -> Result<Vec<String>, Error> {
         match self {
             Backend::Redis(b) => b.get_or_set(keys).await,
             Backend::Memory(b) => Ok(b.get_or_set(keys)),

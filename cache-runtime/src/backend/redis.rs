@@ -27,6 +27,14 @@ use crate::error::Error;
 /// lease expired never deletes the lease of the next holder.
 const RELEASE_SCRIPT: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
 
+/// Returns the key's value, or stores and returns `ARGV[1]` (with a TTL of
+/// `ARGV[2]` ms unless 0) when the key has none.
+const GET_OR_SET_SCRIPT: &str = "local v = redis.call('get', KEYS[1]) \
+if v then return v end \
+if tonumber(ARGV[2]) > 0 then redis.call('set', KEYS[1], ARGV[1], 'px', ARGV[2]) \
+else redis.call('set', KEYS[1], ARGV[1]) end \
+return ARGV[1]";
+
 pub(crate) enum Target {
     Single(redis::Client),
     Cluster(Box<ClusterClient>),
@@ -167,25 +175,29 @@ impl RedisBackend {
         })
     }
 
-    pub async fn get_or_set(&self, keys: &[(&str, String)]) -> Result<Vec<String>, Error> {
+    /// One script per key: atomic, single-key (cluster-safe), and it runs
+    /// on Redis 6 too (`SET NX GET` needs 7.0).
+    pub async fn get_or_set(
+        &self,
+        keys: &[(&str, String, Option<Duration>)],
+    ) -> Result<Vec<String>, Error> {
         let cmds = keys
             .iter()
-            .map(|(k, fresh)| {
-                redis::cmd("SET")
+            .map(|(k, fresh, ttl)| {
+                redis::cmd("EVAL")
+                    .arg(GET_OR_SET_SCRIPT)
+                    .arg(1)
                     .arg(*k)
                     .arg(fresh)
-                    .arg("NX")
-                    .arg("GET")
+                    .arg(ttl.map_or(0, millis))
                     .to_owned()
             })
             .collect();
         let values = self.exec(cmds).await?;
         let mut out = Vec::with_capacity(keys.len());
-        for ((_, fresh), v) in keys.iter().zip(values) {
-            out.push(match bytes(Some(v))? {
-                Some(existing) => String::from_utf8_lossy(&existing).into_owned(),
-                None => fresh.clone(),
-            });
+        for v in values {
+            let version = bytes(Some(v))?.ok_or_else(|| Error::Reply("no version".into()))?;
+            out.push(String::from_utf8_lossy(&version).into_owned());
         }
         Ok(out)
     }
