@@ -1,10 +1,14 @@
 //! Tag invalidation with version stamps.
 //!
 //! # What is stored
-//! - **Per tag**: one string key, `{ns}:tag:{tag}`, holding the tag's
-//!   current *version*, 128 random bits in hex. Every function also has an
-//!   implicit tag, `{ns}:fn:{module path}::{fn name}`, carried by all of its
-//!   entries. Version keys have no TTL; they are a few dozen bytes each.
+//! - **Per tag**: one string key, `{ns}#tag:{tag}`, holding the tag's
+//!   current *version*, 128 random bits in hex. Version keys have no TTL;
+//!   they are a few dozen bytes each.
+//! - **Two implicit tags per entry**: its function's,
+//!   `{ns}#fn:{module path}::{fn name}` (what `<fn>_invalidate_all()`
+//!   deletes), and its own, `{ns}#call:{entry key}` (what
+//!   `<fn>_invalidate(args)` deletes, with the entry), whose version lives as
+//!   long as the entry.
 //! - **Per entry**: one string key holding JSON:
 //!   `{"tags":{"<tag key>":"<version>",…},"value":<the value>}`, where each
 //!   version is the one read *before* the function body ran.
@@ -13,11 +17,14 @@
 //! - **A hit**: one round trip. `GET entry` and one `GET` per tag go out in
 //!   one pipeline (on a cluster: concurrently, one command per key); the
 //!   entry is valid only if every tag still has the version it recorded.
-//! - **A miss**: the same read, one more round trip only when a tag has no
-//!   version yet (`SET tag <fresh> NX GET` adopts the existing version or
-//!   creates one), the body, then one write (`SET entry … PX ttl`, with the
-//!   lease release and fill announcement in the same pipeline).
-//! - **An invalidation**: `DEL {ns}:tag:{tag}`, one single-key command per
+//! - **A miss**: the same read; one round trip to create the versions that
+//!   are missing (a script per key adopts the existing version or stores a
+//!   fresh one; on a new entry its own version is always missing); with
+//!   stampede protection on Redis, one to take the lease (`SET NX PX`); the
+//!   body; then one write (`SET entry … PX ttl`, with the lease release and
+//!   the fill announcement in the same pipeline). Four round trips around
+//!   the body in all, none of them on a hit.
+//! - **An invalidation**: `DEL {ns}#tag:{tag}`, one single-key command per
 //!   tag, whatever the number of entries. Nothing is scanned or listed.
 //!
 //! # Why a stale value is never served after an invalidation
