@@ -1,0 +1,171 @@
+//! The shop's data access, cached: one `#[cached]` attribute per query.
+//!
+//! Each method names the cache it uses (`cache = self.cache`) rather than
+//! the process-wide default, so that two apps (one on Redis, one in memory)
+//! can live in one process, as they do in the end-to-end test. With a
+//! single cache, `cache_runtime::set_default(cache)` and a bare
+//! `#[cached(...)]` do the same.
+//!
+//! # Tags: what a product change makes stale
+//! | entry                          | tags                                   |
+//! |--------------------------------|----------------------------------------|
+//! | `product(id)`                  | `product:{id}`                         |
+//! | `products_in(category)`        | `products`, `category:{category}`      |
+//! | `all_products()`               | `products`, `listing:all`              |
+//! | `dashboard()`                  | `dashboard`                            |
+//! | `trending()` (ids and scores)  | `trending`                             |
+//!
+//! [`Catalog::update_product`] invalidates `product:{id}`, the listing of
+//! the category the product was in and of the one it is in now, the
+//! unfiltered listing, and, when the category changed, the dashboard (its
+//! revenue by category follows the products' current category). It leaves
+//! the other categories' listings and the trending scores alone: trending
+//! caches product ids and scores only, and the API fills in the product
+//! details from `product(id)`, which is invalidated precisely. The
+//! `products` tag is there for bulk changes (a price import): one
+//! `invalidate_tag("products")` drops every listing.
+
+use cache_runtime::{Cache, cached};
+
+use super::db::{Db, DbError};
+use super::queries::{self, Dashboard, Product, ProductUpdate, TrendingScore};
+
+/// The database and the cache, and the queries of the API.
+#[derive(Clone, Debug)]
+pub struct Catalog {
+    db: Db,
+    cache: Cache,
+    as_of: i64,
+}
+
+/// What a successful update did.
+#[derive(Debug, Clone)]
+pub struct Updated {
+    /// The product as it is now.
+    pub product: Product,
+    /// The tags invalidated.
+    pub invalidated: Vec<String>,
+    /// Whether invalidating them failed (the cache backend was unreachable):
+    /// the database has the change, but cached copies may be served until
+    /// their TTL.
+    pub invalidation_error: Option<String>,
+}
+
+impl Catalog {
+    /// A catalog over a seeded database. `as_of` is the seeding snapshot
+    /// time that time windows end at.
+    pub fn new(db: Db, cache: Cache, as_of: i64) -> Self {
+        Catalog { db, cache, as_of }
+    }
+
+    /// The cache.
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+
+    /// The database pool.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// The end of the dashboard's and trending's windows.
+    pub fn as_of(&self) -> i64 {
+        self.as_of
+    }
+
+    /// One product, `None` if there is no such product.
+    ///
+    /// Note: today the runtime caches `Ok(None)` of a `Result<Option<T>, E>`
+    /// like any `Ok` value (and `cache_none` cannot be set on such a
+    /// function), so a missing id stays a cached 404 until the TTL or an
+    /// invalidation of `product:{id}`. This API never creates products, so
+    /// that is harmless here.
+    #[cached(ttl = "5m", key = "product:{id}", tags = ["product:{id}"], cache = self.cache)]
+    pub async fn product(&self, id: i64) -> Result<Option<Product>, DbError> {
+        self.db.call(move |c| queries::product_by_id(c, id)).await
+    }
+
+    /// The best sellers of a category.
+    #[cached(ttl = "10m", tags = ["products", "category:{category}"], cache = self.cache)]
+    pub async fn products_in(&self, category: String) -> Result<Vec<Product>, DbError> {
+        self.db
+            .call(move |c| queries::list_products(c, Some(&category)))
+            .await
+    }
+
+    /// The best sellers of the whole shop.
+    #[cached(ttl = "10m", tags = ["products", "listing:all"], cache = self.cache)]
+    pub async fn all_products(&self) -> Result<Vec<Product>, DbError> {
+        self.db.call(|c| queries::list_products(c, None)).await
+    }
+
+    /// The 24-hour dashboard. A minute old at most, or fresh after a
+    /// category change.
+    #[cached(ttl = 60, tags = ["dashboard"], cache = self.cache)]
+    pub async fn dashboard(&self) -> Result<Dashboard, DbError> {
+        self.dashboard_uncached().await
+    }
+
+    /// The dashboard straight from the database (the benchmarks' baseline).
+    pub async fn dashboard_uncached(&self) -> Result<Dashboard, DbError> {
+        let as_of = self.as_of;
+        self.db.call(move |c| queries::dashboard(c, as_of)).await
+    }
+
+    /// Trending product ids and scores, a minute old at most.
+    #[cached(ttl = 60, tags = ["trending"], cache = self.cache)]
+    pub async fn trending(&self) -> Result<Vec<TrendingScore>, DbError> {
+        let as_of = self.as_of;
+        self.db.call(move |c| queries::trending(c, as_of)).await
+    }
+
+    /// Updates a product, then invalidates what showed its old state (see
+    /// the module documentation). `Ok(None)`: no such product.
+    ///
+    /// The order matters: the database first, then the tags. A fill that
+    /// read the database before the change read the tag versions before the
+    /// invalidation too, so its entry is never served after it.
+    pub async fn update_product(
+        &self,
+        id: i64,
+        update: ProductUpdate,
+    ) -> Result<Option<Updated>, DbError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let Some((before, after)) = self
+            .db
+            .call(move |c| queries::update_product(c, id, &update, now))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let tags = stale_tags(&before, &after);
+        let invalidation_error = match self.cache.invalidate_tags(&tags).await {
+            Ok(()) => None,
+            Err(e) => {
+                tracing::error!(%e, ?tags, "product updated but its cached copies could not be invalidated");
+                Some(e.to_string())
+            }
+        };
+        Ok(Some(Updated {
+            product: after,
+            invalidated: tags,
+            invalidation_error,
+        }))
+    }
+}
+
+/// The tags whose entries showed `before` and must not show it any more.
+pub fn stale_tags(before: &Product, after: &Product) -> Vec<String> {
+    let mut tags = vec![
+        format!("product:{}", after.id),
+        format!("category:{}", before.category),
+        "listing:all".to_owned(),
+    ];
+    if before.category != after.category {
+        tags.push(format!("category:{}", after.category));
+        tags.push("dashboard".to_owned());
+    }
+    tags
+}
