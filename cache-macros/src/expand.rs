@@ -296,13 +296,14 @@ impl<'a> Expand<'a> {
         let p = &self.private;
         let strategy = match self.func.ret.kind {
             RetKind::Result => quote!(#p::OkOnly),
-            RetKind::Option => {
+            RetKind::ResultOption | RetKind::Option => {
                 let cache_none = self
                     .args
                     .cache_none
                     .as_ref()
                     .is_some_and(|setting| setting.value);
-                quote!(#p::SomeOnly { cache_none: #cache_none })
+                let ty = self.strategy_type();
+                quote!(#ty { cache_none: #cache_none })
             }
             RetKind::Plain => quote!(#p::Plain),
         };
@@ -314,6 +315,7 @@ impl<'a> Expand<'a> {
         let p = &self.private;
         let ty = match self.func.ret.kind {
             RetKind::Result => quote!(#p::OkOnly),
+            RetKind::ResultOption => quote!(#p::OkSome),
             RetKind::Option => quote!(#p::SomeOnly),
             RetKind::Plain => quote!(#p::Plain),
         };

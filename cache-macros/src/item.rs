@@ -45,8 +45,17 @@ pub(crate) struct Ret {
 #[derive(Clone, Copy, PartialEq)]
 pub(crate) enum RetKind {
     Result,
+    /// `Result<Option<T>, E>`: `Ok(None)` is cached only with `cache_none`.
+    ResultOption,
     Option,
     Plain,
+}
+
+impl RetKind {
+    /// Whether the function can return `None` (directly or in `Ok`).
+    pub(crate) fn has_none(self) -> bool {
+        matches!(self, RetKind::Option | RetKind::ResultOption)
+    }
 }
 
 /// Parses the item, or reports what it is instead of an `async fn`.
@@ -216,11 +225,11 @@ pub(crate) fn check(cx: &Ctxt, args: &Args, item: ItemFn) -> Func {
 
     let ret = check_return(cx, &item);
     if let Some(cache_none) = &args.cache_none
-        && ret.kind != RetKind::Option
+        && !ret.kind.has_none()
     {
         cx.error_at(
             cache_none.name,
-            "`cache_none` applies only to a function returning `Option<T>`",
+            "`cache_none` applies only to a function returning `Option<T>` or `Result<Option<T>, E>`",
         );
     }
 
@@ -317,7 +326,8 @@ fn check_return(cx: &Ctxt, item: &ItemFn) -> Ret {
 }
 
 /// The kind of return type and the cached value type, from the last path
-/// segment: `Result<T, ..>` and `Option<T>` cache `T`.
+/// segment: `Result<T, ..>`, `Option<T>` and `Result<Option<T>, ..>` cache
+/// `T`.
 fn value_type(ty: &Type) -> (RetKind, Option<Type>) {
     match ungroup(ty) {
         Type::Path(path) if path.qself.is_none() => {
@@ -336,9 +346,13 @@ fn value_type(ty: &Type) -> (RetKind, Option<Type>) {
                 }
                 _ => None,
             };
-            match kind {
-                RetKind::Plain => (kind, Some(ty.clone())),
-                _ => (kind, first_type),
+            match (kind, first_type) {
+                (RetKind::Plain, _) => (kind, Some(ty.clone())),
+                (RetKind::Result, Some(ok)) => match value_type(&ok) {
+                    (RetKind::Option, inner) => (RetKind::ResultOption, inner),
+                    _ => (kind, Some(ok)),
+                },
+                (kind, first_type) => (kind, first_type),
             }
         }
         _ => (RetKind::Plain, Some(ty.clone())),

@@ -45,6 +45,7 @@ use proc_macro::TokenStream;
 /// |---|---|---|
 /// | `Result<T, E>`, or an alias named `Result` such as `io::Result<T>` | `Ok` | `Err` (`E` needs no serde) |
 /// | `Option<T>` | `Some` | `None`, unless `cache_none = true` |
+/// | `Result<Option<T>, E>` | `Ok(Some)` | `Err`; `Ok(None)`, unless `cache_none = true` |
 /// | any other type `T` | every value | |
 ///
 /// The cached value type `T` must implement `Serialize` and
@@ -98,7 +99,8 @@ use proc_macro::TokenStream;
 ///   `cache = *CACHE` for a `static CACHE: LazyLock<Cache>`). It is evaluated
 ///   at each call before the body runs, and may use `self` and the
 ///   arguments: `cache = self.cache`, `cache = state.cache`.
-/// - **`cache_none = true`**: cache `None` too. Only for `Option<T>`.
+/// - **`cache_none = true`**: cache `None` (or `Ok(None)`) too. Only for
+///   `Option<T>` and `Result<Option<T>, E>`.
 /// - **`lock = false`**: no stampede protection: concurrent misses of one
 ///   key each run the body. By default they share one run.
 /// - **`lock_ttl = "10s"`**: how long the lease of a computing process lasts
@@ -257,8 +259,8 @@ use proc_macro::TokenStream;
 ///   an unclosed `{`, an unmatched `}`, an empty `{}` or a format spec;
 ///   an interpolated argument that does not implement `Display`;
 /// - in `skip`, an unknown argument, an argument named twice, or `self`;
-/// - `crate` that is not a path; `cache_none` without an `Option` return
-///   type;
+/// - `crate` that is not a path; `cache_none` without an `Option` (or
+///   `Result<Option<..>>`) return type;
 /// - `#[cached]` on anything but an `async fn` with a body;
 /// - an argument that is a pattern (`(a, b): (u8, u8)`, `_`) rather than a
 ///   name;

@@ -59,6 +59,26 @@ impl<T: Serialize + DeserializeOwned> Strategy<Option<T>> for SomeOnly {
     }
 }
 
+/// Caches `Ok(Some(_))`, and `Ok(None)` too when `cache_none` is set;
+/// `Err` is never cached.
+#[derive(Debug, Clone, Copy)]
+pub struct OkSome {
+    /// Whether `Ok(None)` is cached.
+    pub cache_none: bool,
+}
+
+impl<T: Serialize + DeserializeOwned, E> Strategy<Result<Option<T>, E>> for OkSome {
+    fn encode(&self, result: &Result<Option<T>, E>) -> Option<Result<Vec<u8>, serde_json::Error>> {
+        SomeOnly {
+            cache_none: self.cache_none,
+        }
+        .encode(result.as_ref().ok()?)
+    }
+    fn decode(&self, json: &[u8]) -> Result<Result<Option<T>, E>, serde_json::Error> {
+        serde_json::from_slice(json).map(Ok)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,6 +95,29 @@ mod tests {
             SomeOnly { cache_none: true }.decode(&none).unwrap(),
             None::<u8>
         );
+    }
+
+    #[test]
+    fn ok_none_is_cached_only_when_asked() {
+        let ok_none: Result<Option<u8>, ()> = Ok(None);
+        assert!(OkSome { cache_none: false }.encode(&ok_none).is_none());
+        assert!(
+            OkSome { cache_none: false }
+                .encode(&Err::<Option<u8>, ()>(()))
+                .is_none()
+        );
+        let json = OkSome { cache_none: true }
+            .encode(&ok_none)
+            .unwrap()
+            .unwrap();
+        let back: Result<Option<u8>, ()> = OkSome { cache_none: true }.decode(&json).unwrap();
+        assert_eq!(back, Ok(None));
+        let json = OkSome { cache_none: false }
+            .encode(&Ok::<_, ()>(Some(7u8)))
+            .unwrap()
+            .unwrap();
+        let back: Result<Option<u8>, ()> = OkSome { cache_none: false }.decode(&json).unwrap();
+        assert_eq!(back, Ok(Some(7)));
     }
 
     #[test]

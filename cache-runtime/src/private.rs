@@ -19,7 +19,7 @@ pub use crate::execute::execute;
 pub use crate::handle::{AsCache, default_cache};
 pub use crate::invalidate::{invalidate_call, invalidate_function};
 pub use crate::key::{ArgsDigest, KeyArg, KeyPart};
-pub use crate::outcome::{OkOnly, Plain, SomeOnly, Strategy};
+pub use crate::outcome::{OkOnly, OkSome, Plain, SomeOnly, Strategy};
 pub use crate::spec::Spec;
 pub use crate::{Cache, Error};
 

@@ -59,6 +59,24 @@ impl Shop {
         })
     }
 
+    #[cached(cache = self.cache)]
+    async fn lookup(&self, id: u64) -> Result<Option<Product>, DbError> {
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        Ok((id < 100).then(|| Product {
+            id,
+            name: format!("product {id}"),
+        }))
+    }
+
+    #[cached(cache = self.cache, cache_none = true)]
+    async fn lookup_or_none(&self, id: u64) -> Result<Option<Product>, DbError> {
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        Ok((id < 100).then(|| Product {
+            id,
+            name: format!("product {id}"),
+        }))
+    }
+
     #[cached(cache = self.cache, skip(db))]
     async fn count(&self, db: &Db, filters: HashMap<String, u32>) -> u64 {
         self.runs.fetch_add(1, Ordering::SeqCst);
@@ -131,6 +149,22 @@ async fn none_is_cached_only_when_asked() {
         assert_eq!(shop.find_or_none(500).await, None);
         assert_eq!(shop.find_or_none(500).await, None);
         assert_eq!(shop.runs(), 4, "cache_none = true caches None");
+    }
+}
+
+#[tokio::test]
+async fn ok_none_is_cached_only_when_asked() {
+    for cache in backends("ok-none") {
+        let shop = shop(cache.clone());
+        assert_eq!(shop.lookup(500).await, Ok(None));
+        assert_eq!(shop.lookup(500).await, Ok(None));
+        assert_eq!(shop.runs(), 2, "Ok(None) is not cached by default");
+        assert_eq!(shop.lookup(5).await.unwrap().unwrap().id, 5);
+        assert_eq!(shop.lookup(5).await.unwrap().unwrap().id, 5);
+        assert_eq!(shop.runs(), 3, "Ok(Some) is cached");
+        assert_eq!(shop.lookup_or_none(500).await, Ok(None));
+        assert_eq!(shop.lookup_or_none(500).await, Ok(None));
+        assert_eq!(shop.runs(), 4, "cache_none = true caches Ok(None)");
     }
 }
 
