@@ -32,9 +32,6 @@
 //! sits behind the `peers` feature: it needs a newer Rust than the
 //! workspace (1.92, and 1.95 for its `r2d2` dependency's `parking_lot`).
 
-#[path = "../tests/support/redis_server.rs"]
-mod redis_server;
-
 use std::future::Future;
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -50,7 +47,7 @@ use redis::aio::MultiplexedConnection;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Barrier, Semaphore};
 
-use redis_server::RedisServer;
+use cache_tests::RedisServer;
 
 // ---------------------------------------------------------------- the value
 
@@ -605,7 +602,7 @@ fn main() {
         return;
     }
     let started = Instant::now();
-    let server = RedisServer::start().expect("private redis-server");
+    let server = RedisServer::start();
     REDIS_URL.set(server.url()).expect("once");
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!("# cache-examples peers benchmark");

@@ -6,8 +6,6 @@
 //! those are recomputed; concurrent requests on a cold key cost one query
 //! and are labelled accordingly. Counts only, no timings.
 
-mod support;
-
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -16,7 +14,7 @@ use cache_runtime::Cache;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use support::redis_server::RedisServer;
+use cache_tests::RedisServer;
 
 /// A freshly seeded tiny database, its own per test.
 fn tiny_db(name: &str) -> PathBuf {
@@ -274,7 +272,7 @@ async fn products_api_on_memory() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn products_api_on_redis() {
-    let server = RedisServer::start().expect("a private redis-server");
+    let server = RedisServer::start();
     let cache = Cache::builder()
         .redis(server.url())
         .namespace("shop")
