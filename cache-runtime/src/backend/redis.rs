@@ -150,19 +150,40 @@ impl RedisBackend {
         tag_keys: &[String],
         lease_key: Option<&str>,
     ) -> Result<Snapshot, Error> {
+        // On one node, the entry and its versions in one `MGET`: a hit is a
+        // single command, like a bare `GET`. On a cluster, the keys live in
+        // different slots: one `GET` each.
         let mut cmds = Vec::with_capacity(tag_keys.len() + 2);
-        cmds.push(redis::cmd("GET").arg(entry_key).to_owned());
-        for k in tag_keys {
-            cmds.push(redis::cmd("GET").arg(k).to_owned());
+        match self.target {
+            Target::Single(_) => {
+                cmds.push(redis::cmd("MGET").arg(entry_key).arg(tag_keys).to_owned());
+            }
+            Target::Cluster(_) => {
+                cmds.push(redis::cmd("GET").arg(entry_key).to_owned());
+                cmds.extend(tag_keys.iter().map(|k| redis::cmd("GET").arg(k).to_owned()));
+            }
         }
         if let Some(l) = lease_key {
             cmds.push(redis::cmd("EXISTS").arg(l).to_owned());
         }
         let mut values = self.exec(cmds).await?.into_iter();
-        let entry = bytes(values.next())?;
+        let mut strings = match self.target {
+            Target::Single(_) => match values.next() {
+                Some(Value::Array(items)) if items.len() == tag_keys.len() + 1 => items,
+                other => {
+                    return Err(Error::Reply(format!(
+                        "expected {} values, got {other:?}",
+                        tag_keys.len() + 1
+                    )));
+                }
+            },
+            Target::Cluster(_) => values.by_ref().take(tag_keys.len() + 1).collect(),
+        }
+        .into_iter();
+        let entry = bytes(strings.next())?;
         let mut versions = Vec::with_capacity(tag_keys.len());
         for _ in tag_keys {
-            versions.push(bytes(values.next())?.map(|b| String::from_utf8_lossy(&b).into_owned()));
+            versions.push(bytes(strings.next())?.map(|b| String::from_utf8_lossy(&b).into_owned()));
         }
         let leased = match lease_key {
             Some(_) => int(values.next())? > 0,
