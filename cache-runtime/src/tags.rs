@@ -14,8 +14,9 @@
 //!   version is the one read *before* the function body ran.
 //!
 //! # What it costs
-//! - **A hit**: one round trip. `GET entry` and one `GET` per tag go out in
-//!   one pipeline (on a cluster: concurrently, one command per key); the
+//! - **A hit**: one round trip, one command on a single node: `MGET entry
+//!   fn-version call-version tag-versions…` (on a cluster, where the keys
+//!   live in different slots, one `GET` per key, sent concurrently). The
 //!   entry is valid only if every tag still has the version it recorded.
 //! - **A miss**: the same read; one round trip to create the versions that
 //!   are missing (a script per key adopts the existing version or stores a
@@ -45,8 +46,8 @@
 //! counter (`INCR`) would not have this property.
 //!
 //! # Redis Cluster
-//! Every command touches one key, so entries and versions may live in any
-//! slot; a read is split per node and sent concurrently.
+//! On a cluster every command touches one key, so entries and versions may
+//! live in any slot; a read is one `GET` per key, sent concurrently.
 
 /// A fresh tag version: 128 random bits.
 pub(crate) fn fresh_version() -> String {
