@@ -16,18 +16,54 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+type Tags<'a> = BTreeMap<Cow<'a, str>, Cow<'a, str>>;
+
 /// An entry read back from the backend, borrowing its bytes.
-#[derive(Debug, Deserialize)]
+#[derive(Debug)]
 pub(crate) struct Envelope<'a> {
+    tags: Tags<'a>,
+    value: &'a [u8],
+}
+
+/// Any well-formed envelope, however it is laid out.
+#[derive(Deserialize)]
+struct Loose<'a> {
     #[serde(borrow)]
-    tags: BTreeMap<Cow<'a, str>, Cow<'a, str>>,
+    tags: Tags<'a>,
     #[serde(borrow)]
     value: &'a RawValue,
 }
 
+const HEAD: &[u8] = b"{\"tags\":";
+const MIDDLE: &[u8] = b",\"value\":";
+
 impl<'a> Envelope<'a> {
+    /// Reads an entry. The layout [`encode`] writes is split without
+    /// scanning the value (which the caller decodes anyway: scanning it here
+    /// too would parse every hit's JSON twice); any other layout is parsed
+    /// in full.
     pub fn decode(bytes: &'a [u8]) -> Result<Self, serde_json::Error> {
-        serde_json::from_slice(bytes)
+        if let Some(envelope) = Self::split(bytes) {
+            return Ok(envelope);
+        }
+        let loose: Loose<'a> = serde_json::from_slice(bytes)?;
+        Ok(Envelope {
+            tags: loose.tags,
+            value: loose.value.get().as_bytes(),
+        })
+    }
+
+    fn split(bytes: &'a [u8]) -> Option<Self> {
+        let rest = bytes.strip_prefix(HEAD)?;
+        let mut tags = serde_json::Deserializer::from_slice(rest).into_iter::<Tags<'a>>();
+        let parsed = tags.next()?.ok()?;
+        let value = rest[tags.byte_offset()..]
+            .strip_prefix(MIDDLE)?
+            .strip_suffix(b"}")?;
+        Some(Envelope {
+            tags: parsed,
+            value,
+        })
     }
 
     /// Whether every tag key has the version this entry recorded.
@@ -45,8 +81,9 @@ impl<'a> Envelope<'a> {
                 })
     }
 
+    /// The value's JSON (not validated here: decoding it does that).
     pub fn value(&self) -> &'a [u8] {
-        self.value.get().as_bytes()
+        self.value
     }
 }
 
@@ -95,6 +132,15 @@ mod tests {
     }
 
     #[test]
+    fn other_layouts_are_read_in_full() {
+        let keys = vec!["k".to_string()];
+        let spaced = br#"{ "value" : [1, 2], "tags" : { "k" : "1" } }"#;
+        let env = Envelope::decode(spaced).unwrap();
+        assert_eq!(env.value(), b"[1, 2]");
+        assert!(env.is_current(&keys, &[Some("1".into())]));
+    }
+
+    #[test]
     fn garbage_is_an_error_not_a_panic() {
         for bytes in [
             &b""[..],
@@ -102,8 +148,19 @@ mod tests {
             b"{\"tags\":1}",
             b"\xff\xfe",
             b"{\"value\":1}",
+            b"{\"tags\":{}",
+            b"{\"tags\":{},\"value\"",
+            b"{\"tags\":{},\"value\":1",
+            b"{\"tags\":{\"a\":",
         ] {
-            assert!(Envelope::decode(bytes).is_err());
+            assert!(
+                Envelope::decode(bytes).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bytes)
+            );
         }
+        // A split that leaves no value is caught where the value is decoded.
+        let empty = Envelope::decode(b"{\"tags\":{},\"value\":}").unwrap();
+        assert!(serde_json::from_slice::<u8>(empty.value()).is_err());
     }
 }
