@@ -8,6 +8,7 @@ use crate::backend::memory::MemoryBackend;
 use crate::backend::redis::{RedisBackend, Target};
 use crate::cache::{Cache, Inner};
 use crate::error::Error;
+use crate::stats::Counters;
 
 enum BackendChoice {
     None,
@@ -135,6 +136,7 @@ impl CacheBuilder {
         if self.lock_ttl < Duration::from_millis(1) {
             return Err(Error::InvalidConfig("`lock_ttl` must be at least 1 ms"));
         }
+        let stats = Arc::new(Counters::default());
         let backend = match self.backend {
             BackendChoice::None => return Err(Error::NoBackend),
             BackendChoice::Memory => Backend::Memory(MemoryBackend::new(self.memory_capacity)),
@@ -144,6 +146,7 @@ impl CacheBuilder {
                 Backend::Redis(Box::new(RedisBackend::new(
                     Target::Single(client),
                     self.op_timeout,
+                    stats.clone(),
                 )))
             }
             BackendChoice::Cluster(urls) => {
@@ -165,11 +168,13 @@ impl CacheBuilder {
                 Backend::Redis(Box::new(RedisBackend::new(
                     Target::Cluster(Box::new(client)),
                     self.op_timeout,
+                    stats.clone(),
                 )))
             }
         };
         Ok(Cache::from_inner(Arc::new(Inner::new(
             backend,
+            stats,
             self.namespace,
             self.default_ttl,
             self.lock_ttl,

@@ -37,7 +37,7 @@ pub(crate) struct Inner {
     pub namespace: String,
     pub default_ttl: Duration,
     pub lock_ttl: Duration,
-    pub stats: Counters,
+    pub stats: Arc<Counters>,
     pub flights: Flights,
     pub notifier: Notifier,
 }
@@ -45,6 +45,7 @@ pub(crate) struct Inner {
 impl Inner {
     pub fn new(
         backend: Backend,
+        stats: Arc<Counters>,
         namespace: String,
         default_ttl: Duration,
         lock_ttl: Duration,
@@ -54,7 +55,7 @@ impl Inner {
             namespace,
             default_ttl,
             lock_ttl,
-            stats: Counters::default(),
+            stats,
             flights: Flights::default(),
             notifier: Notifier::default(),
         }
@@ -128,11 +129,7 @@ impl Cache {
 
     /// The counters since this cache was built.
     pub fn stats(&self) -> Stats {
-        let mut stats = self.inner.stats.snapshot();
-        if let Some(redis) = self.inner.backend.as_redis() {
-            stats.round_trips = redis.round_trips();
-        }
-        stats
+        self.inner.stats.snapshot()
     }
 
     /// Makes every entry carrying `tag` a miss on its next read, in every

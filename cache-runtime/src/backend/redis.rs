@@ -10,8 +10,8 @@
 //! round trip). On a cluster they go out concurrently, one command per key,
 //! each routed to its slot's node: still one round trip of wall time.
 
+use std::sync::Arc;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::future::try_join_all;
@@ -22,6 +22,7 @@ use redis::{Cmd, Value};
 
 use super::Snapshot;
 use crate::error::Error;
+use crate::stats::Counters;
 
 /// Releases a lease only if it still holds our token, so a holder whose
 /// lease expired never deletes the lease of the next holder.
@@ -51,7 +52,7 @@ pub(crate) struct RedisBackend {
     op_timeout: Duration,
     single: OnceLock<Result<ConnectionManager, String>>,
     cluster: tokio::sync::OnceCell<ClusterConnection>,
-    round_trips: AtomicU64,
+    stats: Arc<Counters>,
 }
 
 impl std::fmt::Debug for RedisBackend {
@@ -68,13 +69,13 @@ impl std::fmt::Debug for RedisBackend {
 }
 
 impl RedisBackend {
-    pub fn new(target: Target, op_timeout: Duration) -> Self {
+    pub fn new(target: Target, op_timeout: Duration, stats: Arc<Counters>) -> Self {
         RedisBackend {
             target,
             op_timeout,
             single: OnceLock::new(),
             cluster: tokio::sync::OnceCell::new(),
-            round_trips: AtomicU64::new(0),
+            stats,
         }
     }
 
@@ -115,13 +116,8 @@ impl RedisBackend {
     }
 
     /// Runs commands in one round trip, bounded by the op timeout.
-    /// Round trips made so far.
-    pub fn round_trips(&self) -> u64 {
-        self.round_trips.load(Ordering::Relaxed)
-    }
-
     async fn exec(&self, cmds: Vec<Cmd>) -> Result<Vec<Value>, Error> {
-        self.round_trips.fetch_add(1, Ordering::Relaxed);
+        Counters::add(&self.stats.round_trips);
         let run = async {
             match self.conn().await? {
                 Conn::Single(mut c) => {
