@@ -73,13 +73,9 @@ impl Catalog {
         self.as_of
     }
 
-    /// One product, `None` if there is no such product.
-    ///
-    /// Note: today the runtime caches `Ok(None)` of a `Result<Option<T>, E>`
-    /// like any `Ok` value (and `cache_none` cannot be set on such a
-    /// function), so a missing id stays a cached 404 until the TTL or an
-    /// invalidation of `product:{id}`. This API never creates products, so
-    /// that is harmless here.
+    /// One product, `None` if there is no such product. A missing id
+    /// (`Ok(None)`) is not cached, so a product created later shows at once
+    /// (`cache_none = true` would cache the 404 too).
     #[cached(ttl = "5m", key = "product:{id}", tags = ["product:{id}"], cache = self.cache)]
     pub async fn product(&self, id: i64) -> Result<Option<Product>, DbError> {
         self.db.call(move |c| queries::product_by_id(c, id)).await
