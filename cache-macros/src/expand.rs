@@ -3,7 +3,7 @@
 use proc_macro2::{Delimiter, Group, Ident, Literal, Span, TokenStream, TokenTree};
 use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::{GenericParam, ItemFn, parse_quote};
+use syn::{GenericParam, ItemFn, Type, parse_quote};
 
 use crate::args::{self, Args};
 use crate::ctxt::Ctxt;
@@ -253,7 +253,9 @@ impl<'a> Expand<'a> {
         }
         for arg in self.func.args.iter().filter(|arg| arg.hashed) {
             let (ident, ty) = (&arg.ident, &arg.ty);
-            let value = if companion {
+            // A companion takes the argument by reference (see
+            // `companion_param`): pass it on as it is.
+            let value = if companion && !matches!(ty, Type::Reference(_)) {
                 quote!(#ident)
             } else {
                 quote!(&#ident)
@@ -354,7 +356,7 @@ impl<'a> Expand<'a> {
             .filter(|arg| arg.in_key || for_cache(&arg.ident))
             .map(|arg| {
                 let (ident, ty) = (&arg.ident, &arg.ty);
-                quote!(#ident: &#ty)
+                companion_param(ident, ty)
             });
         let cache_params: Vec<_> = self
             .func
@@ -363,7 +365,7 @@ impl<'a> Expand<'a> {
             .filter(|arg| for_cache(&arg.ident))
             .map(|arg| {
                 let (ident, ty) = (&arg.ident, &arg.ty);
-                quote!(#ident: &#ty)
+                companion_param(ident, ty)
             })
             .collect();
         let generics = &sig.generics;
@@ -408,6 +410,15 @@ impl<'a> Expand<'a> {
                 #p::invalidate_function(#handle, &__CACHE_SPEC).await
             }
         }
+    }
+}
+
+/// A companion's parameter: the argument by reference, or as it is when it
+/// already is one (`id: u64` becomes `id: &u64`, `name: &str` stays).
+fn companion_param(ident: &Ident, ty: &Type) -> TokenStream {
+    match ty {
+        Type::Reference(_) => quote!(#ident: #ty),
+        _ => quote!(#ident: &#ty),
     }
 }
 
@@ -552,11 +563,11 @@ mod tests {
             },
         );
         assert!(
-            actual.contains("async fn get_invalidate (state : & & State , id : & u64)"),
+            actual.contains("async fn get_invalidate (state : & State , id : & u64)"),
             "{actual}"
         );
         assert!(
-            actual.contains("async fn get_invalidate_all (state : & & State)"),
+            actual.contains("async fn get_invalidate_all (state : & State)"),
             "{actual}"
         );
     }

@@ -326,15 +326,20 @@ fn check_return(cx: &Ctxt, item: &ItemFn) -> Ret {
 }
 
 /// The kind of return type and the cached value type, from the last path
-/// segment: `Result<T, ..>`, `Option<T>` and `Result<Option<T>, ..>` cache
-/// `T`.
+/// segment: `Result<T, ..>` (or any generic `..Result<T>`, taken for an
+/// alias of `Result`), `Option<T>` and `Result<Option<T>, ..>` cache `T`.
 fn value_type(ty: &Type) -> (RetKind, Option<Type>) {
     match ungroup(ty) {
         Type::Path(path) if path.qself.is_none() => {
             let last = path.path.segments.last().expect("a path has a segment");
-            let kind = match last.ident.to_string().as_str() {
+            let name = last.ident.to_string();
+            let generic = matches!(last.arguments, PathArguments::AngleBracketed(_));
+            let kind = match name.as_str() {
                 "Result" => RetKind::Result,
                 "Option" => RetKind::Option,
+                // `AppResult<T>`, `ApiResult<T>`, diesel's `QueryResult<T>`:
+                // aliases of `Result`, whose `Err` must not be cached.
+                _ if generic && name.ends_with("Result") => RetKind::Result,
                 _ => RetKind::Plain,
             };
             let first_type = match &last.arguments {

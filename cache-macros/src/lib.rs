@@ -43,7 +43,7 @@ use proc_macro::TokenStream;
 ///
 /// | return type | cached | not cached |
 /// |---|---|---|
-/// | `Result<T, E>`, or an alias named `Result` such as `io::Result<T>` | `Ok` | `Err` (`E` needs no serde) |
+/// | `Result<T, E>`, or an alias such as `io::Result<T>` or `AppResult<T>` (a generic type whose name ends in `Result`) | `Ok` | `Err` (`E` needs no serde) |
 /// | `Option<T>` | `Some` | `None`, unless `cache_none = true` |
 /// | `Result<Option<T>, E>` | `Ok(Some)` | `Err`; `Ok(None)`, unless `cache_none = true` |
 /// | any other type `T` | every value | |
@@ -125,7 +125,9 @@ use proc_macro::TokenStream;
 ///
 /// `name_invalidate` removes the entry of one call. It takes the arguments
 /// that are part of the key, in order, each by reference (`id: u64` becomes
-/// `id: &u64`); with `key = "..."`, those the template names. Generic
+/// `id: &u64`; an argument that already is a reference, such as
+/// `name: &str`, stays as it is); with `key = "..."`, those the template
+/// names. Generic
 /// parameters that the arguments do not determine are given with a
 /// turbofish: `parse_invalidate::<u32>(&raw)`.
 ///
@@ -136,11 +138,13 @@ use proc_macro::TokenStream;
 /// that the `cache = ...` expression uses; they use the function's cache.
 /// They return an error when there is no cache or the backend fails.
 ///
-/// Methods of one name on two types of one module share the function path,
-/// so `name_invalidate_all` of one invalidates the other's entries too.
+/// Functions of one name in two `impl` blocks have paths of their own
+/// (`app::User::get`, `app::Team::get`): `name_invalidate_all` of one leaves
+/// the other's entries alone.
 ///
 /// In a trait impl, a method that is not in the trait is an error ("method
-/// `get_invalidate` is not a member of trait"): write `companions = false`.
+/// `get_invalidate` is not a member of trait"): write `companions = false`
+/// there, and invalidate through tags or `Cache::invalidate_function`.
 ///
 /// # Examples
 ///

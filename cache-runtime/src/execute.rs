@@ -25,8 +25,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::backend::Snapshot;
 use crate::backend::redis::RedisBackend;
+use crate::backend::{Fill, Snapshot};
 use crate::cache::Cache;
 use crate::entry::{self, Envelope};
 use crate::key::KeyPart;
@@ -107,9 +107,6 @@ fn flight_key(key: &str, versions: &[String]) -> String {
     }
     k
 }
-
-/// Index in `tag_keys` of the call's own version key.
-const CALL_TAG: usize = 1;
 
 enum Checked<'s, R> {
     Hit(R, &'s [u8]),
@@ -406,6 +403,12 @@ impl Call<'_> {
             let stored = json
                 .as_ref()
                 .map(|json| entry::encode(json, &self.tag_keys, &versions));
+            let fill = stored.as_deref().map(|value| Fill {
+                key: &self.key,
+                value,
+                ttl: self.ttl,
+                version_keys: &self.tag_keys,
+            });
             let written = match lease {
                 Some(mut guard) => {
                     let redis = inner
@@ -413,22 +416,15 @@ impl Call<'_> {
                         .as_redis()
                         .expect("leases exist on Redis only");
                     let channel = inner.fill_channel();
-                    let store = stored
-                        .as_deref()
-                        .map(|bytes| (self.key.as_str(), bytes, self.ttl));
                     let r = redis
-                        .finish_lease(store, &guard.lease_key, &guard.token, &channel)
+                        .finish_lease(fill.as_ref(), &guard.lease_key, &guard.token, &channel)
                         .await;
                     // On failure the guard stays armed and retries the release.
                     guard.armed = r.is_err();
-                    r.map(|()| stored.is_some())
+                    r.map(|()| fill.is_some())
                 }
-                None => match &stored {
-                    Some(bytes) => inner
-                        .backend
-                        .store(&self.key, bytes, self.ttl)
-                        .await
-                        .map(|()| true),
+                None => match &fill {
+                    Some(fill) => inner.backend.store(fill).await.map(|()| true),
                     None => Ok(false),
                 },
             };
@@ -450,23 +446,23 @@ impl Call<'_> {
         if versions.iter().all(Option::is_some) {
             return Some(versions.into_iter().flatten().collect());
         }
-        // The call's own version lives as long as its entry; tag versions
-        // have no TTL (a lost version only invalidates).
-        let missing: Vec<(&str, String, Option<Duration>)> = self
+        // A version starts with the entry's TTL; each entry stored under it
+        // extends it to its own (see `Fill`), so versions expire with the
+        // last entry that carries them.
+        let missing: Vec<(&str, String)> = self
             .tag_keys
             .iter()
             .zip(&versions)
-            .enumerate()
-            .filter(|(_, (_, v))| v.is_none())
-            .map(|(i, (k, _))| {
-                (
-                    k.as_str(),
-                    tags::fresh_version(),
-                    (i == CALL_TAG).then_some(self.ttl),
-                )
-            })
+            .filter(|(_, v)| v.is_none())
+            .map(|(k, _)| (k.as_str(), tags::fresh_version()))
             .collect();
-        let created = match self.cache.inner.backend.get_or_set(&missing).await {
+        let created = match self
+            .cache
+            .inner
+            .backend
+            .get_or_set(&missing, self.ttl)
+            .await
+        {
             Ok(c) => c,
             Err(e) => {
                 self.fail(&e, "versions");

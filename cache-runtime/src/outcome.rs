@@ -6,6 +6,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// How a result is stored and read back.
+#[diagnostic::on_unimplemented(
+    message = "`#[cached]` cannot cache a `{R}` as it reads the return type",
+    note = "a return type named `Result` or `...Result<..>` is taken for an alias of `std::result::Result` (only `Ok` is cached), and one named `Option` for `std::option::Option`",
+    note = "if it is another type, give it another name at the function (a `type` alias) so that it is cached whole"
+)]
 pub trait Strategy<R> {
     /// The JSON to store, or `None` when this result must not be cached.
     fn encode(&self, result: &R) -> Option<Result<Vec<u8>, serde_json::Error>>;

@@ -2,8 +2,11 @@
 //!
 //! # What is stored
 //! - **Per tag**: one string key, `{ns}#tag:{tag}`, holding the tag's
-//!   current *version*, 128 random bits in hex. Version keys have no TTL;
-//!   they are a few dozen bytes each.
+//!   current *version*, 128 random bits in hex. A version is created with
+//!   the TTL of the entry being filled, and every entry stored under it
+//!   extends it to at least its own TTL: versions expire with the last
+//!   entry that carries them, so per-entity tags (`user:{id}`) do not pile
+//!   up. A version that expires early only invalidates.
 //! - **Two implicit tags per entry**: its function's,
 //!   `{ns}#fn:{module path}::{fn name}` (what `<fn>_invalidate_all()`
 //!   deletes), and its own, `{ns}#call:{entry key}` (what
@@ -22,8 +25,9 @@
 //!   are missing (a script per key adopts the existing version or stores a
 //!   fresh one; on a new entry its own version is always missing); with
 //!   stampede protection on Redis, one to take the lease (`SET NX PX`); the
-//!   body; then one write (`SET entry … PX ttl`, with the lease release and
-//!   the fill announcement in the same pipeline). Four round trips around
+//!   body; then one write (`SET entry … PX ttl`, a TTL extension per
+//!   version, the lease release and the fill announcement, in one
+//!   pipeline). Four round trips around
 //!   the body in all, none of them on a hit.
 //! - **An invalidation**: `DEL {ns}#tag:{tag}`, one single-key command per
 //!   tag, whatever the number of entries. Nothing is scanned or listed.

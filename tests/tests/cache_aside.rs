@@ -347,7 +347,7 @@ mod same_name_in_two_impls {
             assert_eq!(Team::name(&cache, 1).await, "team 1");
             assert_eq!(User::name(&cache, 1).await, "user 1");
             assert_eq!(cache.stats().hits, 1);
-            Team::name_invalidate_all(&&cache).await.unwrap();
+            Team::name_invalidate_all(&cache).await.unwrap();
             assert_eq!(User::name(&cache, 1).await, "user 1");
             assert_eq!(
                 cache.stats().hits,

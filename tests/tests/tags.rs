@@ -262,6 +262,79 @@ async fn no_stale_value_survives_an_invalidation_across_processes() {
     }
 }
 
+struct Lifetimes {
+    cache: Cache,
+}
+
+impl Lifetimes {
+    #[cached(cache = self.cache, ttl = 2, tags = ["shared", "short:{n}"])]
+    async fn short(&self, n: u32) -> u32 {
+        n
+    }
+
+    #[cached(cache = self.cache, ttl = "10m", tags = ["shared"])]
+    async fn long(&self, n: u32) -> u32 {
+        n
+    }
+
+    #[cached(cache = self.cache, ttl = 2, tags = ["failed:{n}"])]
+    async fn failing(&self, n: u32) -> Result<u32, String> {
+        Err(format!("no {n}"))
+    }
+}
+
+/// Version keys expire with the last entry that carries them, so per-entity
+/// tags (`user:{id}` for every id ever asked) do not pile up in Redis.
+#[tokio::test]
+async fn versions_expire_with_the_last_entry_that_carries_them() {
+    let namespace = unique_namespace("lifetimes");
+    let cache = Cache::builder()
+        .redis(shared_url())
+        .namespace(namespace.as_str())
+        .build()
+        .unwrap();
+    let l = Lifetimes { cache };
+    let mut conn = redis::Client::open(shared_url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let mut pttl = |key: String| -> i64 { redis::cmd("PTTL").arg(key).query(&mut conn).unwrap() };
+
+    l.short(1).await;
+    let shared = pttl(format!("{namespace}#tag:shared"));
+    assert!(
+        (1..=2_000).contains(&shared),
+        "a version starts with its entry's TTL: {shared}"
+    );
+    assert!((1..=2_000).contains(&pttl(format!("{namespace}#tag:short:1"))));
+    l.long(1).await;
+    let shared = pttl(format!("{namespace}#tag:shared"));
+    assert!(
+        (590_000..=600_000).contains(&shared),
+        "the longer entry extends it: {shared}"
+    );
+    assert!(
+        pttl(format!("{namespace}#tag:short:1")) <= 2_000,
+        "other versions keep theirs"
+    );
+
+    // A result that is not cached leaves only versions that expire.
+    l.failing(7).await.unwrap_err();
+    let failed = pttl(format!("{namespace}#tag:failed:7"));
+    assert!((1..=2_000).contains(&failed), "{failed}");
+
+    // Every key of the cache has a TTL.
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{namespace}*"))
+        .query(&mut conn)
+        .unwrap();
+    assert!(keys.len() >= 6, "{keys:?}");
+    for key in keys {
+        let t: i64 = redis::cmd("PTTL").arg(&key).query(&mut conn).unwrap();
+        assert!(t > 0, "{key} has no TTL ({t})");
+    }
+}
+
 /// Invalidating a tag costs the same number of Redis commands for 10 and for
 /// 10 000 entries (measured with `INFO commandstats` on a private server).
 #[tokio::test]

@@ -73,9 +73,9 @@ impl MemoryBackend {
 
     /// TTLs are not kept here: the map is bounded, and an evicted version
     /// only invalidates.
-    pub fn get_or_set(&self, keys: &[(&str, String, Option<Duration>)]) -> Vec<String> {
+    pub fn get_or_set(&self, keys: &[(&str, String)]) -> Vec<String> {
         keys.iter()
-            .map(|(k, fresh, _ttl)| self.versions.get_with(k.to_string(), || fresh.clone()))
+            .map(|(k, fresh)| self.versions.get_with(k.to_string(), || fresh.clone()))
             .collect()
     }
 

@@ -22,6 +22,17 @@ pub(crate) struct Snapshot {
     pub leased: bool,
 }
 
+/// An entry to write.
+#[derive(Debug)]
+pub(crate) struct Fill<'a> {
+    pub key: &'a str,
+    pub value: &'a [u8],
+    pub ttl: Duration,
+    /// The version keys the entry carries: each is kept alive at least as
+    /// long as the entry, so versions expire with the last entry using them.
+    pub version_keys: &'a [String],
+}
+
 /// One of the two storage backends.
 #[derive(Debug)]
 pub(crate) enum Backend {
@@ -44,24 +55,25 @@ impl Backend {
         }
     }
 
-    /// For each key: its current value, or `fresh` stored under it (with the
-    /// TTL, if any) when it had none.
+    /// For each key: its current value, or `fresh` stored under it with
+    /// the TTL when it had none.
     pub async fn get_or_set(
         &self,
-        keys: &[(&str, String, Option<Duration>)],
+        keys: &[(&str, String)],
+        ttl: Duration,
     ) -> Result<Vec<String>, Error> {
         match self {
-            Backend::Redis(b) => b.get_or_set(keys).await,
+            Backend::Redis(b) => b.get_or_set(keys, ttl).await,
             Backend::Memory(b) => Ok(b.get_or_set(keys)),
         }
     }
 
-    /// Stores an entry with a TTL.
-    pub async fn store(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), Error> {
+    /// Stores an entry with its TTL.
+    pub async fn store(&self, fill: &Fill<'_>) -> Result<(), Error> {
         match self {
-            Backend::Redis(b) => b.store(key, value, ttl).await,
+            Backend::Redis(b) => b.store(fill).await,
             Backend::Memory(b) => {
-                b.store(key, value, ttl);
+                b.store(fill.key, fill.value, fill.ttl);
                 Ok(())
             }
         }

@@ -20,7 +20,7 @@ use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Value};
 
-use super::Snapshot;
+use super::{Fill, Snapshot};
 use crate::error::Error;
 use crate::stats::Counters;
 
@@ -28,13 +28,18 @@ use crate::stats::Counters;
 /// lease expired never deletes the lease of the next holder.
 const RELEASE_SCRIPT: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
 
-/// Returns the key's value, or stores and returns `ARGV[1]` (with a TTL of
-/// `ARGV[2]` ms unless 0) when the key has none.
+/// Returns the key's value, or stores and returns `ARGV[1]` with a TTL of
+/// `ARGV[2]` ms when the key has none.
 const GET_OR_SET_SCRIPT: &str = "local v = redis.call('get', KEYS[1]) \
 if v then return v end \
-if tonumber(ARGV[2]) > 0 then redis.call('set', KEYS[1], ARGV[1], 'px', ARGV[2]) \
-else redis.call('set', KEYS[1], ARGV[1]) end \
+redis.call('set', KEYS[1], ARGV[1], 'px', ARGV[2]) \
 return ARGV[1]";
+
+/// Extends the key's TTL to `ARGV[1]` ms if it has a shorter one (`PEXPIRE
+/// GT`, which Redis 6 lacks). A missing key stays missing.
+const EXTEND_SCRIPT: &str = "local t = redis.call('pttl', KEYS[1]) \
+if t >= 0 and t < tonumber(ARGV[1]) then redis.call('pexpire', KEYS[1], ARGV[1]) end \
+return t";
 
 pub(crate) enum Target {
     Single(redis::Client),
@@ -196,17 +201,18 @@ impl RedisBackend {
     /// on Redis 6 too (`SET NX GET` needs 7.0).
     pub async fn get_or_set(
         &self,
-        keys: &[(&str, String, Option<Duration>)],
+        keys: &[(&str, String)],
+        ttl: Duration,
     ) -> Result<Vec<String>, Error> {
         let cmds = keys
             .iter()
-            .map(|(k, fresh, ttl)| {
+            .map(|(k, fresh)| {
                 redis::cmd("EVAL")
                     .arg(GET_OR_SET_SCRIPT)
                     .arg(1)
                     .arg(*k)
                     .arg(fresh)
-                    .arg(ttl.map_or(0, millis))
+                    .arg(millis(ttl))
                     .to_owned()
             })
             .collect();
@@ -219,8 +225,8 @@ impl RedisBackend {
         Ok(out)
     }
 
-    pub async fn store(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), Error> {
-        self.exec(vec![set_px(key, value, ttl)]).await.map(drop)
+    pub async fn store(&self, fill: &Fill<'_>) -> Result<(), Error> {
+        self.exec(fill_cmds(fill)).await.map(drop)
     }
 
     pub async fn delete(&self, keys: &[String]) -> Result<(), Error> {
@@ -248,15 +254,12 @@ impl RedisBackend {
     /// processes, in one round trip.
     pub async fn finish_lease(
         &self,
-        store: Option<(&str, &[u8], Duration)>,
+        store: Option<&Fill<'_>>,
         lease_key: &str,
         token: &str,
         channel: &str,
     ) -> Result<(), Error> {
-        let mut cmds = Vec::with_capacity(3);
-        if let Some((key, value, ttl)) = store {
-            cmds.push(set_px(key, value, ttl));
-        }
+        let mut cmds = store.map(fill_cmds).unwrap_or_default();
         cmds.push(
             redis::cmd("EVAL")
                 .arg(RELEASE_SCRIPT)
@@ -270,13 +273,30 @@ impl RedisBackend {
     }
 }
 
-fn set_px(key: &str, value: &[u8], ttl: Duration) -> Cmd {
-    redis::cmd("SET")
-        .arg(key)
-        .arg(value)
-        .arg("PX")
-        .arg(millis(ttl))
-        .to_owned()
+/// `SET entry value PX ttl`, and each version the entry carries kept alive
+/// at least as long as the entry.
+fn fill_cmds(fill: &Fill<'_>) -> Vec<Cmd> {
+    let ttl = millis(fill.ttl);
+    let mut cmds = Vec::with_capacity(fill.version_keys.len() + 1);
+    cmds.push(
+        redis::cmd("SET")
+            .arg(fill.key)
+            .arg(fill.value)
+            .arg("PX")
+            .arg(ttl)
+            .to_owned(),
+    );
+    for k in fill.version_keys {
+        cmds.push(
+            redis::cmd("EVAL")
+                .arg(EXTEND_SCRIPT)
+                .arg(1)
+                .arg(k)
+                .arg(ttl)
+                .to_owned(),
+        );
+    }
+    cmds
 }
 
 fn millis(d: Duration) -> u64 {

@@ -29,8 +29,8 @@ pub async fn use_them(state: &AppState) {
     from_static(1).await;
     from_reference(1).await;
     from_argument(state, 1).await;
-    from_argument_invalidate(&state, &1).await.ok();
-    from_argument_invalidate_all(&state).await.ok();
+    from_argument_invalidate(state, &1).await.ok();
+    from_argument_invalidate_all(state).await.ok();
 }
 
 fn main() {}

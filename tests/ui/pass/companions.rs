@@ -51,3 +51,17 @@ pub async fn use_them() -> Result<(), Error> {
 }
 
 fn main() {}
+
+/// Arguments that already are references are taken as they are.
+pub mod by_reference {
+    use cache_runtime::cached;
+
+    #[cached]
+    pub async fn greet(name: &str, times: u8) -> String {
+        name.repeat(usize::from(times))
+    }
+
+    pub async fn invalidate() -> Result<(), cache_runtime::Error> {
+        greet_invalidate("ann", &2).await
+    }
+}
