@@ -102,7 +102,14 @@ use proc_macro::TokenStream;
 /// - **`cache_none = true`**: cache `None` (or `Ok(None)`) too. Only for
 ///   `Option<T>` and `Result<Option<T>, E>`.
 /// - **`lock = false`**: no stampede protection: concurrent misses of one
-///   key each run the body. By default they share one run.
+///   key each run the body. By default they share one run: in a process,
+///   the first caller computes and the others get its value; across
+///   processes, a Redis lease lets one process compute while the others
+///   wait and are woken by pub/sub when the value is written. When the
+///   computing call returns a value that is not cached (`Err`, `None`),
+///   panics or is cancelled, nothing is stored and the waiters start again:
+///   one of them computes, the others wait on it (each caller gets its own
+///   result, so `E` needs no `Clone`). Hits never take the lease.
 /// - **`lock_ttl = "10s"`**: how long the lease of a computing process lasts
 ///   before another process may take over. Seconds, or a string with a unit
 ///   `ms`, `s`, `m`, `h` or `d`. Not with `lock = false`. Without it the
