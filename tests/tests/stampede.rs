@@ -11,6 +11,19 @@ use cache_runtime::{Cache, cached};
 use cache_tests::fixtures::Probe;
 use cache_tests::{RedisServer, backends, no_hang, shared_url, unique_namespace};
 
+/// Starts `n` concurrent callers, each with its own handle on `target`.
+fn spawn_callers<S, F>(
+    n: usize,
+    target: &Arc<S>,
+    call: impl Fn(Arc<S>) -> F,
+) -> Vec<tokio::task::JoinHandle<F::Output>>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    (0..n).map(|_| tokio::spawn(call(target.clone()))).collect()
+}
+
 struct Svc {
     cache: Cache,
     runs: AtomicU64,
@@ -69,12 +82,7 @@ impl Svc {
 async fn concurrent_callers_share_one_computation() {
     for cache in backends("stampede") {
         let svc = Svc::new(cache.clone());
-        let calls: Vec<_> = (0..200)
-            .map(|_| {
-                let svc = svc.clone();
-                tokio::spawn(async move { svc.cold("hot".into()).await })
-            })
-            .collect();
+        let calls = spawn_callers(200, &svc, |svc| async move { svc.cold("hot".into()).await });
         for c in calls {
             assert_eq!(no_hang(8, "caller", c).await.unwrap(), "value of hot");
         }
@@ -93,12 +101,7 @@ async fn concurrent_callers_share_one_computation() {
 async fn when_the_leader_fails_one_waiter_takes_over() {
     for cache in backends("stampede") {
         let svc = Svc::new(cache.clone());
-        let calls: Vec<_> = (0..50)
-            .map(|_| {
-                let svc = svc.clone();
-                tokio::spawn(async move { svc.flaky("k".into()).await })
-            })
-            .collect();
+        let calls = spawn_callers(50, &svc, |svc| async move { svc.flaky("k".into()).await });
         let mut errors = 0;
         for c in calls {
             match no_hang(8, "caller", c).await.unwrap() {
@@ -120,12 +123,7 @@ async fn when_the_leader_fails_one_waiter_takes_over() {
 async fn a_panicking_leader_leaves_no_one_hanging() {
     for cache in backends("stampede") {
         let svc = Svc::new(cache.clone());
-        let calls: Vec<_> = (0..50)
-            .map(|_| {
-                let svc = svc.clone();
-                tokio::spawn(async move { svc.panicky("k".into()).await })
-            })
-            .collect();
+        let calls = spawn_callers(50, &svc, |svc| async move { svc.panicky("k".into()).await });
         let mut panics = 0;
         for c in calls {
             match no_hang(8, "caller", c).await {
@@ -267,12 +265,7 @@ async fn waiters_fail_open_when_redis_goes_down() {
         .arg(60_000)
         .query(&mut conn)
         .unwrap();
-    let calls: Vec<_> = (0..20)
-        .map(|_| {
-            let svc = svc.clone();
-            tokio::spawn(async move { svc.cold("k".into()).await })
-        })
-        .collect();
+    let calls = spawn_callers(20, &svc, |svc| async move { svc.cold("k".into()).await });
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(svc.runs(), 1, "callers wait on the foreign lease");
     server.kill();
@@ -320,12 +313,9 @@ async fn a_killed_leader_process_delays_waiters_by_lock_ttl_at_most() {
         .build()
         .unwrap();
     let probe = Arc::new(Probe::new(cache.clone(), "survivor"));
-    let calls: Vec<_> = (0..20)
-        .map(|_| {
-            let probe = probe.clone();
-            tokio::spawn(async move { probe.slow("k".into(), None, 10).await })
-        })
-        .collect();
+    let calls = spawn_callers(20, &probe, |probe| async move {
+        probe.slow("k".into(), None, 10).await
+    });
     for c in calls {
         assert_eq!(
             no_hang(8, "waiter after the leader died", c)
