@@ -255,7 +255,7 @@ impl<'a> Expand<'a> {
             let (ident, ty) = (&arg.ident, &arg.ty);
             // A companion takes the argument by reference (see
             // `companion_param`): pass it on as it is.
-            let value = if companion && !matches!(ty, Type::Reference(_)) {
+            let value = if companion && !matches!(item::ungroup(ty), Type::Reference(_)) {
                 quote!(#ident)
             } else {
                 quote!(&#ident)
@@ -416,7 +416,7 @@ impl<'a> Expand<'a> {
 /// A companion's parameter: the argument by reference, or as it is when it
 /// already is one (`id: u64` becomes `id: &u64`, `name: &str` stays).
 fn companion_param(ident: &Ident, ty: &Type) -> TokenStream {
-    match ty {
+    match item::ungroup(ty) {
         Type::Reference(_) => quote!(#ident: #ty),
         _ => quote!(#ident: &#ty),
     }

@@ -383,7 +383,7 @@ fn references(ty: &Type) -> Vec<&syn::TypeReference> {
     finder.0
 }
 
-fn ungroup(mut ty: &Type) -> &Type {
+pub(crate) fn ungroup(mut ty: &Type) -> &Type {
     loop {
         match ty {
             Type::Group(group) => ty = &group.elem,

@@ -50,7 +50,14 @@ use proc_macro::TokenStream;
 ///
 /// The cached value type `T` must implement `Serialize` and
 /// `DeserializeOwned`: values are stored as JSON and read back, so they
-/// cannot borrow (return `String`, not `&str`).
+/// cannot borrow (return `String`, not `&str`). An `Option` is stored as a
+/// list of zero or one value (`[x]`, `[]`), so that `Some(())` never reads
+/// back as `None`.
+///
+/// A non-generic alias (`type ApiResult = Result<u32, ApiError>`) is not
+/// seen through: it is cached whole, `Err` included, if `ApiError` has
+/// serde (and fails to compile otherwise). Write `Result<u32, ApiError>`
+/// at the function.
 ///
 /// # The key
 ///

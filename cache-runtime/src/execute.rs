@@ -302,10 +302,7 @@ impl Call<'_> {
     async fn acquire<R, S: Strategy<R>>(&self, redis: &RedisBackend, strategy: &S) -> Acquired<R> {
         let inner = &self.cache.inner;
         inner.notifier.start(&self.cache.inner);
-        let lock_ttl = self
-            .spec
-            .lock_ttl_ms
-            .map_or(inner.lock_ttl, Duration::from_millis);
+        let lock_ttl = self.lock_ttl();
         // Armed while a `SET NX` of ours may have landed: if it timed out
         // but Redis applied it, dropping the guard releases the lease, so no
         // lease of ours is left for others to wait out.
@@ -446,9 +443,10 @@ impl Call<'_> {
         if versions.iter().all(Option::is_some) {
             return Some(versions.into_iter().flatten().collect());
         }
-        // A version starts with the entry's TTL; each entry stored under it
-        // extends it to its own (see `Fill`), so versions expire with the
-        // last entry that carries them.
+        // A version starts with the entry's TTL, plus the lease's as room
+        // for the body to run; each entry stored under it extends it to its
+        // own (see `Fill`), so versions expire with the last entry that
+        // carries them.
         let missing: Vec<(&str, String)> = self
             .tag_keys
             .iter()
@@ -460,7 +458,7 @@ impl Call<'_> {
             .cache
             .inner
             .backend
-            .get_or_set(&missing, self.ttl)
+            .get_or_set(&missing, self.ttl + self.lock_ttl())
             .await
         {
             Ok(c) => c,
@@ -474,6 +472,13 @@ impl Call<'_> {
             .into_iter()
             .map(|v| v.or_else(|| created.next()))
             .collect()
+    }
+
+    /// How long a fill lease lasts: the longest a body is expected to run.
+    fn lock_ttl(&self) -> Duration {
+        self.spec
+            .lock_ttl_ms
+            .map_or(self.cache.inner.lock_ttl, Duration::from_millis)
     }
 
     fn fail(&self, error: &crate::Error, op: &'static str) {

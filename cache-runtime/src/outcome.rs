@@ -45,6 +45,10 @@ impl<T: Serialize + DeserializeOwned, E> Strategy<Result<T, E>> for OkOnly {
 }
 
 /// Caches `Some` values, and `None` too when `cache_none` is set.
+///
+/// An `Option` is stored as a sequence of zero or one value (`[x]`, `[]`),
+/// so that `Some(x)` whose JSON is `null` (`Some(())`, `Some(None)`) never
+/// reads back as `None`.
 #[derive(Debug, Clone, Copy)]
 pub struct SomeOnly {
     /// Whether `None` is cached.
@@ -54,13 +58,17 @@ pub struct SomeOnly {
 impl<T: Serialize + DeserializeOwned> Strategy<Option<T>> for SomeOnly {
     fn encode(&self, result: &Option<T>) -> Option<Result<Vec<u8>, serde_json::Error>> {
         match result {
-            Some(_) => Some(serde_json::to_vec(result)),
-            None if self.cache_none => Some(Ok(b"null".to_vec())),
+            Some(value) => Some(serde_json::to_vec(&[value])),
+            None if self.cache_none => Some(Ok(b"[]".to_vec())),
             None => None,
         }
     }
     fn decode(&self, json: &[u8]) -> Result<Option<T>, serde_json::Error> {
-        serde_json::from_slice(json)
+        let mut values: Vec<T> = serde_json::from_slice(json)?;
+        match values.len() {
+            0 | 1 => Ok(values.pop()),
+            n => Err(serde::de::Error::invalid_length(n, &"zero or one value")),
+        }
     }
 }
 
@@ -80,7 +88,11 @@ impl<T: Serialize + DeserializeOwned, E> Strategy<Result<Option<T>, E>> for OkSo
         .encode(result.as_ref().ok()?)
     }
     fn decode(&self, json: &[u8]) -> Result<Result<Option<T>, E>, serde_json::Error> {
-        serde_json::from_slice(json).map(Ok)
+        SomeOnly {
+            cache_none: self.cache_none,
+        }
+        .decode(json)
+        .map(Ok)
     }
 }
 
@@ -123,6 +135,26 @@ mod tests {
             .unwrap();
         let back: Result<Option<u8>, ()> = OkSome { cache_none: false }.decode(&json).unwrap();
         assert_eq!(back, Ok(Some(7)));
+    }
+
+    #[test]
+    fn some_of_null_is_not_none() {
+        let s = SomeOnly { cache_none: true };
+        for value in [Some(Some(1u8)), Some(None), None] {
+            let json = s.encode(&value).unwrap().unwrap();
+            assert_eq!(
+                s.decode(&json).unwrap(),
+                value,
+                "{}",
+                String::from_utf8_lossy(&json)
+            );
+        }
+        let json = s.encode(&Some(())).unwrap().unwrap();
+        assert_eq!(s.decode(&json).unwrap(), Some(()));
+        let ok = OkSome { cache_none: false };
+        let json = ok.encode(&Ok::<_, ()>(Some(None::<u8>))).unwrap().unwrap();
+        assert_eq!(ok.decode(&json).unwrap(), Ok::<_, ()>(Some(None::<u8>)));
+        assert!(Strategy::<Option<u8>>::decode(&s, b"[1,2]").is_err());
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! # What is stored
 //! - **Per tag**: one string key, `{ns}#tag:{tag}`, holding the tag's
 //!   current *version*, 128 random bits in hex. A version is created with
-//!   the TTL of the entry being filled, and every entry stored under it
+//!   the TTL of the entry being filled (plus the fill lease's, as room for
+//!   the body to run), and every entry stored under it
 //!   extends it to at least its own TTL: versions expire with the last
 //!   entry that carries them, so per-entity tags (`user:{id}`) do not pile
 //!   up. A version that expires early only invalidates.

@@ -291,6 +291,7 @@ async fn products_api_on_redis() {
         .await
         .unwrap();
     let entry: Value = serde_json::from_str(&raw).unwrap();
-    assert_eq!(entry["value"]["id"], id, "{raw}");
-    assert_eq!(entry["value"]["category"], "e2e-new", "{raw}");
+    // `Result<Option<Product>, _>`: `Ok(Some(product))` is stored as `[product]`.
+    assert_eq!(entry["value"][0]["id"], id, "{raw}");
+    assert_eq!(entry["value"][0]["category"], "e2e-new", "{raw}");
 }

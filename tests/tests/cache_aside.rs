@@ -229,7 +229,8 @@ async fn a_readable_key_and_json_value_in_redis() {
     let json: serde_json::Value = serde_json::from_str(&stored).unwrap();
     assert_eq!(
         json["value"],
-        serde_json::json!({"id": 7, "name": "product 7"})
+        // An `Option` is stored as zero or one value: `[product]`.
+        serde_json::json!([{"id": 7, "name": "product 7"}])
     );
     let ttl: i64 = redis::cmd("TTL")
         .arg(format!("{namespace}:product:7"))
