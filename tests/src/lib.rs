@@ -233,19 +233,27 @@ fn rand_u64() -> u64 {
     h.finish()
 }
 
+/// A cache on the Redis at `url`, under `namespace`, with default settings.
+pub fn redis_cache(url: &str, namespace: &str) -> cache_runtime::Cache {
+    cache_runtime::Cache::builder()
+        .redis(url)
+        .namespace(namespace)
+        .build()
+        .expect("redis cache")
+}
+
 /// One cache on each backend, each in a namespace of its own: the
 /// in-process one, and Redis at [`shared_url`]. Behaviour tests loop over
 /// both, so both backends keep the same semantics.
 pub fn backends(prefix: &str) -> Vec<cache_runtime::Cache> {
     let memory = cache_runtime::Cache::builder()
         .memory()
-        .namespace(unique_namespace(prefix));
-    let redis = cache_runtime::Cache::builder()
-        .redis(shared_url())
-        .namespace(unique_namespace(prefix));
+        .namespace(unique_namespace(prefix))
+        .build()
+        .expect("memory cache");
     vec![
-        memory.build().expect("memory cache"),
-        redis.build().expect("redis cache"),
+        memory,
+        redis_cache(&shared_url(), &unique_namespace(prefix)),
     ]
 }
 

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use cache_runtime::{Cache, cached};
-use cache_tests::{backends, shared_url, unique_namespace};
+use cache_tests::{backends, redis_cache, shared_url, unique_namespace};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -211,11 +211,7 @@ async fn entries_expire_after_their_ttl() {
 #[tokio::test]
 async fn a_readable_key_and_json_value_in_redis() {
     let namespace = unique_namespace("readable");
-    let cache = Cache::builder()
-        .redis(shared_url())
-        .namespace(namespace.as_str())
-        .build()
-        .unwrap();
+    let cache = redis_cache(&shared_url(), &namespace);
     let shop = shop(cache);
     shop.find(7).await.unwrap();
     let mut conn = redis::Client::open(shared_url())
@@ -250,11 +246,7 @@ async fn a_readable_key_and_json_value_in_redis() {
 #[tokio::test]
 async fn a_value_that_no_longer_decodes_is_a_counted_miss_and_is_overwritten() {
     let namespace = unique_namespace("decode");
-    let cache = Cache::builder()
-        .redis(shared_url())
-        .namespace(namespace.as_str())
-        .build()
-        .unwrap();
+    let cache = redis_cache(&shared_url(), &namespace);
     let shop = shop(cache.clone());
     shop.find(8).await.unwrap();
     let key = format!("{namespace}:product:8");

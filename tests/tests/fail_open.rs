@@ -36,6 +36,25 @@ impl Api {
     }
 }
 
+/// Whether, within 50 tries 50 ms apart, a call of `get(id)` is served from
+/// the cache again (a call fills, the next one must not run the body).
+async fn resumes_caching(api: &Api, id: u32) -> bool {
+    for _ in 0..50 {
+        no_hang(3, "call while Redis recovers", api.get(id))
+            .await
+            .unwrap();
+        let before = api.runs();
+        no_hang(3, "call while Redis recovers", api.get(id))
+            .await
+            .unwrap();
+        if api.runs() == before {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
 fn api(url: &str) -> Api {
     let cache = Cache::builder()
         .redis(url)
@@ -92,18 +111,8 @@ async fn a_frozen_redis_costs_at_most_the_op_timeout_and_caching_resumes() {
     server.resume();
     // The first calls after the thaw may still see late replies; within a
     // few calls the cache serves again without rebuilding anything.
-    let mut hit = false;
-    for _ in 0..50 {
-        let before = api.runs();
-        api.get(1).await.unwrap();
-        if api.runs() == before {
-            hit = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     assert!(
-        hit,
+        resumes_caching(&api, 1).await,
         "caching did not resume after the server was thawed: {:?}",
         api.cache.stats()
     );
@@ -130,19 +139,8 @@ async fn caching_resumes_after_redis_restarts() {
     assert!(api.cache.stats().errors >= 3);
 
     server.restart();
-    let mut cached_again = false;
-    for _ in 0..50 {
-        no_hang(3, "call after restart", api.get(2)).await.unwrap();
-        let before = api.runs();
-        no_hang(3, "call after restart", api.get(2)).await.unwrap();
-        if api.runs() == before {
-            cached_again = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     assert!(
-        cached_again,
+        resumes_caching(&api, 2).await,
         "caching did not resume after a restart: {:?}",
         api.cache.stats()
     );

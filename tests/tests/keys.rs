@@ -6,7 +6,7 @@ use std::process::Command;
 
 use cache_runtime::Cache;
 use cache_tests::fixtures::Probe;
-use cache_tests::{shared_url, unique_namespace};
+use cache_tests::{redis_cache, shared_url, unique_namespace};
 
 #[tokio::test]
 async fn another_process_computes_the_same_key() {
@@ -25,11 +25,7 @@ async fn another_process_computes_the_same_key() {
         "key_probe computations=1 stores=1"
     );
 
-    let cache = Cache::builder()
-        .redis(shared_url())
-        .namespace(namespace)
-        .build()
-        .unwrap();
+    let cache = redis_cache(&shared_url(), &namespace);
     let probe = Probe::new(cache.clone(), "this process");
     let mut filters = HashMap::new();
     for (k, v) in [("c", "3"), ("z:*", "{x}"), ("a", "1"), ("b", "2")] {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use cache_runtime::{Cache, cached};
 use cache_tests::fixtures::Probe;
-use cache_tests::{RedisServer, backends, no_hang, shared_url, unique_namespace};
+use cache_tests::{RedisServer, backends, no_hang, redis_cache, shared_url, unique_namespace};
 
 /// Starts `n` concurrent callers, each with its own handle on `target`.
 fn spawn_callers<S, F>(
@@ -143,20 +143,8 @@ async fn a_panicking_leader_leaves_no_one_hanging() {
 /// waiter in `b` with a 30 s lease. The waiter goes on long before that.
 async fn leader_and_remote_waiter() -> (Arc<Svc>, Arc<Svc>, String) {
     let namespace = unique_namespace("st-remote");
-    let a = Svc::new(
-        Cache::builder()
-            .redis(shared_url())
-            .namespace(namespace.as_str())
-            .build()
-            .unwrap(),
-    );
-    let b = Svc::new(
-        Cache::builder()
-            .redis(shared_url())
-            .namespace(namespace.as_str())
-            .build()
-            .unwrap(),
-    );
+    let a = Svc::new(redis_cache(&shared_url(), &namespace));
+    let b = Svc::new(redis_cache(&shared_url(), &namespace));
     (a, b, namespace)
 }
 
@@ -241,13 +229,7 @@ async fn a_hit_never_takes_the_lease() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waiters_fail_open_when_redis_goes_down() {
     let mut server = RedisServer::start();
-    let svc = Svc::new(
-        Cache::builder()
-            .redis(server.url())
-            .namespace("down")
-            .build()
-            .unwrap(),
-    );
+    let svc = Svc::new(redis_cache(&server.url(), "down"));
     // Find the lease key of cold("k") by letting one call fill it once...
     svc.cold("k".into()).await;
     let mut conn = server.conn();
@@ -307,11 +289,7 @@ async fn a_killed_leader_process_delays_waiters_by_lock_ttl_at_most() {
     leader.kill().unwrap();
     leader.wait().unwrap();
 
-    let cache = Cache::builder()
-        .redis(server.url())
-        .namespace(namespace)
-        .build()
-        .unwrap();
+    let cache = redis_cache(&server.url(), namespace);
     let probe = Arc::new(Probe::new(cache.clone(), "survivor"));
     let calls = spawn_callers(20, &probe, |probe| async move {
         probe.slow("k".into(), None, 10).await

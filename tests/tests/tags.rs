@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use cache_runtime::{Cache, cached};
-use cache_tests::{RedisCluster, RedisServer, backends, shared_url, total_calls, unique_namespace};
+use cache_tests::{
+    RedisCluster, RedisServer, backends, redis_cache, shared_url, total_calls, unique_namespace,
+};
 
 /// A "database" row: a version bumped by every write.
 #[derive(Default)]
@@ -141,16 +143,8 @@ async fn invalidation_drops_exactly_the_tagged_entries() {
 async fn an_invalidation_reaches_entries_written_by_another_process() {
     // Two caches share nothing but Redis, as two processes would.
     let namespace = unique_namespace("tags-xproc");
-    let writer = Cache::builder()
-        .redis(shared_url())
-        .namespace(namespace.as_str())
-        .build()
-        .unwrap();
-    let other = Cache::builder()
-        .redis(shared_url())
-        .namespace(namespace.as_str())
-        .build()
-        .unwrap();
+    let writer = redis_cache(&shared_url(), &namespace);
+    let other = redis_cache(&shared_url(), &namespace);
     let a = Catalog::new(writer.clone());
     let b = Catalog::new(other.clone());
     a.list("books".into()).await;
@@ -246,13 +240,7 @@ async fn no_stale_value_survives_an_invalidation() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_stale_value_survives_an_invalidation_across_processes() {
     let namespace = unique_namespace("race-xproc");
-    let build = || {
-        Cache::builder()
-            .redis(shared_url())
-            .namespace(namespace.as_str())
-            .build()
-            .unwrap()
-    };
+    let build = || redis_cache(&shared_url(), &namespace);
     for how in [
         Invalidation::Tag,
         Invalidation::Call,
@@ -288,11 +276,7 @@ impl Lifetimes {
 #[tokio::test]
 async fn versions_expire_with_the_last_entry_that_carries_them() {
     let namespace = unique_namespace("lifetimes");
-    let cache = Cache::builder()
-        .redis(shared_url())
-        .namespace(namespace.as_str())
-        .build()
-        .unwrap();
+    let cache = redis_cache(&shared_url(), &namespace);
     let l = Lifetimes { cache };
     let mut conn = redis::Client::open(shared_url())
         .unwrap()
@@ -341,11 +325,7 @@ async fn versions_expire_with_the_last_entry_that_carries_them() {
 #[tokio::test]
 async fn invalidation_cost_does_not_grow_with_entries() {
     let server = RedisServer::start();
-    let cache = Cache::builder()
-        .redis(server.url())
-        .namespace("cost")
-        .build()
-        .unwrap();
+    let cache = redis_cache(&server.url(), "cost");
     let c = Catalog::new(cache.clone());
     let mut conn = server.conn();
     let mut costs = Vec::new();
@@ -381,11 +361,7 @@ async fn invalidation_cost_does_not_grow_with_entries() {
 /// A hit, tag check included, is one round trip to Redis.
 #[tokio::test]
 async fn a_hit_is_one_round_trip() {
-    let cache = Cache::builder()
-        .redis(shared_url())
-        .namespace(unique_namespace("rt"))
-        .build()
-        .unwrap();
+    let cache = redis_cache(&shared_url(), &unique_namespace("rt"));
     let c = Catalog::new(cache.clone());
     c.list("books".into()).await;
     let before = cache.stats();
@@ -404,11 +380,7 @@ async fn a_hit_is_one_round_trip() {
 #[tokio::test]
 async fn lost_tag_versions_invalidate_and_never_revalidate() {
     let server = RedisServer::start();
-    let cache = Cache::builder()
-        .redis(server.url())
-        .namespace("lost")
-        .build()
-        .unwrap();
+    let cache = redis_cache(&server.url(), "lost");
     let c = Catalog::new(cache.clone());
     let mut conn = server.conn();
 
@@ -459,11 +431,7 @@ fn find_key(conn: &mut redis::Connection, pattern: &str) -> String {
 async fn eviction_never_revives_old_entries() {
     let server =
         RedisServer::start_with(&["--maxmemory", "4mb", "--maxmemory-policy", "allkeys-lru"]);
-    let cache = Cache::builder()
-        .redis(server.url())
-        .namespace("lru")
-        .build()
-        .unwrap();
+    let cache = redis_cache(&server.url(), "lru");
     let c = Catalog::new(cache.clone());
     for id in 0..300 {
         c.product(id).await;
