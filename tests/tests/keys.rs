@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 use std::process::Command;
 
-use cache_runtime::Cache;
 use cache_tests::fixtures::Probe;
 use cache_tests::{redis_cache, shared_url, unique_namespace};
 
