@@ -26,7 +26,11 @@ const OPTIONS: &[(&str, &str)] = &[
     ("lock_ttl", "`lock_ttl = \"10s\"`"),
     ("crate", "`crate = \"path::to::cache_runtime\"`"),
     ("companions", "`companions = false`"),
+    ("codec", "`codec = \"json\"` or `codec = \"msgpack\"`"),
 ];
+
+/// The value formats of `codec = "..."`, with the runtime's name of each.
+pub(crate) const CODECS: &[(&str, &str)] = &[("json", "Json"), ("msgpack", "MsgPack")];
 
 /// The parsed arguments. An option given with a bad value is absent here
 /// (the error is in the `Ctxt`).
@@ -42,6 +46,8 @@ pub(crate) struct Args {
     pub(crate) lock_ttl_ms: Option<Setting<u64>>,
     pub(crate) krate: Option<Path>,
     pub(crate) companions: Option<bool>,
+    /// The runtime's name of the codec (`Json`, `MsgPack`).
+    pub(crate) codec: Option<&'static str>,
     /// The options seen so far, to report duplicates.
     seen: Vec<String>,
 }
@@ -151,6 +157,9 @@ impl Args {
             }
             "companions" => bool(&value, name).map(|value| self.companions = Some(value)),
             "crate" => krate(&value).map(|path| self.krate = Some(path)),
+            "codec" => string(&value, usage)
+                .and_then(|lit| codec(&lit))
+                .map(|codec| self.codec = Some(codec)),
             _ => unreachable!("option `{name}` listed in `OPTIONS` but not parsed"),
         };
         if let Err(error) = result {
@@ -374,6 +383,26 @@ fn bool(value: &Expr, option: &str) -> syn::Result<bool> {
             format!("`{option}` expects `true` or `false`"),
         )),
     }
+}
+
+fn codec(lit: &LitStr) -> syn::Result<&'static str> {
+    let name = lit.value();
+    if let Some((_, runtime)) = CODECS.iter().find(|(codec, _)| *codec == name) {
+        return Ok(runtime);
+    }
+    let names = CODECS.iter().map(|(codec, _)| *codec);
+    let expected = names
+        .clone()
+        .map(|n| format!("`\"{n}\"`"))
+        .collect::<Vec<_>>()
+        .join(" or ");
+    let msg = match suggest::closest(&name, names) {
+        Some(close) => {
+            format!("unknown codec `{name:?}`; did you mean `\"{close}\"`? (expected {expected})")
+        }
+        None => format!("unknown codec `{name:?}`; expected {expected}"),
+    };
+    Err(syn::Error::new_spanned(lit, msg))
 }
 
 fn krate(value: &Expr) -> syn::Result<Path> {

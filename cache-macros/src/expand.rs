@@ -119,7 +119,7 @@ impl<'a> Expand<'a> {
                 #handle_var,
                 &__CACHE_SPEC,
                 #key_var,
-                #tags_var,
+                &#tags_var,
                 #strategy,
                 async move #block,
             },
@@ -140,33 +140,56 @@ impl<'a> Expand<'a> {
         }
     }
 
-    /// `static __CACHE_SPEC`, what the runtime knows of the function.
+    /// `static __CACHE_SPEC`, what the runtime knows of the function: its
+    /// name, path and options, with the tags that interpolate nothing.
     fn spec(&self) -> TokenStream {
         let p = &self.private;
         let ident = &self.func.item.sig.ident;
         let name = Literal::string(&name_of(ident));
-        let ttl = match self.args.ttl_secs {
-            Some(secs) => {
-                let secs = Literal::u64_unsuffixed(secs);
-                quote!(#p::Some(#secs))
-            }
-            None => quote!(#p::None),
-        };
-        let lock = self.args.lock.as_ref().is_none_or(|lock| lock.value);
-        let lock_ttl = match &self.args.lock_ttl_ms {
-            Some(ms) => {
-                let ms = Literal::u64_unsuffixed(ms.value);
-                quote!(#p::Some(#ms))
-            }
-            None => quote!(#p::None),
-        };
+        let mut options = Vec::new();
+        if let Some(secs) = self.args.ttl_secs {
+            let secs = Literal::u64_unsuffixed(secs);
+            options.push(quote!(ttl_secs: #p::Some(#secs)));
+        }
+        if let Some(lock) = &self.args.lock {
+            let lock = lock.value;
+            options.push(quote!(lock: #lock));
+        }
+        if let Some(ms) = &self.args.lock_ttl_ms {
+            let ms = Literal::u64_unsuffixed(ms.value);
+            options.push(quote!(lock_ttl_ms: #p::Some(#ms)));
+        }
+        if let Some(codec) = self.args.codec {
+            let codec = Ident::new(codec, Span::call_site());
+            options.push(quote!(codec: #p::Codec::#codec));
+        }
+        let constant_tags: Vec<String> = self
+            .args
+            .tags
+            .iter()
+            .flatten()
+            .filter_map(Template::constant)
+            .collect();
+        if !constant_tags.is_empty() {
+            options.push(quote!(tags: &[#(#constant_tags),*]));
+        }
+        // A runtime of another version has no item of this name: the pair
+        // fails to compile instead of misreading each other.
+        let version = format_ident!(
+            "VERSION_{}",
+            env!("CARGO_PKG_VERSION").replace(['.', '-', '+'], "_")
+        );
         // The marker's type name gives the function's full path, impl type
         // included (`app::User::get`), which `module_path!()` cannot.
         quote! {
+            const _: () = #p::#version;
             fn __cache_marker() -> &'static str {
                 #p::type_name_of_val(&__cache_marker)
             }
-            static __CACHE_SPEC: #p::Spec = #p::Spec::new(#name, __cache_marker, #ttl, #lock, #lock_ttl);
+            static __CACHE_SPEC: #p::Spec = #p::Spec::new(#name, __cache_marker, #p::Options {
+                #(#options,)*
+                ..#p::Options::DEFAULT
+            });
         }
     }
 
@@ -277,11 +300,21 @@ impl<'a> Expand<'a> {
         }
     }
 
+    /// `let __cache_tags = [...];`: the tags that interpolate arguments,
+    /// rendered (the others are in the spec).
     fn tags(&self) -> TokenStream {
         let p = &self.private;
         let tags_var = local("__cache_tags");
-        let tags = self.args.tags.iter().flatten().map(|tag| self.format(tag));
-        quote!(let #tags_var: #p::Vec<#p::String> = #p::vec![#(#tags),*];)
+        let tags: Vec<_> = self
+            .args
+            .tags
+            .iter()
+            .flatten()
+            .filter(|tag| tag.constant().is_none())
+            .map(|tag| self.format(tag))
+            .collect();
+        let count = Literal::usize_unsuffixed(tags.len());
+        quote!(let #tags_var: [#p::String; #count] = [#(#tags),*];)
     }
 
     /// The first and last spans of the cached value type.
@@ -444,15 +477,18 @@ mod tests {
             },
         );
         let spec = quote! {
+            const _: () = ::cache_runtime::__private::VERSION_0_1_0;
             fn __cache_marker() -> &'static str {
                 ::cache_runtime::__private::type_name_of_val(&__cache_marker)
             }
             static __CACHE_SPEC: ::cache_runtime::__private::Spec = ::cache_runtime::__private::Spec::new(
                 "list_products",
                 __cache_marker,
-                ::cache_runtime::__private::Some(600),
-                true,
-                ::cache_runtime::__private::None
+                ::cache_runtime::__private::Options {
+                    ttl_secs: ::cache_runtime::__private::Some(600),
+                    tags: &["products"],
+                    ..::cache_runtime::__private::Options::DEFAULT
+                }
             );
         };
         let expected = quote! {
@@ -463,15 +499,14 @@ mod tests {
                 let mut __cache_digest = ::cache_runtime::__private::ArgsDigest::new();
                 ::cache_runtime::__private::ArgsDigest::arg::<String>(&mut __cache_digest, &category);
                 let __cache_key: ::cache_runtime::__private::KeyPart = __cache_digest.finish();
-                let __cache_tags: ::cache_runtime::__private::Vec<::cache_runtime::__private::String> = ::cache_runtime::__private::vec![
-                    ::cache_runtime::__private::format!("products"),
+                let __cache_tags: [::cache_runtime::__private::String; 1] = [
                     ::cache_runtime::__private::format!("category:{}", category)
                 ];
                 ::cache_runtime::__private::execute::<Result<Vec<u32>, std::io::Error>, ::cache_runtime::__private::OkOnly, _>(
                     __cache_handle,
                     &__CACHE_SPEC,
                     __cache_key,
-                    __cache_tags,
+                    &__cache_tags,
                     ::cache_runtime::__private::OkOnly,
                     async move { db::query(&category).await },
                 ).await
@@ -507,7 +542,8 @@ mod tests {
                 cache_none = true,
                 lock_ttl = "500ms",
                 crate = "renamed",
-                ttl = "1h"
+                ttl = "1h",
+                codec = "msgpack"
             ),
             quote! {
                 pub async fn get<T: Send>(&self, id: u64, db: &mut Db) -> Option<User> { None }
@@ -517,7 +553,7 @@ mod tests {
             "renamed :: __private :: KeyPart :: template (renamed :: __private :: format ! (\"user:{}\" , id))",
             "renamed :: __private :: Some (renamed :: __private :: Cache :: clone (renamed :: __private :: AsCache :: as_cache (& (self . cache))))",
             "renamed :: __private :: SomeOnly { cache_none : true }",
-            "Spec :: new (\"get\" , __cache_marker , renamed :: __private :: Some (3600) , true , renamed :: __private :: Some (500))",
+            "Spec :: new (\"get\" , __cache_marker , renamed :: __private :: Options { ttl_secs : renamed :: __private :: Some (3600) , lock_ttl_ms : renamed :: __private :: Some (500) , codec : renamed :: __private :: Codec :: MsgPack , .. renamed :: __private :: Options :: DEFAULT })",
             "pub async fn get_invalidate < T : Send > (& self , id : & u64)",
             "pub async fn get_invalidate_all (& self ,)",
         ] {

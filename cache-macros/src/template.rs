@@ -48,6 +48,18 @@ impl Template {
         })
     }
 
+    /// The text of a template without placeholders; `None` when it has some.
+    pub(crate) fn constant(&self) -> Option<String> {
+        let mut out = String::new();
+        for piece in &self.pieces {
+            match piece {
+                Piece::Text(text) => out.push_str(text),
+                Piece::Arg(_) => return None,
+            }
+        }
+        Some(out)
+    }
+
     /// The `format!` string: text re-escaped, each argument as `{}`.
     pub(crate) fn format_string(&self) -> LitStr {
         let mut out = String::new();

@@ -6,8 +6,10 @@ use std::time::Duration;
 use crate::backend::Backend;
 use crate::backend::memory::MemoryBackend;
 use crate::backend::redis::{RedisBackend, Target};
-use crate::cache::{Cache, Inner};
+use crate::cache::{self, Cache, Inner};
 use crate::error::Error;
+use crate::notify::Notifier;
+use crate::singleflight::Flights;
 use crate::stats::Counters;
 
 enum BackendChoice {
@@ -143,7 +145,7 @@ impl CacheBuilder {
             BackendChoice::Redis(url) => {
                 let client = redis::Client::open(url.as_str())
                     .map_err(|source| Error::InvalidUrl { url, source })?;
-                Backend::Redis(Box::new(RedisBackend::new(
+                Backend::Redis(Arc::new(RedisBackend::new(
                     Target::Single(client),
                     self.op_timeout,
                     stats.clone(),
@@ -165,19 +167,27 @@ impl CacheBuilder {
                             url: urls.join(","),
                             source,
                         })?;
-                Backend::Redis(Box::new(RedisBackend::new(
+                Backend::Redis(Arc::new(RedisBackend::new(
                     Target::Cluster(Box::new(client)),
                     self.op_timeout,
                     stats.clone(),
                 )))
             }
         };
-        Ok(Cache::from_inner(Arc::new(Inner::new(
-            backend,
-            stats,
-            self.namespace,
-            self.default_ttl,
-            self.lock_ttl,
-        ))))
+        let notifier = backend
+            .as_redis()
+            .and_then(|redis| redis.single_client())
+            .map(|client| Notifier::new(client.clone(), cache::fill_channel(&self.namespace)));
+        Ok(Cache {
+            inner: Arc::new(Inner {
+                backend,
+                namespace: self.namespace,
+                default_ttl: self.default_ttl,
+                lock_ttl: self.lock_ttl,
+                stats,
+                flights: Flights::default(),
+                notifier,
+            }),
+        })
     }
 }

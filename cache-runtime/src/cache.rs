@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::backend::Backend;
 use crate::builder::CacheBuilder;
 use crate::error::Error;
-use crate::lease::Notifier;
+use crate::notify::Notifier;
 use crate::singleflight::Flights;
 use crate::stats::{Counters, Stats};
 
@@ -39,58 +39,38 @@ pub(crate) struct Inner {
     pub lock_ttl: Duration,
     pub stats: Arc<Counters>,
     pub flights: Flights,
-    pub notifier: Notifier,
+    /// Fill announcements (single-node Redis only).
+    pub notifier: Option<Arc<Notifier>>,
 }
 
-impl Inner {
-    pub fn new(
-        backend: Backend,
-        stats: Arc<Counters>,
-        namespace: String,
-        default_ttl: Duration,
-        lock_ttl: Duration,
-    ) -> Self {
-        Inner {
-            backend,
-            namespace,
-            default_ttl,
-            lock_ttl,
-            stats,
-            flights: Flights::default(),
-            notifier: Notifier::default(),
-        }
-    }
+// Entries live under `{ns}:`; the cache's own keys under `{ns}#`, so that no
+// entry key, whatever a `key = "..."` template renders, is ever one of them.
 
-    // Entries live under `{ns}:`; the cache's own keys under `{ns}#`, so
-    // that no entry key, whatever a `key = "..."` template renders, is ever
-    // one of them.
+/// The key that holds the current version of a user tag.
+pub(crate) fn tag_key(namespace: &str, tag: &str) -> String {
+    format!("{namespace}#tag:{tag}")
+}
 
-    /// The key that holds the current version of a user tag.
-    pub fn tag_key(&self, tag: &str) -> String {
-        format!("{}#tag:{tag}", self.namespace)
-    }
+/// The key that holds the current version of a function's implicit tag,
+/// carried by every entry of that function.
+pub(crate) fn function_key(namespace: &str, function: &str) -> String {
+    format!("{namespace}#fn:{function}")
+}
 
-    /// The key that holds the current version of a function's implicit tag,
-    /// carried by every entry of that function.
-    pub fn function_key(&self, function: &str) -> String {
-        format!("{}#fn:{function}", self.namespace)
-    }
+/// The key that holds the version of one call's entry (its implicit tag,
+/// which `<fn>_invalidate(args)` deletes).
+pub(crate) fn call_key(namespace: &str, entry_key: &str) -> String {
+    format!("{namespace}#call:{entry_key}")
+}
 
-    /// The key that holds the version of one call's entry (its implicit
-    /// tag, which `<fn>_invalidate(args)` deletes).
-    pub fn call_key(&self, entry_key: &str) -> String {
-        format!("{}#call:{entry_key}", self.namespace)
-    }
+/// The key of the fill lease of an entry.
+pub(crate) fn lease_key(namespace: &str, entry_key: &str) -> String {
+    format!("{namespace}#lease:{entry_key}")
+}
 
-    /// The key of the fill lease of an entry.
-    pub fn lease_key(&self, entry_key: &str) -> String {
-        format!("{}#lease:{entry_key}", self.namespace)
-    }
-
-    /// The channel on which fills are announced to waiting processes.
-    pub fn fill_channel(&self) -> String {
-        format!("{}#fills", self.namespace)
-    }
+/// The channel on which fills are announced to waiting processes.
+pub(crate) fn fill_channel(namespace: &str) -> String {
+    format!("{namespace}#fills")
 }
 
 impl std::fmt::Debug for Cache {
@@ -108,10 +88,6 @@ impl Cache {
     /// Starts configuring a cache.
     pub fn builder() -> CacheBuilder {
         CacheBuilder::default()
-    }
-
-    pub(crate) fn from_inner(inner: Arc<Inner>) -> Self {
-        Cache { inner }
     }
 
     /// The prefix of every key of this cache.
@@ -152,7 +128,7 @@ impl Cache {
     {
         let keys: Vec<String> = tags
             .into_iter()
-            .map(|t| self.inner.tag_key(t.as_ref()))
+            .map(|t| tag_key(&self.inner.namespace, t.as_ref()))
             .collect();
         self.delete_versions(keys).await
     }
@@ -165,7 +141,7 @@ impl Cache {
     /// # Errors
     /// As [`invalidate_tag`](Self::invalidate_tag).
     pub async fn invalidate_function(&self, function: &str) -> Result<(), Error> {
-        self.delete_versions(vec![self.inner.function_key(function)])
+        self.delete_versions(vec![function_key(&self.inner.namespace, function)])
             .await
     }
 
@@ -190,11 +166,17 @@ impl Cache {
         }
     }
 
+    pub(crate) fn record_error(&self, error: &Error, op: &'static str) {
+        self.inner.record_error(error, op);
+    }
+}
+
+impl Inner {
     /// Counts and logs a backend failure.
     pub(crate) fn record_error(&self, error: &Error, op: &'static str) {
-        Counters::add(&self.inner.stats.errors);
+        Counters::add(&self.stats.errors);
         if error.is_timeout() {
-            Counters::add(&self.inner.stats.timeouts);
+            Counters::add(&self.stats.timeouts);
         }
         tracing::warn!(target: "cache_runtime", op, %error, "cache backend failed; going on without it");
     }

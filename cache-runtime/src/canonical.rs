@@ -1,5 +1,5 @@
 //! A canonical, injective binary encoding of any `Serialize` value, used only
-//! to derive cache keys.
+//! to derive cache keys (see the crate docs, "Keys").
 //!
 //! Properties the key derivation relies on:
 //! - **Deterministic**: it depends only on the value, never on memory
@@ -46,12 +46,30 @@ mod tag {
 }
 
 /// Appends the canonical encoding of `value` to `out`.
-pub fn encode_into<T: ?Sized + Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+pub(crate) fn encode_into<T: ?Sized + Serialize>(
+    value: &T,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
     value.serialize(Encoder { out })
 }
 
+/// Hashes what precedes the arguments of a key digest: the canonical
+/// encoding of the type parameter names (a sequence of strings), then of the
+/// argument count, as `encode(types)` and `encode(count)` would write them.
+pub(crate) fn hash_header(hasher: &mut blake3::Hasher, types: &[&str], count: u64) {
+    hasher.update(&[tag::SEQ]);
+    hasher.update(&(types.len() as u64).to_le_bytes());
+    for t in types {
+        hasher.update(&[tag::STR]);
+        hasher.update(&(t.len() as u64).to_le_bytes());
+        hasher.update(t.as_bytes());
+    }
+    hasher.update(&[tag::INT]);
+    hasher.update(&i128::from(count).to_le_bytes());
+}
+
 /// The canonical encoding of `value`.
-pub fn encode<T: ?Sized + Serialize>(value: &T) -> Result<Vec<u8>, EncodeError> {
+pub(crate) fn encode<T: ?Sized + Serialize>(value: &T) -> Result<Vec<u8>, EncodeError> {
     let mut out = Vec::new();
     encode_into(value, &mut out)?;
     Ok(out)
@@ -395,6 +413,17 @@ impl ser::SerializeStructVariant for Map<'_> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_digest_header_is_the_encoding_of_types_and_count() {
+        for types in [&[][..], &["u8", "alloc::string::String"][..]] {
+            let mut expected = super::encode(types).unwrap();
+            expected.extend(super::encode(&3u64).unwrap());
+            let mut hasher = blake3::Hasher::new();
+            super::hash_header(&mut hasher, types, 3);
+            assert_eq!(hasher.finalize(), blake3::hash(&expected));
+        }
+    }
+
     use super::encode;
     use std::collections::{BTreeMap, HashMap};
 

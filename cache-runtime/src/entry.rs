@@ -1,166 +1,210 @@
-//! The stored form of an entry: the value's JSON together with the version
-//! of each of its tags read before the value was computed.
+//! The stored form of an entry: a one-line header with the codec and the
+//! version of each tag read before the value was computed, then the value.
 //!
 //! ```text
-//! {"tags":{"shop:fn:app::list_products":"9f1c…","shop:tag:products":"04be…"},"value":[…]}
+//! cr1 json 9f1c…,04be…,77a0…
+//! [{"id":1,"name":"Dune"}]
 //! ```
 //!
-//! It stays readable with `redis-cli GET`. An entry is valid only while every
-//! tag it carries still has, in the backend, the version it recorded; a tag
-//! whose version is missing (deleted by an invalidation, evicted, flushed)
-//! matches no entry.
+//! The versions are those of the entry's version keys, in order: its
+//! function's, its own (the call's), then its tags' (see the crate docs,
+//! "Tags"). `redis-cli GET` shows the header and, for JSON, the value as
+//! written. An entry is current only while every version key still holds
+//! the version recorded at its position; a missing version (deleted by an
+//! invalidation, evicted, flushed) matches nothing. Versions are compared as
+//! bytes, in the order they were read, without parsing the header into a
+//! map: a hit's check is a few `memcmp`s.
 
-use std::borrow::Cow;
-use std::collections::BTreeMap;
+use crate::codec::Codec;
 
-use serde::Deserialize;
-use serde_json::value::RawValue;
+const MAGIC: &[u8] = b"cr1 ";
 
-type Tags<'a> = BTreeMap<Cow<'a, str>, Cow<'a, str>>;
-
-/// An entry read back from the backend, borrowing its bytes.
-#[derive(Debug)]
-pub(crate) struct Envelope<'a> {
-    tags: Tags<'a>,
-    value: &'a [u8],
+/// What a stored entry is, against the current versions.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Check {
+    /// No entry.
+    Absent,
+    /// Valid: the value starts at this offset.
+    Current(usize),
+    /// Written before an invalidation of one of its tags (or with other
+    /// tags): a miss.
+    Stale,
+    /// Written with another codec (the function's changed): a miss.
+    OtherCodec,
+    /// Not an entry this version of the crate wrote: a counted miss.
+    Corrupt,
 }
 
-/// Any well-formed envelope, however it is laid out.
-#[derive(Deserialize)]
-struct Loose<'a> {
-    #[serde(borrow)]
-    tags: Tags<'a>,
-    #[serde(borrow)]
-    value: &'a RawValue,
-}
-
-const HEAD: &[u8] = b"{\"tags\":";
-const MIDDLE: &[u8] = b",\"value\":";
-
-impl<'a> Envelope<'a> {
-    /// Reads an entry. The layout [`encode`] writes is split without
-    /// scanning the value (which the caller decodes anyway: scanning it here
-    /// too would parse every hit's JSON twice); any other layout is parsed
-    /// in full.
-    pub fn decode(bytes: &'a [u8]) -> Result<Self, serde_json::Error> {
-        if let Some(envelope) = Self::split(bytes) {
-            return Ok(envelope);
+/// Whether an entry is current under `versions`, the values the version
+/// keys hold now (`None` where a key is missing).
+pub(crate) fn check<V: AsRef<[u8]>>(
+    entry: Option<&[u8]>,
+    codec: Codec,
+    versions: &[Option<V>],
+) -> Check {
+    let Some(bytes) = entry else {
+        return Check::Absent;
+    };
+    let Some(rest) = bytes.strip_prefix(MAGIC) else {
+        return Check::Corrupt;
+    };
+    let Some(space) = rest.iter().position(|&b| b == b' ') else {
+        return Check::Corrupt;
+    };
+    let (name, mut rest) = (&rest[..space], &rest[space + 1..]);
+    if name != codec.name() {
+        return if [Codec::Json, Codec::MsgPack]
+            .iter()
+            .any(|c| c.name() == name)
+        {
+            Check::OtherCodec
+        } else {
+            Check::Corrupt
+        };
+    }
+    for (i, current) in versions.iter().enumerate() {
+        let Some(current) = current else {
+            return Check::Stale;
+        };
+        let Some(after) = rest.strip_prefix(current.as_ref()) else {
+            return Check::Stale;
+        };
+        let separator = if i + 1 == versions.len() { b'\n' } else { b',' };
+        match after.first() {
+            Some(&b) if b == separator => rest = &after[1..],
+            _ => return Check::Stale,
         }
-        let loose: Loose<'a> = serde_json::from_slice(bytes)?;
-        Ok(Envelope {
-            tags: loose.tags,
-            value: loose.value.get().as_bytes(),
-        })
     }
-
-    fn split(bytes: &'a [u8]) -> Option<Self> {
-        let rest = bytes.strip_prefix(HEAD)?;
-        let mut tags = serde_json::Deserializer::from_slice(rest).into_iter::<Tags<'a>>();
-        let parsed = tags.next()?.ok()?;
-        let value = rest[tags.byte_offset()..]
-            .strip_prefix(MIDDLE)?
-            .strip_suffix(b"}")?;
-        Some(Envelope {
-            tags: parsed,
-            value,
-        })
+    if versions.is_empty() {
+        return Check::Corrupt;
     }
-
-    /// Whether every tag key has the version this entry recorded.
-    pub fn is_current(&self, tag_keys: &[String], versions: &[Option<String>]) -> bool {
-        tag_keys.len() == versions.len()
-            && tag_keys
-                .iter()
-                .zip(versions)
-                .all(|(key, current)| match current {
-                    Some(v) => self
-                        .tags
-                        .get(key.as_str())
-                        .is_some_and(|recorded| recorded == v),
-                    None => false,
-                })
-    }
-
-    /// The value's JSON (not validated here: decoding it does that).
-    pub fn value(&self) -> &'a [u8] {
-        self.value
-    }
+    Check::Current(bytes.len() - rest.len())
 }
 
-/// Builds the stored bytes of an entry from the value's JSON.
-pub(crate) fn encode(value_json: &[u8], tag_keys: &[String], versions: &[String]) -> Vec<u8> {
-    let tags: BTreeMap<&str, &str> = tag_keys
-        .iter()
-        .map(String::as_str)
-        .zip(versions.iter().map(String::as_str))
-        .collect();
-    let tags = serde_json::to_vec(&tags).expect("a map of strings always serializes");
-    let mut out = Vec::with_capacity(value_json.len() + tags.len() + 20);
-    out.extend_from_slice(b"{\"tags\":");
-    out.extend_from_slice(&tags);
-    out.extend_from_slice(b",\"value\":");
-    out.extend_from_slice(value_json);
-    out.push(b'}');
-    out
+/// A version that cannot be written into a header (only ones read from a
+/// Redis that something else wrote to).
+#[derive(Debug)]
+pub(crate) struct BadVersion;
+
+/// Starts an entry: the header for `codec` and `versions`. The value is
+/// appended to it.
+pub(crate) fn header<V: AsRef<[u8]>>(
+    codec: Codec,
+    versions: &[V],
+    value_hint: usize,
+) -> Result<Vec<u8>, BadVersion> {
+    let len: usize = versions.iter().map(|v| v.as_ref().len() + 1).sum();
+    let mut out = Vec::with_capacity(MAGIC.len() + 8 + len + value_hint);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(codec.name());
+    out.push(b' ');
+    for (i, version) in versions.iter().enumerate() {
+        let version = version.as_ref();
+        if version.is_empty() || !version.iter().all(u8::is_ascii_alphanumeric) {
+            return Err(BadVersion);
+        }
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(version);
+    }
+    out.push(b'\n');
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn entry(codec: Codec, versions: &[&str], value: &[u8]) -> Vec<u8> {
+        let mut out = header(codec, versions, value.len()).unwrap();
+        out.extend_from_slice(value);
+        out
+    }
+
+    fn now(versions: &[Option<&str>]) -> Vec<Option<Vec<u8>>> {
+        versions
+            .iter()
+            .map(|v| v.map(|v| v.as_bytes().to_vec()))
+            .collect()
+    }
+
     #[test]
-    fn round_trip_and_validation() {
-        let keys = vec!["ns:tag:a".to_string(), "ns:tag:b".to_string()];
-        let versions = vec!["1".to_string(), "2".to_string()];
-        let bytes = encode(br#"{"x":[1,2]}"#, &keys, &versions);
-        let env = Envelope::decode(&bytes).unwrap();
-        assert_eq!(env.value(), br#"{"x":[1,2]}"#);
-        let current =
-            |a: Option<&str>, b: Option<&str>| vec![a.map(String::from), b.map(String::from)];
-        assert!(env.is_current(&keys, &current(Some("1"), Some("2"))));
-        assert!(!env.is_current(&keys, &current(Some("1"), Some("3"))));
-        assert!(!env.is_current(&keys, &current(None, Some("2"))));
-        let more = vec![
-            "ns:tag:a".to_string(),
-            "ns:tag:b".to_string(),
-            "ns:tag:c".to_string(),
-        ];
-        assert!(!env.is_current(
-            &more,
-            &[Some("1".into()), Some("2".into()), Some("9".into())]
+    fn layout_is_pinned() {
+        assert_eq!(
+            entry(Codec::Json, &["a1", "b2"], b"[1]"),
+            b"cr1 json a1,b2\n[1]"
+        );
+    }
+
+    #[test]
+    fn current_only_under_the_recorded_versions() {
+        let bytes = entry(Codec::Json, &["a1", "b2"], br#"{"x":[1,2]}"#);
+        let at = match check(Some(&bytes), Codec::Json, &now(&[Some("a1"), Some("b2")])) {
+            Check::Current(at) => at,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(&bytes[at..], br#"{"x":[1,2]}"#);
+        for stale in [
+            now(&[Some("a1"), Some("b3")]),
+            now(&[None, Some("b2")]),
+            now(&[Some("a1"), None]),
+            now(&[Some("a1")]),
+            now(&[Some("a1"), Some("b2"), Some("c3")]),
+            now(&[Some("a"), Some("1,b2")]),
+            now(&[Some("a1"), Some("b")]),
+        ] {
+            assert_eq!(
+                check(Some(&bytes), Codec::Json, &stale),
+                Check::Stale,
+                "{stale:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn another_codec_is_a_miss() {
+        let bytes = entry(Codec::MsgPack, &["a1"], b"\x91\x01");
+        let versions = now(&[Some("a1")]);
+        assert_eq!(
+            check(Some(&bytes), Codec::Json, &versions),
+            Check::OtherCodec
+        );
+        assert!(matches!(
+            check(Some(&bytes), Codec::MsgPack, &versions),
+            Check::Current(_)
         ));
     }
 
     #[test]
-    fn other_layouts_are_read_in_full() {
-        let keys = vec!["k".to_string()];
-        let spaced = br#"{ "value" : [1, 2], "tags" : { "k" : "1" } }"#;
-        let env = Envelope::decode(spaced).unwrap();
-        assert_eq!(env.value(), b"[1, 2]");
-        assert!(env.is_current(&keys, &[Some("1".into())]));
-    }
-
-    #[test]
-    fn garbage_is_an_error_not_a_panic() {
+    fn garbage_is_corrupt_not_a_panic() {
+        let versions = now(&[Some("a1")]);
         for bytes in [
             &b""[..],
             b"null",
-            b"{\"tags\":1}",
+            b"cr1",
+            b"cr1 json",
+            b"cr1 xml a1\n1",
             b"\xff\xfe",
-            b"{\"value\":1}",
-            b"{\"tags\":{}",
-            b"{\"tags\":{},\"value\"",
-            b"{\"tags\":{},\"value\":1",
-            b"{\"tags\":{\"a\":",
+            br#"{"tags":{},"value":1}"#,
         ] {
+            let c = check(Some(bytes), Codec::Json, &versions);
             assert!(
-                Envelope::decode(bytes).is_err(),
-                "{:?}",
-                String::from_utf8_lossy(bytes)
+                matches!(c, Check::Corrupt | Check::Stale),
+                "{bytes:?}: {c:?}"
             );
         }
-        // A split that leaves no value is caught where the value is decoded.
-        let empty = Envelope::decode(b"{\"tags\":{},\"value\":}").unwrap();
-        assert!(serde_json::from_slice::<u8>(empty.value()).is_err());
+        assert_eq!(
+            check(Some(b"cr1 json a1\n"), Codec::Json, &versions),
+            Check::Current(12)
+        );
+        assert_eq!(check(None, Codec::Json, &versions), Check::Absent);
+    }
+
+    #[test]
+    fn odd_versions_are_not_written() {
+        for bad in ["", "a,b", "a\nb", "a b"] {
+            assert!(header(Codec::Json, &["ok", bad], 0).is_err(), "{bad:?}");
+        }
     }
 }

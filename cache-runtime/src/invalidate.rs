@@ -12,11 +12,12 @@ pub async fn invalidate_call(
     key: KeyPart,
 ) -> Result<(), Error> {
     let cache = cache.ok_or(Error::NoCache)?;
-    let key = key.full_key(&cache.inner.namespace, spec.path())?;
+    let namespace = &cache.inner.namespace;
+    let key = key.entry_key(&spec.keys(namespace))?;
     // The call's own version goes with the entry, so that a fill already
-    // running cannot bring the entry back (see `tags`).
+    // running cannot bring the entry back (see the crate docs, "Tags").
     cache
-        .delete_versions(vec![cache.inner.call_key(&key), key])
+        .delete_versions(vec![crate::cache::call_key(namespace, &key), key])
         .await
 }
 

@@ -1,22 +1,17 @@
-//! Cache keys: `{namespace}:{module path}::{fn name}:{digest}`.
-//!
-//! The digest is the first 128 bits of BLAKE3 over the canonical encoding
-//! ([`crate::canonical`]) of the generic type names and the key arguments,
-//! each in declaration order, prefixed by their count. The same arguments
-//! give the same key in every process and every build; no two argument lists
-//! of one function share a key. With `#[cached(key = "...")]` the rendered
-//! template replaces the function path and the digest:
-//! `{namespace}:{rendered template}`.
+//! Cache keys: `{namespace}:{module path}::{fn name}:{digest}`, or
+//! `{namespace}:{rendered template}` with `key = "..."`. See the crate
+//! docs, "Keys".
 
 use serde::Serialize;
 
 use crate::canonical::{self, EncodeError};
+use crate::spec::FunctionKeys;
 
 /// The per-call part of a key, built by the generated code.
 #[derive(Debug)]
 pub enum KeyPart {
-    /// Hex digest of the arguments; the function path goes before it.
-    Digest(String),
+    /// The digest of the arguments; the function path goes before it.
+    Digest([u8; 16]),
     /// A user template, already rendered.
     Template(String),
     /// An argument could not be encoded: the call runs uncached.
@@ -29,11 +24,16 @@ impl KeyPart {
         KeyPart::Template(rendered)
     }
 
-    /// The full Redis key of this call of `function` under `namespace`.
-    pub(crate) fn full_key(self, namespace: &str, function: &str) -> Result<String, EncodeError> {
+    /// The full key of this call of the function whose keys are `keys`.
+    pub(crate) fn entry_key(self, keys: &FunctionKeys) -> Result<String, EncodeError> {
         match self {
-            KeyPart::Digest(d) => Ok(format!("{namespace}:{function}:{d}")),
-            KeyPart::Template(t) => Ok(format!("{namespace}:{t}")),
+            KeyPart::Digest(d) => {
+                let mut key = String::with_capacity(keys.entry_prefix.len() + 32);
+                key.push_str(&keys.entry_prefix);
+                key.push_str(&crate::ids::hex(&d));
+                Ok(key)
+            }
+            KeyPart::Template(t) => Ok(format!("{}:{t}", keys.namespace)),
             KeyPart::Failed(e) => Err(e),
         }
     }
@@ -48,7 +48,9 @@ impl KeyPart {
 pub trait KeyArg: Serialize {}
 impl<T: ?Sized + Serialize> KeyArg for T {}
 
-/// Builds the argument digest of one call.
+/// Builds the argument digest of one call: BLAKE3 over the canonical
+/// encoding of the type parameters (a sequence of their names), the number
+/// of arguments, then each argument.
 #[derive(Debug)]
 pub struct ArgsDigest {
     types: Vec<&'static str>,
@@ -86,6 +88,9 @@ impl ArgsDigest {
             return;
         }
         self.count += 1;
+        if self.args.capacity() == 0 {
+            self.args.reserve(64);
+        }
         if let Err(e) = canonical::encode_into(value, &mut self.args) {
             self.error = Some(e);
         }
@@ -97,24 +102,13 @@ impl ArgsDigest {
             return KeyPart::Failed(e);
         }
         let mut hasher = blake3::Hasher::new();
-        let mut header = Vec::with_capacity(16);
-        canonical::encode_into(&self.types, &mut header).expect("a list of strings always encodes");
-        canonical::encode_into(&self.count, &mut header).expect("an integer always encodes");
-        hasher.update(&header);
+        canonical::hash_header(&mut hasher, &self.types, self.count);
         hasher.update(&self.args);
         let hash = hasher.finalize();
-        KeyPart::Digest(hex(&hash.as_bytes()[..16]))
+        let mut digest = [0; 16];
+        digest.copy_from_slice(&hash.as_bytes()[..16]);
+        KeyPart::Digest(digest)
     }
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[usize::from(b >> 4)] as char);
-        s.push(DIGITS[usize::from(b & 0xf)] as char);
-    }
-    s
 }
 
 #[cfg(test)]
@@ -122,10 +116,18 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
+    fn keys(namespace: &str) -> FunctionKeys {
+        FunctionKeys {
+            namespace: namespace.into(),
+            entry_prefix: format!("{namespace}:app::list_products:"),
+            version_keys: Vec::new(),
+        }
+    }
+
     fn digest(f: impl FnOnce(&mut ArgsDigest)) -> String {
         let mut d = ArgsDigest::new();
         f(&mut d);
-        d.finish().full_key("shop", "app::list_products").unwrap()
+        d.finish().entry_key(&keys("shop")).unwrap()
     }
 
     /// Pins the key format: an accidental change of the encoding, the hash
@@ -156,7 +158,7 @@ mod tests {
         actual.extend(crate::canonical::encode("books").unwrap());
         assert_eq!(actual, expected);
         assert_eq!(
-            hex(&blake3::hash(&expected).as_bytes()[..16]),
+            crate::ids::hex(&blake3::hash(&expected).as_bytes()[..16]),
             "8d60df79f8d99877b991b420b5a20037"
         );
     }
@@ -200,6 +202,6 @@ mod tests {
     #[test]
     fn template_keys_are_namespaced() {
         let k = KeyPart::template("product:42".into());
-        assert_eq!(k.full_key("shop", "app::get").unwrap(), "shop:product:42");
+        assert_eq!(k.entry_key(&keys("shop")).unwrap(), "shop:product:42");
     }
 }

@@ -1,160 +1,188 @@
-//! Stampede protection across processes: fill leases in Redis, and prompt
-//! wake-ups of the callers that wait on them.
+//! Stampede protection across processes: the fill lease of an entry.
 //!
-//! - A caller that misses takes the entry's lease with
-//!   `SET {ns}:lease:{key} token NX PX lock_ttl` (random token). Holding it,
-//!   it computes and stores the value, then in the same round trip releases
-//!   the lease with a compare-and-delete script (a holder whose lease already
-//!   expired never deletes the next holder's) and `PUBLISH`es the lease key
-//!   on `{ns}:__fills`.
-//! - Callers that lose the race wait. Each process keeps one subscription to
-//!   `{ns}:__fills` and wakes exactly the waiters of the announced key, which
-//!   read the entry at once: the value reaches them a round trip after it is
-//!   written. Reads on a short bounded backoff (5 ms doubling to 50 ms) cover
-//!   a subscription that is not up yet or a cluster (no subscription).
-//! - A leader that panics or is dropped releases its lease from `Drop` (and
-//!   announces it), so waiters move on at once; a leader whose process died
-//!   leaves a lease that expires after `lock_ttl`, and a waiter takes over.
+//! - A caller that misses tries the entry's lease,
+//!   `SET {ns}#lease:{entry key} token NX PX lock_ttl` with a random token,
+//!   in the same round trip that creates the entry's missing versions.
+//!   Holding it, it computes and stores the value, then in the same round
+//!   trip releases the lease with a compare-and-delete script (a holder
+//!   whose lease already expired never deletes the next holder's) and
+//!   announces the release (see [`notify`](crate::notify)).
+//! - Callers that lose the race wait: they read the entry when the release
+//!   is announced (the value reaches them a round trip after it is
+//!   written), and on a short bounded backoff (5 ms doubling to 50 ms) that
+//!   covers a subscription that is not up yet, or a cluster. When the lease
+//!   is gone without a value (the holder failed) or its time is up, they try
+//!   to take it.
+//! - A holder that panics or is dropped releases its lease from
+//!   [`LeaseGuard`]'s `Drop` (and announces it), so waiters move on at once;
+//!   a holder whose process died leaves a lease that expires after
+//!   `lock_ttl`, and a waiter takes over.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use tokio::sync::Notify;
-use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
-use crate::cache::Inner;
+use crate::backend::Snapshot;
+use crate::backend::Store;
+use crate::backend::redis::{LeaseTry, RedisBackend};
+use crate::error::Error;
+use crate::notify::{Notifier, Registration};
 
-/// Per-process waiters on fill announcements, by lease key.
-#[derive(Default)]
-pub(crate) struct Notifier {
-    waiters: Mutex<HashMap<String, (Arc<Notify>, usize)>>,
-    subscriber: Mutex<Option<JoinHandle<()>>>,
-}
-
-impl Drop for Notifier {
-    fn drop(&mut self) {
-        let subscriber = self.subscriber.get_mut().unwrap_or_else(|p| p.into_inner());
-        if let Some(task) = subscriber.take() {
-            task.abort();
-        }
-    }
-}
-
-/// A registered interest in one lease key; unregisters on drop.
-pub(crate) struct Registration<'a> {
-    notifier: &'a Notifier,
+/// The lease of one entry, not taken yet. Made before the first attempt, so
+/// that no announcement of a release after it is missed.
+pub(crate) struct LeaseRequest<'a> {
+    redis: &'a Arc<RedisBackend>,
+    notifier: Option<&'a Arc<Notifier>>,
+    registration: Option<Registration<'a>>,
     key: String,
-    pub notify: Arc<Notify>,
+    token: String,
+    ttl: Duration,
 }
 
-impl Drop for Registration<'_> {
-    fn drop(&mut self) {
-        let mut waiters = self
-            .notifier
-            .waiters
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some((_, count)) = waiters.get_mut(&self.key) {
-            *count -= 1;
-            if *count == 0 {
-                waiters.remove(&self.key);
-            }
-        }
-    }
+/// How a wait for another caller's fill ended.
+pub(crate) enum Acquired {
+    /// The lease is ours: compute, then release it through the guard.
+    Held(LeaseGuard),
+    /// The entry was filled meanwhile: the value starts at the offset.
+    Filled(Vec<u8>, usize),
 }
 
-impl Notifier {
-    pub fn register(&self, lease_key: &str) -> Registration<'_> {
-        let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
-        let (notify, count) = waiters
-            .entry(lease_key.to_owned())
-            .or_insert_with(|| (Arc::new(Notify::new()), 0));
-        *count += 1;
-        Registration {
-            notifier: self,
-            key: lease_key.to_owned(),
-            notify: notify.clone(),
-        }
-    }
-
-    fn wake(&self, lease_key: &[u8]) {
-        let Ok(key) = std::str::from_utf8(lease_key) else {
-            return;
-        };
-        let waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((notify, _)) = waiters.get(key) {
-            notify.notify_waiters();
-        }
-    }
-
-    /// Starts this process's subscription to fill announcements, unless it
-    /// runs. Must be called from within a Tokio runtime; a subscription whose
-    /// runtime has shut down is started again on the caller's.
-    pub fn start(&self, inner: &Arc<Inner>) {
-        let Some(client) = inner.backend.as_redis().and_then(|r| r.single_client()) else {
-            return;
-        };
-        let mut subscriber = self.subscriber.lock().unwrap_or_else(|p| p.into_inner());
-        if subscriber.as_ref().is_some_and(|task| !task.is_finished()) {
-            return;
-        }
-        let task = subscribe(client.clone(), inner.fill_channel(), Arc::downgrade(inner));
-        *subscriber = Some(tokio::spawn(task));
-    }
-}
-
-/// Keeps one subscription to `channel` up (reconnecting after failures) and
-/// wakes the waiters of each announced key. Ends with the cache.
-async fn subscribe(client: redis::Client, channel: String, cache: Weak<Inner>) {
-    let connect_timeout = Duration::from_secs(1);
-    loop {
-        let connected = tokio::time::timeout(connect_timeout, async {
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(&channel).await?;
-            Ok::<_, redis::RedisError>(pubsub)
-        })
-        .await;
-        match connected {
-            Ok(Ok(pubsub)) => {
-                tracing::debug!(target: "cache_runtime", %channel, "subscribed to fill announcements");
-                let mut messages = pubsub.into_on_message();
-                while let Some(msg) = messages.next().await {
-                    let Some(inner) = cache.upgrade() else { return };
-                    inner.notifier.wake(msg.get_payload_bytes());
-                }
-                tracing::debug!(target: "cache_runtime", %channel, "fill announcements lost; reconnecting");
-            }
-            Ok(Err(error)) => {
-                tracing::debug!(target: "cache_runtime", %error, "cannot subscribe to fill announcements")
-            }
-            Err(_) => {
-                tracing::debug!(target: "cache_runtime", "subscribing to fill announcements timed out")
-            }
-        }
-        if cache.strong_count() == 0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-/// The next wait of a polling waiter: 5 ms doubling up to 50 ms.
-pub(crate) fn next_backoff(current: Duration) -> Duration {
-    (current * 2).min(Duration::from_millis(50))
+/// What a waiter reads, and how it knows the entry is filled.
+pub(crate) struct Wait<'a> {
+    pub entry_key: &'a str,
+    pub version_keys: &'a [Cow<'static, str>],
+    /// The value's offset in a snapshot whose entry is current.
+    pub filled: &'a (dyn Fn(&Snapshot) -> Option<usize> + Sync),
 }
 
 pub(crate) const FIRST_BACKOFF: Duration = Duration::from_millis(5);
+const MAX_BACKOFF: Duration = Duration::from_millis(50);
 
-/// A held lease: released (and announced) on drop unless the leader
-/// finished normally, so a panicking or cancelled leader frees its waiters
-/// at once instead of after `lock_ttl`.
+impl<'a> LeaseRequest<'a> {
+    pub fn new(
+        redis: &'a Arc<RedisBackend>,
+        notifier: Option<&'a Arc<Notifier>>,
+        key: String,
+        ttl: Duration,
+    ) -> Self {
+        LeaseRequest {
+            redis,
+            notifier,
+            registration: notifier.map(|n| n.register(&key)),
+            key,
+            token: crate::ids::random_id(),
+            ttl,
+        }
+    }
+
+    /// The `SET NX` to send.
+    pub fn attempt(&self) -> LeaseTry<'_> {
+        LeaseTry {
+            key: &self.key,
+            token: &self.token,
+            ttl: self.ttl,
+        }
+    }
+
+    /// Takes the lease, given whether the first attempt (sent with the
+    /// versions) took it; or waits until whoever holds it has filled the
+    /// entry (or given up, or died and let it expire). `waited` is called
+    /// once if it waits.
+    pub async fn acquire(
+        self,
+        taken: bool,
+        wait: Wait<'_>,
+        waited: impl FnOnce(),
+    ) -> Result<Acquired, Error> {
+        // From here until the guard is disarmed, a `SET NX` of ours may
+        // have landed: if a later one timed out but Redis applied it,
+        // dropping the guard releases the lease, so none of ours is left for
+        // others to wait out.
+        let mut guard = LeaseGuard {
+            redis: self.redis.clone(),
+            channel: self.notifier.map(|n| n.channel().clone()),
+            key: self.key,
+            token: self.token,
+            armed: true,
+        };
+        if taken {
+            return Ok(Acquired::Held(guard));
+        }
+        guard.armed = false;
+        waited();
+        loop {
+            let deadline = Instant::now() + self.ttl;
+            let mut backoff = FIRST_BACKOFF;
+            loop {
+                let notified = self.registration.as_ref().map(|r| r.notify.notified());
+                let mut notified = std::pin::pin!(notified);
+                if let Some(n) = notified.as_mut().as_pin_mut() {
+                    n.enable();
+                }
+                let snap = self
+                    .redis
+                    .read(wait.entry_key, wait.version_keys, Some(&guard.key))
+                    .await?;
+                let leased = snap.leased;
+                if let Some(at) = (wait.filled)(&snap) {
+                    return Ok(Acquired::Filled(snap.entry.unwrap_or_default(), at));
+                }
+                let now = Instant::now();
+                if !leased || now >= deadline {
+                    break; // free (or expired by now): try to take it
+                }
+                let sleep = tokio::time::sleep(backoff.min(deadline - now));
+                match notified.as_mut().as_pin_mut() {
+                    Some(notified) => tokio::select! {
+                        () = notified => {}
+                        () = sleep => backoff = (backoff * 2).min(MAX_BACKOFF),
+                    },
+                    None => {
+                        sleep.await;
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                    }
+                }
+            }
+            guard.armed = true;
+            let attempt = LeaseTry {
+                key: &guard.key,
+                token: &guard.token,
+                ttl: self.ttl,
+            };
+            if self.redis.try_lease(&attempt).await? {
+                return Ok(Acquired::Held(guard));
+            }
+            guard.armed = false;
+        }
+    }
+}
+
+/// A held lease: released (and announced) on drop unless released by
+/// [`finish`](Self::finish), so a panicking or cancelled holder frees its
+/// waiters at once instead of after `lock_ttl`. It owns what the release
+/// needs.
 pub(crate) struct LeaseGuard {
-    pub inner: Arc<Inner>,
-    pub lease_key: String,
-    pub token: String,
-    pub armed: bool,
+    redis: Arc<RedisBackend>,
+    channel: Option<Arc<str>>,
+    key: String,
+    token: String,
+    armed: bool,
+}
+
+impl LeaseGuard {
+    /// Stores the entry (if any), releases the lease and announces it, in
+    /// one round trip. On failure the guard's drop tries the release again,
+    /// off the caller's path.
+    pub async fn finish(mut self, store: Option<&Store<'_>>) -> Result<(), Error> {
+        let result = self
+            .redis
+            .finish_lease(store, &self.key, &self.token, self.channel.as_deref())
+            .await;
+        self.armed = result.is_err();
+        result
+    }
 }
 
 impl Drop for LeaseGuard {
@@ -165,21 +193,17 @@ impl Drop for LeaseGuard {
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let inner = self.inner.clone();
-        let lease_key = std::mem::take(&mut self.lease_key);
+        let redis = self.redis.clone();
+        let channel = self.channel.take();
+        let key = std::mem::take(&mut self.key);
         let token = std::mem::take(&mut self.token);
         handle.spawn(async move {
-            if let Some(redis) = inner.backend.as_redis() {
-                let channel = inner.fill_channel();
-                if let Err(error) = redis.finish_lease(None, &lease_key, &token, &channel).await {
-                    tracing::warn!(target: "cache_runtime", %error, %lease_key, "cannot release an abandoned lease; it expires on its own");
-                }
+            if let Err(error) = redis
+                .finish_lease(None, &key, &token, channel.as_deref())
+                .await
+            {
+                tracing::warn!(target: "cache_runtime", %error, lease_key = %key, "cannot release an abandoned lease; it expires on its own");
             }
         });
     }
-}
-
-/// A random lease token.
-pub(crate) fn token() -> String {
-    crate::key::hex(&rand::random::<[u8; 16]>())
 }

@@ -34,11 +34,12 @@
 //! - [`macro@cached`]: the attribute, and its reference documentation.
 //! - [`Cache`], [`CacheBuilder`]: the backend (Redis, Redis Cluster or
 //!   memory), namespace, timeouts; invalidation; [`Stats`].
-//! - [`key`]: how keys are derived; [`canonical`]: the argument encoding
-//!   behind them; [`tags`]: tag invalidation, what it stores and costs, and
-//!   why no stale value survives it. The in-process single flight, the Redis
-//!   fill leases and the path of one call each have a module of their own
-//!   (`singleflight`, `lease`, `execute`) documented in the source.
+//! - The sections below: how keys are derived, what tag invalidation
+//!   stores and costs and why no stale value survives it, and what one call
+//!   does. The source has a module for each piece: `call` (the path of one
+//!   call: `lookup`, `miss`, `fill`, `offline`), `lease` (where the fill
+//!   lease is taken), `singleflight`, `notify`, `entry` (the stored form),
+//!   `codec`, `key` and `canonical`, `backend`.
 //!
 //! # Guarantees
 //! - **Fail-open**: a Redis error, timeout or outage never fails a call and
@@ -50,25 +51,102 @@
 //!   it; a lost tag version invalidates, never revalidates.
 //! - **One computation per key**: concurrent callers in a process share one
 //!   run of the body, and processes sharing a Redis take a lease.
+//!
+//! # Keys
+//! An entry's key is `{namespace}:{module path}::{fn name}:{digest}` (with
+//! the `impl` type for an associated function: `shop:app::Catalog::get:…`),
+//! or `{namespace}:{rendered template}` with `#[cached(key = "...")]`.
+//!
+//! The digest is the first 128 bits of BLAKE3 over a canonical binary
+//! encoding of the generic type names and the key arguments, each in
+//! declaration order, prefixed by their count. The encoding is:
+//! - **deterministic**: it depends only on the value, never on memory
+//!   addresses, hash seeds or the build, so every process computes the same
+//!   key for the same arguments;
+//! - **order-free for maps**: map entries (and struct fields) are sorted by
+//!   the encoding of their keys, so a `HashMap` gives the same key whatever
+//!   its iteration order (a `HashSet` argument is rejected at compile time);
+//! - **injective**: every item starts with a type tag and every variable-size
+//!   item carries its length, so no two argument lists of one function share
+//!   a key, whatever bytes (`:`, `*`, `{`) their strings contain;
+//! - **width-free for integers**: all integers encode as 128-bit values, so
+//!   widening an argument from `u32` to `u64` keeps its keys.
+//!
+//! # Tags
+//! Tags are version stamps, not key sets.
+//!
+//! **What is stored.**
+//! - Per tag, one string key, `{ns}#tag:{tag}`, holding the tag's current
+//!   *version*: 128 random bits in hex. A version is created with the TTL
+//!   of the entry being filled (plus the fill lease's, as room for the body
+//!   to run), and every entry stored under it extends it to at least its own
+//!   TTL: versions expire with the last entry that carries them, so
+//!   per-entity tags (`user:{id}`) do not pile up. A version that expires
+//!   early only invalidates.
+//! - Two implicit tags per entry: its function's, `{ns}#fn:{path}` (what
+//!   `<fn>_invalidate_all()` deletes), and its own, `{ns}#call:{entry key}`
+//!   (what `<fn>_invalidate(args)` deletes, with the entry).
+//! - Per entry, one string key: a header line with the codec and the
+//!   versions of the function, the call and each tag, read *before* the
+//!   body ran, then the value (`cr1 json 9f1c…,04be…\n[…]`).
+//!
+//! **What it costs.**
+//! - A hit: one round trip, one command on a single node: `MGET entry
+//!   fn-version call-version tag-versions…` (on a cluster, where the keys
+//!   live in different slots, one `GET` per key, sent concurrently). The
+//!   entry is valid only if every version key still holds the version it
+//!   recorded, compared as bytes.
+//! - A miss: three round trips around the body. The same read; then one
+//!   round trip that creates the versions that are missing (a script per key
+//!   adopts the existing version or stores a fresh one; a new entry's own
+//!   version is always missing) and, with stampede protection on Redis,
+//!   tries the lease (`SET NX PX`); the body; then one write (`SET entry …
+//!   PX ttl`, a TTL extension per version, the lease's release and the fill
+//!   announcement, in one pipeline). Scripts go by hash (`EVALSHA`).
+//! - An invalidation: `DEL {ns}#tag:{tag}`, one single-key command per tag,
+//!   whatever the number of entries. Nothing is scanned or listed.
+//!
+//! **Why a stale value is never served after an invalidation.** A fill
+//! reads the tag versions *before* running the body, so a body that read the
+//! database before an invalidation stores an entry carrying the versions
+//! from before it. The invalidation deletes the version; the next fill
+//! creates a new random one. The late entry's versions then match neither
+//! "missing" nor the new version, so every read after the invalidation
+//! treats it as a miss (the stale-set race that key lists and naive deletes
+//! lose). In process, callers share one computation only when they read the
+//! same versions, and a body starts only after every caller that joined it
+//! had read, so a call that starts after an invalidation never receives a
+//! value computed from data read before it.
+//!
+//! A version that disappears without an invalidation (eviction under
+//! `maxmemory`, `FLUSHDB`, failover) reads as missing, which matches no
+//! entry; and since versions are random, a re-created version never equals
+//! an old one: lost bookkeeping invalidates, it never revalidates. A counter
+//! (`INCR`) would not have this property.
+//!
+//! **Redis Cluster.** Every command but the single-node `MGET` touches one
+//! key, so entries and versions may live in any slot.
 
 #![warn(missing_docs)]
 
 mod backend;
 mod builder;
 mod cache;
-pub mod canonical;
+mod call;
+mod canonical;
+mod codec;
 mod entry;
 mod error;
-mod execute;
 mod handle;
+mod ids;
 mod invalidate;
-pub mod key;
+mod key;
 mod lease;
+mod notify;
 mod outcome;
 mod singleflight;
 mod spec;
 mod stats;
-pub mod tags;
 
 #[doc(hidden)]
 #[path = "private.rs"]
@@ -76,6 +154,7 @@ pub mod __private;
 
 pub use builder::CacheBuilder;
 pub use cache::Cache;
+pub use canonical::EncodeError;
 pub use error::Error;
 pub use handle::{AsCache, set_default};
 pub use stats::Stats;

@@ -1,9 +1,11 @@
 //! What part of a function's result is cached, chosen by the macro from the
 //! return type: the whole value, the `Ok` of a `Result`, or the `Some` of an
-//! `Option` (and `None` with `cache_none = true`). Values are JSON.
+//! `Option` (and `None` with `cache_none = true`).
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+
+use crate::codec::{Codec, CodecError};
 
 /// How a result is stored and read back.
 #[diagnostic::on_unimplemented(
@@ -12,10 +14,12 @@ use serde::de::DeserializeOwned;
     note = "if it is another type, give it another name at the function (a `type` alias) so that it is cached whole"
 )]
 pub trait Strategy<R> {
-    /// The JSON to store, or `None` when this result must not be cached.
-    fn encode(&self, result: &R) -> Option<Result<Vec<u8>, serde_json::Error>>;
+    /// Appends the stored form of `result` to `out`; `None` when this
+    /// result is not cached.
+    fn encode(&self, codec: Codec, result: &R, out: &mut Vec<u8>)
+    -> Option<Result<(), CodecError>>;
     /// A result read back from the cache.
-    fn decode(&self, json: &[u8]) -> Result<R, serde_json::Error>;
+    fn decode(&self, codec: Codec, bytes: &[u8]) -> Result<R, CodecError>;
 }
 
 /// Caches every value.
@@ -23,11 +27,16 @@ pub trait Strategy<R> {
 pub struct Plain;
 
 impl<T: Serialize + DeserializeOwned> Strategy<T> for Plain {
-    fn encode(&self, result: &T) -> Option<Result<Vec<u8>, serde_json::Error>> {
-        Some(serde_json::to_vec(result))
+    fn encode(
+        &self,
+        codec: Codec,
+        result: &T,
+        out: &mut Vec<u8>,
+    ) -> Option<Result<(), CodecError>> {
+        Some(codec.encode_into(result, out))
     }
-    fn decode(&self, json: &[u8]) -> Result<T, serde_json::Error> {
-        serde_json::from_slice(json)
+    fn decode(&self, codec: Codec, bytes: &[u8]) -> Result<T, CodecError> {
+        codec.decode(bytes)
     }
 }
 
@@ -36,11 +45,17 @@ impl<T: Serialize + DeserializeOwned> Strategy<T> for Plain {
 pub struct OkOnly;
 
 impl<T: Serialize + DeserializeOwned, E> Strategy<Result<T, E>> for OkOnly {
-    fn encode(&self, result: &Result<T, E>) -> Option<Result<Vec<u8>, serde_json::Error>> {
-        result.as_ref().ok().map(serde_json::to_vec)
+    fn encode(
+        &self,
+        codec: Codec,
+        result: &Result<T, E>,
+        out: &mut Vec<u8>,
+    ) -> Option<Result<(), CodecError>> {
+        let value = result.as_ref().ok()?;
+        Some(codec.encode_into(value, out))
     }
-    fn decode(&self, json: &[u8]) -> Result<Result<T, E>, serde_json::Error> {
-        serde_json::from_slice(json).map(Ok)
+    fn decode(&self, codec: Codec, bytes: &[u8]) -> Result<Result<T, E>, CodecError> {
+        codec.decode(bytes).map(Ok)
     }
 }
 
@@ -56,18 +71,26 @@ pub struct SomeOnly {
 }
 
 impl<T: Serialize + DeserializeOwned> Strategy<Option<T>> for SomeOnly {
-    fn encode(&self, result: &Option<T>) -> Option<Result<Vec<u8>, serde_json::Error>> {
+    fn encode(
+        &self,
+        codec: Codec,
+        result: &Option<T>,
+        out: &mut Vec<u8>,
+    ) -> Option<Result<(), CodecError>> {
         match result {
-            Some(value) => Some(serde_json::to_vec(&[value])),
-            None if self.cache_none => Some(Ok(b"[]".to_vec())),
+            Some(value) => Some(codec.encode_into(&[value], out)),
+            None if self.cache_none => Some(codec.encode_into(&[(); 0], out)),
             None => None,
         }
     }
-    fn decode(&self, json: &[u8]) -> Result<Option<T>, serde_json::Error> {
-        let mut values: Vec<T> = serde_json::from_slice(json)?;
+    fn decode(&self, codec: Codec, bytes: &[u8]) -> Result<Option<T>, CodecError> {
+        let mut values: Vec<T> = codec.decode(bytes)?;
         match values.len() {
             0 | 1 => Ok(values.pop()),
-            n => Err(serde::de::Error::invalid_length(n, &"zero or one value")),
+            n => Err(CodecError::Json(serde::de::Error::invalid_length(
+                n,
+                &"zero or one value",
+            ))),
         }
     }
 }
@@ -81,17 +104,22 @@ pub struct OkSome {
 }
 
 impl<T: Serialize + DeserializeOwned, E> Strategy<Result<Option<T>, E>> for OkSome {
-    fn encode(&self, result: &Result<Option<T>, E>) -> Option<Result<Vec<u8>, serde_json::Error>> {
+    fn encode(
+        &self,
+        codec: Codec,
+        result: &Result<Option<T>, E>,
+        out: &mut Vec<u8>,
+    ) -> Option<Result<(), CodecError>> {
         SomeOnly {
             cache_none: self.cache_none,
         }
-        .encode(result.as_ref().ok()?)
+        .encode(codec, result.as_ref().ok()?, out)
     }
-    fn decode(&self, json: &[u8]) -> Result<Result<Option<T>, E>, serde_json::Error> {
+    fn decode(&self, codec: Codec, bytes: &[u8]) -> Result<Result<Option<T>, E>, CodecError> {
         SomeOnly {
             cache_none: self.cache_none,
         }
-        .decode(json)
+        .decode(codec, bytes)
         .map(Ok)
     }
 }
@@ -100,70 +128,73 @@ impl<T: Serialize + DeserializeOwned, E> Strategy<Result<Option<T>, E>> for OkSo
 mod tests {
     use super::*;
 
+    const CODECS: [Codec; 2] = [Codec::Json, Codec::MsgPack];
+
+    fn enc<R, S: Strategy<R>>(s: &S, codec: Codec, r: &R) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        s.encode(codec, r, &mut out).map(|r| {
+            r.unwrap();
+            out
+        })
+    }
+
     #[test]
     fn err_and_none_are_not_cached_by_default() {
-        assert!(Strategy::<Result<u8, ()>>::encode(&OkOnly, &Err(())).is_none());
-        assert!(SomeOnly { cache_none: false }.encode(&None::<u8>).is_none());
-        let none = SomeOnly { cache_none: true }
-            .encode(&None::<u8>)
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            SomeOnly { cache_none: true }.decode(&none).unwrap(),
-            None::<u8>
-        );
+        for c in CODECS {
+            assert!(enc(&OkOnly, c, &Err::<u8, ()>(())).is_none());
+            assert!(enc(&SomeOnly { cache_none: false }, c, &None::<u8>).is_none());
+            let none = enc(&SomeOnly { cache_none: true }, c, &None::<u8>).unwrap();
+            assert_eq!(
+                SomeOnly { cache_none: true }.decode(c, &none).unwrap(),
+                None::<u8>
+            );
+        }
     }
 
     #[test]
     fn ok_none_is_cached_only_when_asked() {
-        let ok_none: Result<Option<u8>, ()> = Ok(None);
-        assert!(OkSome { cache_none: false }.encode(&ok_none).is_none());
-        assert!(
-            OkSome { cache_none: false }
-                .encode(&Err::<Option<u8>, ()>(()))
-                .is_none()
-        );
-        let json = OkSome { cache_none: true }
-            .encode(&ok_none)
-            .unwrap()
-            .unwrap();
-        let back: Result<Option<u8>, ()> = OkSome { cache_none: true }.decode(&json).unwrap();
-        assert_eq!(back, Ok(None));
-        let json = OkSome { cache_none: false }
-            .encode(&Ok::<_, ()>(Some(7u8)))
-            .unwrap()
-            .unwrap();
-        let back: Result<Option<u8>, ()> = OkSome { cache_none: false }.decode(&json).unwrap();
-        assert_eq!(back, Ok(Some(7)));
+        for c in CODECS {
+            let ok_none: Result<Option<u8>, ()> = Ok(None);
+            assert!(enc(&OkSome { cache_none: false }, c, &ok_none).is_none());
+            assert!(enc(&OkSome { cache_none: false }, c, &Err::<Option<u8>, ()>(())).is_none());
+            let bytes = enc(&OkSome { cache_none: true }, c, &ok_none).unwrap();
+            let back: Result<Option<u8>, ()> =
+                OkSome { cache_none: true }.decode(c, &bytes).unwrap();
+            assert_eq!(back, Ok(None));
+            let bytes = enc(&OkSome { cache_none: false }, c, &Ok::<_, ()>(Some(7u8))).unwrap();
+            let back: Result<Option<u8>, ()> =
+                OkSome { cache_none: false }.decode(c, &bytes).unwrap();
+            assert_eq!(back, Ok(Some(7)));
+        }
     }
 
     #[test]
     fn some_of_null_is_not_none() {
-        let s = SomeOnly { cache_none: true };
-        for value in [Some(Some(1u8)), Some(None), None] {
-            let json = s.encode(&value).unwrap().unwrap();
-            assert_eq!(
-                s.decode(&json).unwrap(),
-                value,
-                "{}",
-                String::from_utf8_lossy(&json)
-            );
+        for c in CODECS {
+            let s = SomeOnly { cache_none: true };
+            for value in [Some(Some(1u8)), Some(None), None] {
+                let bytes = enc(&s, c, &value).unwrap();
+                assert_eq!(s.decode(c, &bytes).unwrap(), value, "{bytes:?}");
+            }
+            let bytes = enc(&s, c, &Some(())).unwrap();
+            assert_eq!(s.decode(c, &bytes).unwrap(), Some(()));
+            let ok = OkSome { cache_none: false };
+            let bytes = enc(&ok, c, &Ok::<_, ()>(Some(None::<u8>))).unwrap();
+            assert_eq!(ok.decode(c, &bytes).unwrap(), Ok::<_, ()>(Some(None::<u8>)));
+            let mut two = Vec::new();
+            c.encode_into(&[1u8, 2], &mut two).unwrap();
+            assert!(Strategy::<Option<u8>>::decode(&s, c, &two).is_err());
         }
-        let json = s.encode(&Some(())).unwrap().unwrap();
-        assert_eq!(s.decode(&json).unwrap(), Some(()));
-        let ok = OkSome { cache_none: false };
-        let json = ok.encode(&Ok::<_, ()>(Some(None::<u8>))).unwrap().unwrap();
-        assert_eq!(ok.decode(&json).unwrap(), Ok::<_, ()>(Some(None::<u8>)));
-        assert!(Strategy::<Option<u8>>::decode(&s, b"[1,2]").is_err());
     }
 
     #[test]
     fn ok_values_round_trip() {
-        let json = Strategy::<Result<Vec<u8>, ()>>::encode(&OkOnly, &Ok(vec![1, 2]))
-            .unwrap()
-            .unwrap();
-        assert_eq!(json, b"[1,2]");
-        let back: Result<Vec<u8>, ()> = OkOnly.decode(&json).unwrap();
-        assert_eq!(back, Ok(vec![1, 2]));
+        let bytes = enc(&OkOnly, Codec::Json, &Ok::<_, ()>(vec![1u8, 2])).unwrap();
+        assert_eq!(bytes, b"[1,2]");
+        for c in CODECS {
+            let bytes = enc(&OkOnly, c, &Ok::<_, ()>(vec![1u8, 2])).unwrap();
+            let back: Result<Vec<u8>, ()> = OkOnly.decode(c, &bytes).unwrap();
+            assert_eq!(back, Ok(vec![1, 2]));
+        }
     }
 }

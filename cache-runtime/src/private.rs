@@ -12,16 +12,21 @@ pub use ::core::option::Option::{self, None, Some};
 pub use ::core::result::Result;
 pub use ::std::format;
 pub use ::std::string::String;
-pub use ::std::vec;
-pub use ::std::vec::Vec;
 
-pub use crate::execute::execute;
+pub use crate::call::execute;
+pub use crate::codec::{Codec, CodecError};
 pub use crate::handle::{AsCache, default_cache};
 pub use crate::invalidate::{invalidate_call, invalidate_function};
 pub use crate::key::{ArgsDigest, KeyArg, KeyPart};
 pub use crate::outcome::{OkOnly, OkSome, Plain, SomeOnly, Strategy};
-pub use crate::spec::Spec;
+pub use crate::spec::{Options, Spec};
 pub use crate::{Cache, Error};
+
+/// Names the version of `cache-macros` this runtime is built for: the
+/// expansion refers to `VERSION_<its own version>`, so a macro crate of
+/// another version fails to compile against this runtime instead of
+/// misusing these items.
+pub const VERSION_0_1_0: () = ();
 
 /// Fails to compile, at the return type, when the cached value is not
 /// `Serialize + DeserializeOwned`.
@@ -31,8 +36,21 @@ pub fn assert_cacheable<T: CacheableValue>() {}
 /// A value that can be stored in the cache.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be cached because it does not implement both `Serialize` and `DeserializeOwned`",
-    label = "the cached value is stored as JSON",
+    label = "the cached value is stored with serde (JSON or MessagePack)",
     note = "derive `serde::Serialize` and `serde::Deserialize` for it (a type that borrows, such as `&str`, cannot be read back from the cache)"
 )]
 pub trait CacheableValue {}
 impl<T: ::serde::Serialize + ::serde::de::DeserializeOwned> CacheableValue for T {}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_version_item_names_this_version() {
+        let () = super::VERSION_0_1_0;
+        assert_eq!(
+            env!("CARGO_PKG_VERSION"),
+            "0.1.0",
+            "rename `VERSION_0_1_0` to the new version"
+        );
+    }
+}

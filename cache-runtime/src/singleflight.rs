@@ -18,7 +18,7 @@ pub(crate) type Landing = Option<Arc<[u8]>>;
 
 #[derive(Default)]
 pub(crate) struct Flights {
-    running: Mutex<HashMap<String, watch::Receiver<Option<Landing>>>>,
+    running: Mutex<HashMap<Vec<u8>, watch::Receiver<Option<Landing>>>>,
     /// Bumped whenever a flight ends, so that a caller that read the backend
     /// before another flight landed knows to read again.
     landed: AtomicU64,
@@ -32,7 +32,8 @@ pub(crate) enum Join<'a> {
 /// The leader's side: completes the flight once, on `land` or on drop.
 pub(crate) struct Flight<'a> {
     flights: &'a Flights,
-    key: String,
+    /// Where new callers find the flight; `None` once it takes no more.
+    key: Option<Vec<u8>>,
     tx: Option<watch::Sender<Option<Landing>>>,
 }
 
@@ -44,16 +45,16 @@ impl Flights {
         self.landed.load(Ordering::Acquire)
     }
 
-    pub fn join(&self, key: &str) -> Join<'_> {
+    pub fn join(&self, key: Vec<u8>) -> Join<'_> {
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(rx) = running.get(key) {
+        if let Some(rx) = running.get(&key) {
             return Join::Follower(Follower(rx.clone()));
         }
         let (tx, rx) = watch::channel(None);
-        running.insert(key.to_owned(), rx);
+        running.insert(key.clone(), rx);
         Join::Leader(Flight {
             flights: self,
-            key: key.to_owned(),
+            key: Some(key),
             tx: Some(tx),
         })
     }
@@ -66,6 +67,28 @@ impl Flight<'_> {
         self.flights.epoch() != epoch
     }
 
+    /// Moves the flight to `key`: callers that join under its old key from
+    /// now on lead a flight of their own. When `key` already has a flight,
+    /// this one stays where no one can join it and the other is returned to
+    /// follow.
+    pub fn rekey(&mut self, key: Vec<u8>) -> Option<Follower> {
+        let mut running = self
+            .flights
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(old) = self.key.take() {
+            running.remove(&old);
+        }
+        if let Some(rx) = running.get(&key) {
+            return Some(Follower(rx.clone()));
+        }
+        let tx = self.tx.as_ref()?;
+        running.insert(key.clone(), tx.subscribe());
+        self.key = Some(key);
+        None
+    }
+
     /// Ends the flight and hands `landing` to every follower.
     pub fn land(mut self, landing: Landing) {
         self.finish(landing);
@@ -73,11 +96,13 @@ impl Flight<'_> {
 
     fn finish(&mut self, landing: Landing) {
         if let Some(tx) = self.tx.take() {
-            self.flights
-                .running
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&self.key);
+            if let Some(key) = self.key.take() {
+                self.flights
+                    .running
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&key);
+            }
             self.flights.landed.fetch_add(1, Ordering::AcqRel);
             // No receiver left is fine: nobody was waiting.
             let _ = tx.send(Some(landing));
@@ -109,25 +134,53 @@ mod tests {
     #[tokio::test]
     async fn followers_get_the_leaders_value() {
         let flights = Flights::default();
-        let Join::Leader(leader) = flights.join("k") else {
+        let Join::Leader(leader) = flights.join(b"k".to_vec()) else {
             panic!("first caller must lead")
         };
-        let Join::Follower(f) = flights.join("k") else {
+        let Join::Follower(f) = flights.join(b"k".to_vec()) else {
             panic!("second caller must follow")
         };
         leader.land(Some(Arc::from(&b"42"[..])));
         assert_eq!(f.wait().await.as_deref(), Some(&b"42"[..]));
         assert!(
-            matches!(flights.join("k"), Join::Leader(_)),
+            matches!(flights.join(b"k".to_vec()), Join::Leader(_)),
             "a landed flight is gone"
         );
     }
 
     #[tokio::test]
+    async fn a_rekeyed_flight_takes_joiners_under_its_new_key_only() {
+        let flights = Flights::default();
+        let Join::Leader(mut leader) = flights.join(b"old".to_vec()) else {
+            panic!("first caller must lead")
+        };
+        let Join::Follower(early) = flights.join(b"old".to_vec()) else {
+            panic!("joins before the move follow")
+        };
+        assert!(leader.rekey(b"new".to_vec()).is_none());
+        let Join::Leader(other) = flights.join(b"old".to_vec()) else {
+            panic!("the old key takes no more followers")
+        };
+        let Join::Follower(late) = flights.join(b"new".to_vec()) else {
+            panic!("the new key does")
+        };
+        let mut other = other;
+        assert!(
+            other.rekey(b"new".to_vec()).is_some(),
+            "the new key is taken"
+        );
+        drop(other); // unregistered: must not remove the leader's entry
+        assert!(matches!(flights.join(b"new".to_vec()), Join::Follower(_)));
+        leader.land(Some(Arc::from(&b"1"[..])));
+        assert_eq!(early.wait().await.as_deref(), Some(&b"1"[..]));
+        assert_eq!(late.wait().await.as_deref(), Some(&b"1"[..]));
+    }
+
+    #[tokio::test]
     async fn a_dropped_leader_releases_its_followers() {
         let flights = Flights::default();
-        let leader = flights.join("k");
-        let Join::Follower(f) = flights.join("k") else {
+        let leader = flights.join(b"k".to_vec());
+        let Join::Follower(f) = flights.join(b"k".to_vec()) else {
             panic!("second caller must follow")
         };
         drop(leader);

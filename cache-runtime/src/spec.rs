@@ -2,18 +2,55 @@
 
 use std::sync::OnceLock;
 
-/// What the macro knows about a function at compile time.
-#[derive(Debug)]
-pub struct Spec {
-    name: &'static str,
-    marker: fn() -> &'static str,
-    path: OnceLock<String>,
+use crate::codec::Codec;
+
+/// The attribute's options, as the macro wrote them.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
     /// `ttl = ...` in seconds; `None` uses the cache's default TTL.
     pub ttl_secs: Option<u64>,
     /// Stampede protection (`lock = false` turns it off).
     pub lock: bool,
     /// `lock_ttl = ...` in milliseconds; `None` uses the cache's default.
     pub lock_ttl_ms: Option<u64>,
+    /// `codec = ...`.
+    pub codec: Codec,
+    /// The tags that interpolate no argument (the others are rendered per
+    /// call and come after these).
+    pub tags: &'static [&'static str],
+}
+
+impl Options {
+    /// What a bare `#[cached]` means.
+    pub const DEFAULT: Options = Options {
+        ttl_secs: None,
+        lock: true,
+        lock_ttl_ms: None,
+        codec: Codec::Json,
+        tags: &[],
+    };
+}
+
+/// What the macro knows about a function at compile time, and the keys
+/// derived from it once per namespace.
+#[derive(Debug)]
+pub struct Spec {
+    name: &'static str,
+    marker: fn() -> &'static str,
+    path: OnceLock<String>,
+    /// The options.
+    pub options: Options,
+    keys: OnceLock<FunctionKeys>,
+}
+
+/// The keys every call of a function shares, under one namespace.
+#[derive(Debug)]
+pub(crate) struct FunctionKeys {
+    pub namespace: String,
+    /// `{ns}:{path}:`, which a call's digest completes.
+    pub entry_prefix: String,
+    /// The function's version key, then the constant tags' version keys.
+    pub version_keys: Vec<String>,
 }
 
 /// The name of the marker function the macro nests in each function it
@@ -23,20 +60,13 @@ pub const MARKER: &str = "__cache_marker";
 impl Spec {
     /// `name` is the function's name; `marker` returns
     /// `std::any::type_name` of a function named [`MARKER`] nested in it.
-    pub const fn new(
-        name: &'static str,
-        marker: fn() -> &'static str,
-        ttl_secs: Option<u64>,
-        lock: bool,
-        lock_ttl_ms: Option<u64>,
-    ) -> Self {
+    pub const fn new(name: &'static str, marker: fn() -> &'static str, options: Options) -> Self {
         Spec {
             name,
             marker,
             path: OnceLock::new(),
-            ttl_secs,
-            lock,
-            lock_ttl_ms,
+            options,
+            keys: OnceLock::new(),
         }
     }
 
@@ -46,6 +76,51 @@ impl Spec {
     pub fn path(&self) -> &str {
         self.path
             .get_or_init(|| function_path((self.marker)(), self.name))
+    }
+
+    /// The function's keys under `namespace`: made once for the first
+    /// namespace the function is called with (nearly always the only one),
+    /// per call for any other.
+    pub(crate) fn keys(&'static self, namespace: &str) -> KeysRef {
+        let keys = self.keys.get_or_init(|| self.make_keys(namespace));
+        if keys.namespace == namespace {
+            KeysRef::Shared(keys)
+        } else {
+            KeysRef::Own(self.make_keys(namespace))
+        }
+    }
+
+    fn make_keys(&self, namespace: &str) -> FunctionKeys {
+        let path = self.path();
+        let mut version_keys = Vec::with_capacity(1 + self.options.tags.len());
+        version_keys.push(crate::cache::function_key(namespace, path));
+        version_keys.extend(
+            self.options
+                .tags
+                .iter()
+                .map(|tag| crate::cache::tag_key(namespace, tag)),
+        );
+        FunctionKeys {
+            namespace: namespace.to_owned(),
+            entry_prefix: format!("{namespace}:{path}:"),
+            version_keys,
+        }
+    }
+}
+
+/// [`FunctionKeys`], shared or made for one call.
+pub(crate) enum KeysRef {
+    Shared(&'static FunctionKeys),
+    Own(FunctionKeys),
+}
+
+impl std::ops::Deref for KeysRef {
+    type Target = FunctionKeys;
+    fn deref(&self) -> &FunctionKeys {
+        match self {
+            KeysRef::Shared(k) => k,
+            KeysRef::Own(k) => k,
+        }
     }
 }
 

@@ -290,8 +290,11 @@ async fn products_api_on_redis() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    let entry: Value = serde_json::from_str(&raw).unwrap();
+    // A header line (format, codec, versions), then the value's JSON.
+    let (header, json) = raw.split_once('\n').unwrap();
+    assert!(header.starts_with("cr1 json "), "{raw}");
+    let value: Value = serde_json::from_str(json).unwrap();
     // `Result<Option<Product>, _>`: `Ok(Some(product))` is stored as `[product]`.
-    assert_eq!(entry["value"][0]["id"], id, "{raw}");
-    assert_eq!(entry["value"][0]["category"], "e2e-new", "{raw}");
+    assert_eq!(value[0]["id"], id, "{raw}");
+    assert_eq!(value[0]["category"], "e2e-new", "{raw}");
 }

@@ -222,9 +222,12 @@ async fn a_readable_key_and_json_value_in_redis() {
         .arg(format!("{namespace}:product:7"))
         .query(&mut conn)
         .unwrap();
-    let json: serde_json::Value = serde_json::from_str(&stored).unwrap();
+    // A header line: format, codec, then the versions of the function, the
+    // call and each tag, read before the body ran; then the value's JSON.
+    let (header, json) = stored.split_once('\n').unwrap();
+    let json: serde_json::Value = serde_json::from_str(json).unwrap();
     assert_eq!(
-        json["value"],
+        json,
         // An `Option` is stored as zero or one value: `[product]`.
         serde_json::json!([{"id": 7, "name": "product 7"}])
     );
@@ -236,11 +239,17 @@ async fn a_readable_key_and_json_value_in_redis() {
         (590..=600).contains(&ttl),
         "ttl = \"10m\" gives a 600 s TTL, got {ttl}"
     );
-    let tags = json["tags"].as_object().unwrap();
-    assert!(
-        tags.contains_key(&format!("{namespace}#tag:product:7")),
-        "{tags:?}"
-    );
+    let versions: Vec<&str> = header
+        .strip_prefix("cr1 json ")
+        .unwrap_or_else(|| panic!("{header}"))
+        .split(',')
+        .collect();
+    let tag_version: String = redis::cmd("GET")
+        .arg(format!("{namespace}#tag:product:7"))
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(versions.len(), 3, "{header}");
+    assert_eq!(versions[2], tag_version, "{header}");
 }
 
 #[tokio::test]
@@ -257,9 +266,8 @@ async fn a_value_that_no_longer_decodes_is_a_counted_miss_and_is_overwritten() {
     // A well-formed entry, with current tag versions, whose value has the
     // wrong shape (as after a deploy that changed the type).
     let good: String = redis::cmd("GET").arg(&key).query(&mut conn).unwrap();
-    let mut changed: serde_json::Value = serde_json::from_str(&good).unwrap();
-    changed["value"] = serde_json::json!({"id": "not a number"});
-    let changed = serde_json::to_vec(&changed).unwrap();
+    let (header, _) = good.split_once('\n').unwrap();
+    let changed = format!("{header}\n{{\"id\":\"not a number\"}}").into_bytes();
     let garbage: [&[u8]; 4] = [b"\xff\xfe not json", &changed, br#"[1,2,3]"#, b""];
     for (i, bytes) in garbage.into_iter().enumerate() {
         let _: () = redis::cmd("SET")
@@ -281,6 +289,95 @@ async fn a_value_that_no_longer_decodes_is_a_counted_miss_and_is_overwritten() {
     assert_eq!(shop.runs(), 5);
     shop.find(8).await.unwrap();
     assert_eq!(shop.runs(), 5, "the fresh value is a hit");
+}
+
+/// The same key read by two functions of different codecs, as when a
+/// deploy changes a function's `codec`.
+struct Codecs {
+    cache: Cache,
+    runs: AtomicU64,
+}
+
+impl Codecs {
+    #[cached(cache = self.cache, key = "codec:{id}")]
+    async fn json(&self, id: u64) -> Product {
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        Product {
+            id,
+            name: format!("json {id}"),
+        }
+    }
+
+    #[cached(cache = self.cache, key = "codec:{id}", codec = "msgpack", tags = ["codecs"])]
+    async fn msgpack(&self, id: u64) -> Product {
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        Product {
+            id,
+            name: format!("msgpack {id}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn msgpack_round_trips_and_a_codec_change_is_a_miss() {
+    for cache in backends("codec") {
+        let c = Codecs {
+            cache: cache.clone(),
+            runs: AtomicU64::new(0),
+        };
+        let name = cache.backend_name();
+        assert_eq!(c.msgpack(1).await.name, "msgpack 1");
+        assert_eq!(c.msgpack(1).await.name, "msgpack 1", "{name}");
+        assert_eq!(c.runs.load(Ordering::SeqCst), 1, "{name}: a msgpack hit");
+        // The JSON function finds a MessagePack entry under its key: a
+        // miss, not garbage and not a decode error; then the other way.
+        assert_eq!(c.json(1).await.name, "json 1", "{name}");
+        assert_eq!(c.msgpack(1).await.name, "msgpack 1", "{name}");
+        assert_eq!(c.runs.load(Ordering::SeqCst), 3, "{name}");
+        let s = cache.stats();
+        assert_eq!(
+            (s.hits, s.decode_errors, s.errors),
+            (1, 0, 0),
+            "{name}: {s:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn corrupt_msgpack_is_a_counted_miss_and_is_overwritten() {
+    let namespace = unique_namespace("msgpack");
+    let cache = redis_cache(&shared_url(), &namespace);
+    let c = Codecs {
+        cache: cache.clone(),
+        runs: AtomicU64::new(0),
+    };
+    c.msgpack(2).await;
+    let key = format!("{namespace}:codec:2");
+    let mut conn = redis::Client::open(shared_url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let good: Vec<u8> = redis::cmd("GET").arg(&key).query(&mut conn).unwrap();
+    let header_end = good.iter().position(|&b| b == b'\n').unwrap() + 1;
+    assert!(good.starts_with(b"cr1 msgpack "), "{good:?}");
+    // Current versions, then bytes that are not MessagePack of a `Product`.
+    for (i, value) in [&b"\xc1\xc1"[..], b"\x92\x01", b""].into_iter().enumerate() {
+        let mut corrupt = good[..header_end].to_vec();
+        corrupt.extend_from_slice(value);
+        let _: () = redis::cmd("SET")
+            .arg(&key)
+            .arg(&corrupt)
+            .query(&mut conn)
+            .unwrap();
+        assert_eq!(c.msgpack(2).await.name, "msgpack 2");
+        let stored: Vec<u8> = redis::cmd("GET").arg(&key).query(&mut conn).unwrap();
+        assert_eq!(stored, good, "corrupt value #{i} is overwritten");
+    }
+    let s = cache.stats();
+    assert_eq!((s.decode_errors, s.errors), (3, 0), "{s:?}");
+    assert_eq!(c.runs.load(Ordering::SeqCst), 4);
+    c.msgpack(2).await;
+    assert_eq!(c.runs.load(Ordering::SeqCst), 4, "the fresh value is a hit");
 }
 
 mod default_cache {

@@ -2,6 +2,7 @@
 //! `moka` maps, with per-entry TTLs. Tag versions live in a map of their own
 //! whose evictions, like Redis's, make entries invalid, never valid again.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -40,7 +41,7 @@ impl Expiry<String, Stored> for PerEntryTtl {
 
 pub(crate) struct MemoryBackend {
     entries: Map<String, Stored>,
-    versions: Map<String, String>,
+    versions: Map<String, Arc<[u8]>>,
 }
 
 impl std::fmt::Debug for MemoryBackend {
@@ -63,19 +64,26 @@ impl MemoryBackend {
         }
     }
 
-    pub fn read(&self, entry_key: &str, tag_keys: &[String], _lease_key: Option<&str>) -> Snapshot {
+    pub fn read(&self, entry_key: &str, version_keys: &[Cow<'static, str>]) -> Snapshot {
         Snapshot {
             entry: self.entries.get(entry_key).map(|s| s.bytes.to_vec()),
-            versions: tag_keys.iter().map(|k| self.versions.get(k)).collect(),
+            versions: version_keys
+                .iter()
+                .map(|k| self.versions.get(k.as_ref()).map(|v| v.to_vec()))
+                .collect(),
             leased: false,
         }
     }
 
     /// TTLs are not kept here: the map is bounded, and an evicted version
     /// only invalidates.
-    pub fn get_or_set(&self, keys: &[(&str, String)]) -> Vec<String> {
+    pub fn get_or_set(&self, keys: &[(&str, String)]) -> Vec<Vec<u8>> {
         keys.iter()
-            .map(|(k, fresh)| self.versions.get_with(k.to_string(), || fresh.clone()))
+            .map(|(k, fresh)| {
+                self.versions
+                    .get_with(k.to_string(), || Arc::from(fresh.as_bytes()))
+                    .to_vec()
+            })
             .collect()
     }
 

@@ -3,77 +3,93 @@
 //! (entries, tag versions, leases) is decided by the modules above them, so
 //! both backends share one implementation of every cache rule.
 //!
-//! Every operation touches keys one command each (no multi-key command), so
-//! the same calls run on Redis Cluster.
+//! Every command touches one key, except the `MGET` of a hit on a single
+//! node (the entry and its versions); on a cluster that read is one `GET`
+//! per key. So the same calls run on Redis Cluster.
 
 pub(crate) mod memory;
 pub(crate) mod redis;
 
+use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::Error;
 
-/// What one lookup read: the entry (if any), the current version of each of
-/// its tags, and whether a fill lease is held on the key.
+/// What one lookup read: the entry (if any), the current value of each of
+/// its version keys, and whether a fill lease is held on the key.
 #[derive(Debug)]
 pub(crate) struct Snapshot {
     pub entry: Option<Vec<u8>>,
-    pub versions: Vec<Option<String>>,
+    pub versions: Vec<Option<Vec<u8>>>,
+    pub leased: bool,
+}
+
+/// What [`Backend::prepare`] did: the versions it found or created (in the
+/// order asked), and whether it took the lease.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    pub versions: Vec<Vec<u8>>,
     pub leased: bool,
 }
 
 /// An entry to write.
 #[derive(Debug)]
-pub(crate) struct Fill<'a> {
+pub(crate) struct Store<'a> {
     pub key: &'a str,
     pub value: &'a [u8],
     pub ttl: Duration,
     /// The version keys the entry carries: each is kept alive at least as
     /// long as the entry, so versions expire with the last entry using them.
-    pub version_keys: &'a [String],
+    pub version_keys: &'a [Cow<'static, str>],
 }
 
 /// One of the two storage backends.
 #[derive(Debug)]
 pub(crate) enum Backend {
-    Redis(Box<redis::RedisBackend>),
+    Redis(Arc<redis::RedisBackend>),
     Memory(memory::MemoryBackend),
 }
 
 impl Backend {
-    /// Reads an entry, its tag versions and (when `lease_key` is given)
-    /// whether its lease is held, in one round trip.
+    /// Reads an entry, its versions and (when `lease_key` is given) whether
+    /// its lease is held, in one round trip.
     pub async fn read(
         &self,
         entry_key: &str,
-        tag_keys: &[String],
+        version_keys: &[Cow<'static, str>],
         lease_key: Option<&str>,
     ) -> Result<Snapshot, Error> {
         match self {
-            Backend::Redis(b) => b.read(entry_key, tag_keys, lease_key).await,
-            Backend::Memory(b) => Ok(b.read(entry_key, tag_keys, lease_key)),
+            Backend::Redis(b) => b.read(entry_key, version_keys, lease_key).await,
+            Backend::Memory(b) => Ok(b.read(entry_key, version_keys)),
         }
     }
 
-    /// For each key: its current value, or `fresh` stored under it with
-    /// the TTL when it had none.
-    pub async fn get_or_set(
+    /// For each key: its current value, or `fresh` stored under it with the
+    /// TTL when it had none; on Redis, and with `lease`, tries the lease in
+    /// the same round trip.
+    pub async fn prepare(
         &self,
-        keys: &[(&str, String)],
-        ttl: Duration,
-    ) -> Result<Vec<String>, Error> {
+        missing: &[(&str, String)],
+        version_ttl: Duration,
+        lease: Option<&redis::LeaseTry<'_>>,
+    ) -> Result<Prepared, Error> {
         match self {
-            Backend::Redis(b) => b.get_or_set(keys, ttl).await,
-            Backend::Memory(b) => Ok(b.get_or_set(keys)),
+            Backend::Redis(b) => b.prepare(missing, version_ttl, lease).await,
+            Backend::Memory(b) => Ok(Prepared {
+                versions: b.get_or_set(missing),
+                leased: false,
+            }),
         }
     }
 
     /// Stores an entry with its TTL.
-    pub async fn store(&self, fill: &Fill<'_>) -> Result<(), Error> {
+    pub async fn store(&self, store: &Store<'_>) -> Result<(), Error> {
         match self {
-            Backend::Redis(b) => b.store(fill).await,
+            Backend::Redis(b) => b.store(store).await,
             Backend::Memory(b) => {
-                b.store(fill.key, fill.value, fill.ttl);
+                b.store(store.key, store.value, store.ttl);
                 Ok(())
             }
         }
@@ -91,7 +107,7 @@ impl Backend {
     }
 
     /// The Redis backend, for what only it has (leases across processes).
-    pub fn as_redis(&self) -> Option<&redis::RedisBackend> {
+    pub fn as_redis(&self) -> Option<&Arc<redis::RedisBackend>> {
         match self {
             Backend::Redis(b) => Some(b),
             Backend::Memory(_) => None,

@@ -6,47 +6,91 @@
 //! connection timeout equal to the op timeout and a single retry, so a Redis
 //! that is down or frozen costs each call at most the op timeout.
 //!
-//! On a single node, the commands of one operation go out as a pipeline (one
-//! round trip). On a cluster they go out concurrently, one command per key,
-//! each routed to its slot's node: still one round trip of wall time.
+//! On a single node, the commands of one operation go out as one command or
+//! a pipeline (one round trip). On a cluster they go out concurrently, one
+//! command per key, each routed to its slot's node: still one round trip of
+//! wall time, except where order matters (an entry is written before its
+//! lease is released).
+//!
+//! Scripts are sent by hash (`EVALSHA`); a server that does not know one
+//! (restarted, `SCRIPT FLUSH`) gets the operation again with the scripts'
+//! text (`EVAL`), which also loads them.
 
-use std::sync::Arc;
-use std::sync::OnceLock;
+use std::borrow::Cow;
+use std::sync::{Arc, LazyLock, OnceLock};
 use std::time::Duration;
 
 use futures_util::future::try_join_all;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, Value};
+use redis::{Cmd, ErrorKind, ServerErrorKind, Value};
 
-use super::{Fill, Snapshot};
+use super::{Prepared, Snapshot, Store};
 use crate::error::Error;
 use crate::stats::Counters;
 
+/// A Lua script, sent by its SHA-1 once the server knows it.
+struct Lua {
+    code: &'static str,
+    hash: LazyLock<String>,
+}
+
+macro_rules! lua {
+    ($code:expr) => {
+        Lua {
+            code: $code,
+            hash: LazyLock::new(|| redis::Script::new($code).get_hash().to_owned()),
+        }
+    };
+}
+
+impl Lua {
+    /// `EVALSHA hash 1 key` (or `EVAL code 1 key`), for the caller to add
+    /// the arguments to.
+    fn call(&self, by_hash: bool, key: &str) -> Cmd {
+        let mut cmd = if by_hash {
+            let mut c = redis::cmd("EVALSHA");
+            c.arg(self.hash.as_str());
+            c
+        } else {
+            let mut c = redis::cmd("EVAL");
+            c.arg(self.code);
+            c
+        };
+        cmd.arg(1).arg(key);
+        cmd
+    }
+}
+
 /// Releases a lease only if it still holds our token, so a holder whose
 /// lease expired never deletes the lease of the next holder.
-const RELEASE_SCRIPT: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
+static RELEASE: Lua = lua!(
+    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
+);
 
 /// Returns the key's value, or stores and returns `ARGV[1]` with a TTL of
-/// `ARGV[2]` ms when the key has none.
-const GET_OR_SET_SCRIPT: &str = "local v = redis.call('get', KEYS[1]) \
+/// `ARGV[2]` ms when the key has none (`SET NX GET` needs Redis 7).
+static GET_OR_SET: Lua = lua!(
+    "local v = redis.call('get', KEYS[1]) \
 if v then return v end \
 redis.call('set', KEYS[1], ARGV[1], 'px', ARGV[2]) \
-return ARGV[1]";
+return ARGV[1]"
+);
 
 /// Extends the key's TTL to `ARGV[1]` ms if it has a shorter one (`PEXPIRE
 /// GT`, which Redis 6 lacks). A missing key stays missing.
-const EXTEND_SCRIPT: &str = "local t = redis.call('pttl', KEYS[1]) \
+static EXTEND: Lua = lua!(
+    "local t = redis.call('pttl', KEYS[1]) \
 if t >= 0 and t < tonumber(ARGV[1]) then redis.call('pexpire', KEYS[1], ARGV[1]) end \
-return t";
+return t"
+);
 
 pub(crate) enum Target {
     Single(redis::Client),
     Cluster(Box<ClusterClient>),
 }
 
-#[derive(Clone)]
 enum Conn {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
@@ -73,6 +117,13 @@ impl std::fmt::Debug for RedisBackend {
     }
 }
 
+/// The lease to try for in [`RedisBackend::prepare`].
+pub(crate) struct LeaseTry<'a> {
+    pub key: &'a str,
+    pub token: &'a str,
+    pub ttl: Duration,
+}
+
 impl RedisBackend {
     pub fn new(target: Target, op_timeout: Duration, stats: Arc<Counters>) -> Self {
         RedisBackend {
@@ -90,6 +141,10 @@ impl RedisBackend {
             Target::Single(c) => Some(c),
             Target::Cluster(_) => None,
         }
+    }
+
+    fn is_cluster(&self) -> bool {
+        matches!(self.target, Target::Cluster(_))
     }
 
     async fn conn(&self) -> Result<Conn, Error> {
@@ -126,6 +181,10 @@ impl RedisBackend {
         let run = async {
             match self.conn().await? {
                 Conn::Single(mut c) => {
+                    if cmds.len() == 1 {
+                        let value = cmds[0].query_async::<Value>(&mut c).await?;
+                        return Ok(vec![value.extract_error()?]);
+                    }
                     let mut pipe = redis::pipe();
                     for cmd in cmds {
                         pipe.add_command(cmd);
@@ -134,7 +193,7 @@ impl RedisBackend {
                 }
                 Conn::Cluster(c) => Ok(try_join_all(cmds.into_iter().map(|cmd| {
                     let mut c = c.clone();
-                    async move { cmd.query_async::<Value>(&mut c).await }
+                    async move { cmd.query_async::<Value>(&mut c).await?.extract_error() }
                 }))
                 .await?),
             }
@@ -145,47 +204,63 @@ impl RedisBackend {
         }
     }
 
+    /// [`exec`](Self::exec) of commands that call scripts: by hash, and
+    /// once more by text if the server does not know a script.
+    async fn exec_scripts(&self, cmds: impl Fn(bool) -> Vec<Cmd>) -> Result<Vec<Value>, Error> {
+        match self.exec(cmds(true)).await {
+            Err(Error::Redis(e)) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                self.exec(cmds(false)).await
+            }
+            other => other,
+        }
+    }
+
+    /// The entry, its versions and (with `lease_key`) whether its lease is
+    /// held, in one round trip. On one node the entry and its versions are a
+    /// single `MGET`, so a hit costs one command like a bare `GET`; on a
+    /// cluster, where the keys live in different slots, one `GET` each.
     pub async fn read(
         &self,
         entry_key: &str,
-        tag_keys: &[String],
+        version_keys: &[Cow<'static, str>],
         lease_key: Option<&str>,
     ) -> Result<Snapshot, Error> {
-        // On one node, the entry and its versions in one `MGET`: a hit is a
-        // single command, like a bare `GET`. On a cluster, the keys live in
-        // different slots: one `GET` each.
-        let mut cmds = Vec::with_capacity(tag_keys.len() + 2);
-        match self.target {
-            Target::Single(_) => {
-                cmds.push(redis::cmd("MGET").arg(entry_key).arg(tag_keys).to_owned());
+        let wanted = version_keys.len() + 1;
+        let mut cmds = Vec::with_capacity(wanted + 1);
+        if self.is_cluster() {
+            cmds.push(redis::cmd("GET").arg(entry_key).to_owned());
+            cmds.extend(
+                version_keys
+                    .iter()
+                    .map(|k| redis::cmd("GET").arg(k.as_ref()).to_owned()),
+            );
+        } else {
+            let mut mget = redis::cmd("MGET");
+            mget.arg(entry_key);
+            for k in version_keys {
+                mget.arg(k.as_ref());
             }
-            Target::Cluster(_) => {
-                cmds.push(redis::cmd("GET").arg(entry_key).to_owned());
-                cmds.extend(tag_keys.iter().map(|k| redis::cmd("GET").arg(k).to_owned()));
-            }
+            cmds.push(mget);
         }
         if let Some(l) = lease_key {
             cmds.push(redis::cmd("EXISTS").arg(l).to_owned());
         }
         let mut values = self.exec(cmds).await?.into_iter();
-        let mut strings = match self.target {
-            Target::Single(_) => match values.next() {
-                Some(Value::Array(items)) if items.len() == tag_keys.len() + 1 => items,
+        let mut strings = if self.is_cluster() {
+            values.by_ref().take(wanted).collect()
+        } else {
+            match values.next() {
+                Some(Value::Array(items)) if items.len() == wanted => items,
                 other => {
                     return Err(Error::Reply(format!(
-                        "expected {} values, got {other:?}",
-                        tag_keys.len() + 1
+                        "expected {wanted} values, got {other:?}"
                     )));
                 }
-            },
-            Target::Cluster(_) => values.by_ref().take(tag_keys.len() + 1).collect(),
+            }
         }
         .into_iter();
         let entry = bytes(strings.next())?;
-        let mut versions = Vec::with_capacity(tag_keys.len());
-        for _ in tag_keys {
-            versions.push(bytes(strings.next())?.map(|b| String::from_utf8_lossy(&b).into_owned()));
-        }
+        let versions = strings.map(|v| bytes(Some(v))).collect::<Result<_, _>>()?;
         let leased = match lease_key {
             Some(_) => int(values.next())? > 0,
             None => false,
@@ -197,36 +272,53 @@ impl RedisBackend {
         })
     }
 
-    /// One script per key: atomic, single-key (cluster-safe), and it runs
-    /// on Redis 6 too (`SET NX GET` needs 7.0).
-    pub async fn get_or_set(
+    /// Creates the missing versions (one script per key: atomic and
+    /// single-key, so cluster-safe) and tries the lease (`SET NX PX`), in
+    /// one round trip.
+    pub async fn prepare(
         &self,
-        keys: &[(&str, String)],
-        ttl: Duration,
-    ) -> Result<Vec<String>, Error> {
-        let cmds = keys
-            .iter()
-            .map(|(k, fresh)| {
-                redis::cmd("EVAL")
-                    .arg(GET_OR_SET_SCRIPT)
-                    .arg(1)
-                    .arg(*k)
-                    .arg(fresh)
-                    .arg(millis(ttl))
-                    .to_owned()
+        missing: &[(&str, String)],
+        version_ttl: Duration,
+        lease: Option<&LeaseTry<'_>>,
+    ) -> Result<Prepared, Error> {
+        let ttl = millis(version_ttl);
+        let values = self
+            .exec_scripts(|by_hash| {
+                let mut cmds: Vec<Cmd> = missing
+                    .iter()
+                    .map(|(k, fresh)| GET_OR_SET.call(by_hash, k).arg(fresh).arg(ttl).to_owned())
+                    .collect();
+                if let Some(l) = lease {
+                    cmds.push(lease_cmd(l));
+                    if !by_hash {
+                        // The first try's `SET NX` may have landed.
+                        cmds.push(redis::cmd("GET").arg(l.key).to_owned());
+                    }
+                }
+                cmds
             })
-            .collect();
-        let values = self.exec(cmds).await?;
-        let mut out = Vec::with_capacity(keys.len());
-        for v in values {
-            let version = bytes(Some(v))?.ok_or_else(|| Error::Reply("no version".into()))?;
-            out.push(String::from_utf8_lossy(&version).into_owned());
+            .await?;
+        let mut values = values.into_iter();
+        let mut versions = Vec::with_capacity(missing.len());
+        for v in values.by_ref().take(missing.len()) {
+            versions.push(bytes(Some(v))?.ok_or_else(|| Error::Reply("no version".into()))?);
         }
-        Ok(out)
+        let leased = match lease {
+            None => false,
+            Some(l) => {
+                let set = !matches!(values.next(), Some(Value::Nil) | None);
+                let ours =
+                    matches!(values.next(), Some(Value::BulkString(t)) if t == l.token.as_bytes());
+                set || ours
+            }
+        };
+        Ok(Prepared { versions, leased })
     }
 
-    pub async fn store(&self, fill: &Fill<'_>) -> Result<(), Error> {
-        self.exec(fill_cmds(fill)).await.map(drop)
+    pub async fn store(&self, store: &Store<'_>) -> Result<(), Error> {
+        self.exec_scripts(|by_hash| store_cmds(store, by_hash))
+            .await
+            .map(drop)
     }
 
     pub async fn delete(&self, keys: &[String]) -> Result<(), Error> {
@@ -238,63 +330,71 @@ impl RedisBackend {
     }
 
     /// `SET lease token NX PX ttl`: whether we got the lease.
-    pub async fn try_lease(&self, key: &str, token: &str, ttl: Duration) -> Result<bool, Error> {
-        let cmd = redis::cmd("SET")
-            .arg(key)
-            .arg(token)
-            .arg("NX")
-            .arg("PX")
-            .arg(millis(ttl))
-            .to_owned();
-        let v = self.exec(vec![cmd]).await?;
+    pub async fn try_lease(&self, lease: &LeaseTry<'_>) -> Result<bool, Error> {
+        let v = self.exec(vec![lease_cmd(lease)]).await?;
         Ok(!matches!(v.first(), Some(Value::Nil) | None))
     }
 
-    /// Optionally stores an entry, then releases our lease and tells waiting
-    /// processes, in one round trip.
+    /// Optionally stores an entry, then releases our lease and announces it
+    /// on `channel`: one round trip on one node; on a cluster the entry is
+    /// written before the lease is released, so that no waiter takes the
+    /// lease before the entry is there.
     pub async fn finish_lease(
         &self,
-        store: Option<&Fill<'_>>,
+        store: Option<&Store<'_>>,
         lease_key: &str,
         token: &str,
-        channel: &str,
+        channel: Option<&str>,
     ) -> Result<(), Error> {
-        let mut cmds = store.map(fill_cmds).unwrap_or_default();
-        cmds.push(
-            redis::cmd("EVAL")
-                .arg(RELEASE_SCRIPT)
-                .arg(1)
-                .arg(lease_key)
-                .arg(token)
-                .to_owned(),
-        );
-        cmds.push(redis::cmd("PUBLISH").arg(channel).arg(lease_key).to_owned());
-        self.exec(cmds).await.map(drop)
+        let release = |by_hash: bool| {
+            let mut cmds = vec![RELEASE.call(by_hash, lease_key).arg(token).to_owned()];
+            if let Some(channel) = channel {
+                cmds.push(redis::cmd("PUBLISH").arg(channel).arg(lease_key).to_owned());
+            }
+            cmds
+        };
+        match (store, self.is_cluster()) {
+            (Some(store), true) => {
+                self.store(store).await?;
+                self.exec_scripts(release).await.map(drop)
+            }
+            (store, _) => self
+                .exec_scripts(|by_hash| {
+                    let mut cmds = store.map(|s| store_cmds(s, by_hash)).unwrap_or_default();
+                    cmds.extend(release(by_hash));
+                    cmds
+                })
+                .await
+                .map(drop),
+        }
     }
+}
+
+fn lease_cmd(lease: &LeaseTry<'_>) -> Cmd {
+    redis::cmd("SET")
+        .arg(lease.key)
+        .arg(lease.token)
+        .arg("NX")
+        .arg("PX")
+        .arg(millis(lease.ttl))
+        .to_owned()
 }
 
 /// `SET entry value PX ttl`, and each version the entry carries kept alive
 /// at least as long as the entry.
-fn fill_cmds(fill: &Fill<'_>) -> Vec<Cmd> {
-    let ttl = millis(fill.ttl);
-    let mut cmds = Vec::with_capacity(fill.version_keys.len() + 1);
+fn store_cmds(store: &Store<'_>, by_hash: bool) -> Vec<Cmd> {
+    let ttl = millis(store.ttl);
+    let mut cmds = Vec::with_capacity(store.version_keys.len() + 1);
     cmds.push(
         redis::cmd("SET")
-            .arg(fill.key)
-            .arg(fill.value)
+            .arg(store.key)
+            .arg(store.value)
             .arg("PX")
             .arg(ttl)
             .to_owned(),
     );
-    for k in fill.version_keys {
-        cmds.push(
-            redis::cmd("EVAL")
-                .arg(EXTEND_SCRIPT)
-                .arg(1)
-                .arg(k)
-                .arg(ttl)
-                .to_owned(),
-        );
+    for k in store.version_keys {
+        cmds.push(EXTEND.call(by_hash, k).arg(ttl).to_owned());
     }
     cmds
 }

@@ -1,0 +1,102 @@
+//! What a call writes after its body ran: the entry under the versions read
+//! before it ran, the lease's release, and the value for the callers that
+//! waited in this process.
+
+use std::sync::Arc;
+
+use super::Call;
+use crate::backend::Store;
+use crate::entry;
+use crate::lease::LeaseGuard;
+use crate::singleflight::Flight;
+use crate::stats::Counters;
+
+/// The writes pending on the body's result.
+pub(crate) struct Fill<'c> {
+    call: &'c Call<'c>,
+    /// The versions the entry carries; `None` when it is not stored.
+    versions: Option<Vec<Vec<u8>>>,
+    lease: Option<LeaseGuard>,
+    flight: Option<Flight<'c>>,
+}
+
+impl<'c> Fill<'c> {
+    pub(super) fn new(
+        call: &'c Call<'c>,
+        versions: Vec<Vec<u8>>,
+        lease: Option<LeaseGuard>,
+        flight: Option<Flight<'c>>,
+    ) -> Self {
+        Fill {
+            call,
+            versions: Some(versions),
+            lease,
+            flight,
+        }
+    }
+
+    /// Nothing is stored; the value still goes to the flight's followers.
+    pub(super) fn uncached(call: &'c Call<'c>, flight: Option<Flight<'c>>) -> Self {
+        Fill {
+            call,
+            versions: None,
+            lease: None,
+            flight,
+        }
+    }
+
+    /// The buffer to encode the value into: the entry's header, if the
+    /// entry is to be stored.
+    pub(crate) fn start(&mut self) -> Vec<u8> {
+        let Some(versions) = &self.versions else {
+            return Vec::new();
+        };
+        match entry::header(self.call.spec.options.codec, versions, 256) {
+            Ok(header) => header,
+            Err(entry::BadVersion) => {
+                tracing::warn!(
+                    target: "cache_runtime",
+                    key = %self.call.entry_key,
+                    "a tag version in Redis is not one this crate wrote; not cached"
+                );
+                self.versions = None;
+                Vec::new()
+            }
+        }
+    }
+
+    /// Stores `encoded` (the buffer of [`start`](Self::start) with the
+    /// value from `at`; `None` when the result is not cached), releases the
+    /// lease and lands the flight. After a backend failure in the call it
+    /// writes nothing: the lease, if any, is released from its guard's drop.
+    pub(crate) async fn finish(mut self, encoded: Option<Vec<u8>>, at: usize) {
+        let call = self.call;
+        let inner = call.inner;
+        let store = match (&encoded, &self.versions) {
+            (Some(bytes), Some(_)) => Some(Store {
+                key: &call.entry_key,
+                value: bytes,
+                ttl: call.ttl,
+                version_keys: &call.version_keys,
+            }),
+            _ => None,
+        };
+        if !call.failed() {
+            let written = match self.lease.take() {
+                Some(guard) => guard.finish(store.as_ref()).await,
+                None => match &store {
+                    Some(store) => inner.backend.store(store).await,
+                    None => Ok(()),
+                },
+            };
+            match written {
+                Ok(()) if store.is_some() => Counters::add(&inner.stats.stores),
+                Ok(()) => {}
+                Err(e) => call.fail(&e, "store"),
+            }
+        }
+        if let Some(flight) = self.flight.take() {
+            flight.land(encoded.map(|bytes| Arc::from(&bytes[at..])));
+        }
+    }
+}

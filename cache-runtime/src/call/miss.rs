@@ -1,0 +1,210 @@
+//! What a miss does before the body runs: share the computation with
+//! concurrent callers of this process (flights), create the versions the
+//! value will carry, and take the fill lease so that one process computes.
+//!
+//! Callers share a computation only if they saw the same versions, so that
+//! one that read after an invalidation never receives a value computed from
+//! data read before it:
+//! - a flight is first found under the versions its leader *read* (a
+//!   missing one marked as such), and the body does not start until the
+//!   leader has created the missing ones: whoever joined by then read before
+//!   the body ran;
+//! - once the leader knows the versions the value will carry, the flight
+//!   moves under them, where only callers that read those same versions
+//!   find it.
+
+use std::sync::Arc;
+
+use super::{Bytes, Call, Fill, Found, Source, Step};
+use crate::entry::Check;
+use crate::lease::{Acquired, LeaseRequest, Wait};
+use crate::singleflight::{Flight, Join};
+use crate::stats::Counters;
+
+/// The in-process flight of an entry under versions (`None` where one is
+/// missing).
+fn flight_key<'v>(entry_key: &str, versions: impl Iterator<Item = Option<&'v [u8]>>) -> Vec<u8> {
+    let mut key = Vec::with_capacity(entry_key.len() + 100);
+    key.extend_from_slice(entry_key.as_bytes());
+    for v in versions {
+        match v {
+            Some(v) => {
+                key.extend_from_slice(b"\0+");
+                key.extend_from_slice(v);
+            }
+            None => key.extend_from_slice(b"\0-"),
+        }
+    }
+    key
+}
+
+impl Call<'_> {
+    /// A miss, given the versions the lookup read.
+    pub(super) async fn miss(&self, read: Vec<Option<Vec<u8>>>, epoch: u64) -> Step<'_> {
+        if !self.spec.options.lock {
+            return match self.versions(read, None).await {
+                Some((versions, _)) => Step::Compute(Fill::new(self, versions, None, None)),
+                None => self.offline().await,
+            };
+        }
+        let (mut read, mut epoch) = (read, epoch);
+        loop {
+            let key = flight_key(&self.entry_key, read.iter().map(Option::as_deref));
+            match self.inner.flights.join(key.clone()) {
+                Join::Follower(follower) => {
+                    epoch = self.inner.flights.epoch();
+                    if let Some(bytes) = follower.wait().await {
+                        return Step::Serve(Found {
+                            bytes: Bytes::Shared(bytes),
+                            source: Source::Coalesced,
+                        });
+                    }
+                    // The leader left no value (error, `None`, panic or
+                    // cancellation): start again; one of us leads.
+                }
+                Join::Leader(flight) => {
+                    if flight.landed_since(epoch) {
+                        // A flight of this process may have filled the key
+                        // after our read: look again before computing.
+                        let snap = match self
+                            .inner
+                            .backend
+                            .read(&self.entry_key, &self.version_keys, None)
+                            .await
+                        {
+                            Ok(snap) => snap,
+                            Err(e) => {
+                                self.fail(&e, "read");
+                                drop(flight);
+                                return self.offline().await;
+                            }
+                        };
+                        if let Check::Current(at) = self.check(&snap) {
+                            let entry = snap.entry.unwrap_or_default();
+                            flight.land(Some(Arc::from(&entry[at..])));
+                            return Step::Serve(Found {
+                                bytes: Bytes::Entry(entry, at),
+                                source: Source::Coalesced,
+                            });
+                        }
+                        read = snap.versions;
+                    }
+                    return self.lead(flight, &key, read).await;
+                }
+            }
+        }
+    }
+
+    /// The flight's leader: creates the missing versions and tries the
+    /// lease in one round trip, then computes, or waits for the process
+    /// that holds the lease.
+    async fn lead<'f>(
+        &'f self,
+        mut flight: Flight<'f>,
+        joined: &[u8],
+        read: Vec<Option<Vec<u8>>>,
+    ) -> Step<'f> {
+        let redis = self.inner.backend.as_redis();
+        let request = redis.map(|redis| {
+            LeaseRequest::new(
+                redis,
+                self.inner.notifier.as_ref(),
+                crate::cache::lease_key(&self.inner.namespace, &self.entry_key),
+                self.lock_ttl(),
+            )
+        });
+        let attempt = request.as_ref().map(LeaseRequest::attempt);
+        let Some((versions, taken)) = self.versions(read, attempt.as_ref()).await else {
+            drop(flight);
+            return self.offline().await;
+        };
+        let key = flight_key(&self.entry_key, versions.iter().map(|v| Some(v.as_slice())));
+        if key != joined {
+            // Another flight of this process that computes under the same
+            // versions has our value, unless we hold the lease. If it ends
+            // without one, we take its place.
+            while let Some(other) = flight.rekey(key.clone()) {
+                if taken {
+                    break;
+                }
+                if let Some(bytes) = other.wait().await {
+                    flight.land(Some(bytes.clone()));
+                    return Step::Serve(Found {
+                        bytes: Bytes::Shared(bytes),
+                        source: Source::Coalesced,
+                    });
+                }
+            }
+        }
+        let Some(request) = request else {
+            return Step::Compute(Fill::new(self, versions, None, Some(flight)));
+        };
+        let filled = |snap: &crate::backend::Snapshot| match self.check(snap) {
+            Check::Current(at) => Some(at),
+            _ => None,
+        };
+        let wait = Wait {
+            entry_key: &self.entry_key,
+            version_keys: &self.version_keys,
+            filled: &filled,
+        };
+        let waited = || Counters::add(&self.inner.stats.lease_waits);
+        match request.acquire(taken, wait, waited).await {
+            Ok(Acquired::Held(guard)) => {
+                Step::Compute(Fill::new(self, versions, Some(guard), Some(flight)))
+            }
+            Ok(Acquired::Filled(entry, at)) => {
+                flight.land(Some(Arc::from(&entry[at..])));
+                Step::Serve(Found {
+                    bytes: Bytes::Entry(entry, at),
+                    source: Source::Filled,
+                })
+            }
+            Err(e) => {
+                self.fail(&e, "lease");
+                Step::Compute(Fill::new(self, versions, None, Some(flight)))
+            }
+        }
+    }
+
+    /// The version of every version key, the missing ones created (each a
+    /// fresh random id, unless another caller created it first), with the
+    /// lease attempt in the same round trip. `None` when the backend failed.
+    async fn versions(
+        &self,
+        read: Vec<Option<Vec<u8>>>,
+        lease: Option<&crate::backend::redis::LeaseTry<'_>>,
+    ) -> Option<(Vec<Vec<u8>>, bool)> {
+        if lease.is_none() && read.iter().all(Option::is_some) {
+            return Some((read.into_iter().flatten().collect(), false));
+        }
+        let missing: Vec<(&str, String)> = self
+            .version_keys
+            .iter()
+            .zip(&read)
+            .filter(|(_, v)| v.is_none())
+            .map(|(k, _)| (k.as_ref(), crate::ids::random_id()))
+            .collect();
+        // A version starts with the entry's TTL, plus the lease's as room
+        // for the body to run; each entry stored under it extends it to its
+        // own, so versions expire with the last entry that carries them.
+        let prepared = self
+            .inner
+            .backend
+            .prepare(&missing, self.ttl + self.lock_ttl(), lease)
+            .await;
+        let prepared = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                self.fail(&e, "versions");
+                return None;
+            }
+        };
+        let mut created = prepared.versions.into_iter();
+        let versions = read
+            .into_iter()
+            .map(|v| v.or_else(|| created.next()))
+            .collect::<Option<Vec<_>>>()?;
+        Some((versions, prepared.leased))
+    }
+}
