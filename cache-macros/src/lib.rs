@@ -16,13 +16,42 @@ use proc_macro::TokenStream;
 
 /// Caches the results of an `async fn`.
 ///
-/// ```ignore
+/// ```
 /// use cache_runtime::cached;
+/// # use serde::{Deserialize, Serialize};
+/// #
+/// # #[derive(Debug, Serialize, Deserialize)]
+/// # struct Product { id: u64 }
+/// #
+/// # #[derive(Debug)]
+/// # struct DbError;
+/// #
+/// # mod db {
+/// #     pub async fn products_in(_: &str) -> Result<Vec<super::Product>, super::DbError> {
+/// #         Ok(vec![super::Product { id: 1 }])
+/// #     }
+/// # }
 ///
 /// #[cached(ttl = 600, tags = ["products", "category:{category}"])]
 /// async fn list_products(category: String) -> Result<Vec<Product>, DbError> {
 ///     db::products_in(&category).await
 /// }
+/// #
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), cache_runtime::Error> {
+/// # let cache = cache_runtime::Cache::builder().memory().build()?;
+/// # cache_runtime::set_default(cache.clone());
+/// # list_products("books".into()).await.unwrap(); // miss
+/// # list_products("books".into()).await.unwrap(); // hit
+/// # cache.invalidate_tag("category:books").await?;
+/// # list_products("books".into()).await.unwrap(); // miss
+/// # list_products_invalidate(&"books".to_string()).await?;
+/// # list_products("books".into()).await.unwrap(); // miss
+/// # list_products_invalidate_all().await?;
+/// # list_products("books".into()).await.unwrap(); // miss
+/// # assert_eq!((cache.stats().hits, cache.stats().computations), (1, 4));
+/// # Ok(())
+/// # }
 /// ```
 ///
 /// A call derives a key from the function and its arguments. On a hit it
@@ -49,10 +78,11 @@ use proc_macro::TokenStream;
 /// | any other type `T` | every value | |
 ///
 /// The cached value type `T` must implement `Serialize` and
-/// `DeserializeOwned`: values are stored as JSON and read back, so they
-/// cannot borrow (return `String`, not `&str`). An `Option` is stored as a
-/// list of zero or one value (`[x]`, `[]`), so that `Some(())` never reads
-/// back as `None`.
+/// `DeserializeOwned`: values are stored with serde (as JSON, or as
+/// MessagePack with `codec = "msgpack"`) and read back, so they cannot
+/// borrow (return `String`, not `&str`). An `Option` is stored as a list of
+/// zero or one value (`[x]`, `[]`), so that `Some(())` never reads back as
+/// `None`.
 ///
 /// A non-generic alias (`type ApiResult = Result<u32, ApiError>`) is not
 /// seen through: it is cached whole, `Err` included, if `ApiError` has
@@ -121,6 +151,12 @@ use proc_macro::TokenStream;
 ///   before another process may take over. Seconds, or a string with a unit
 ///   `ms`, `s`, `m`, `h` or `d`. Not with `lock = false`. Without it the
 ///   cache's default applies.
+/// - **`codec = "msgpack"`**: store values as MessagePack (`rmp-serde`, with
+///   field names, so that a struct whose fields changed reads as a miss, not
+///   as wrong values): smaller and faster to decode than JSON, but not
+///   readable with `redis-cli`. `codec = "json"`, the default, stores the
+///   value as `serde_json` writes it. Each entry records its codec: changing
+///   a function's codec makes its old entries misses, never garbage.
 /// - **`crate = "path"`**: where `cache_runtime` is, when it is not a
 ///   dependency under that name: `crate = "renamed"` after
 ///   `extern crate cache_runtime as renamed;`, or the path of a re-export
@@ -132,9 +168,27 @@ use proc_macro::TokenStream;
 ///
 /// Next to `name`, with its visibility, generics and `where` clause:
 ///
-/// ```ignore
-/// async fn name_invalidate(&self, id: &u64, ...) -> Result<(), cache_runtime::Error>;
-/// async fn name_invalidate_all(&self) -> Result<(), cache_runtime::Error>;
+/// ```
+/// # use cache_runtime::cached;
+/// # pub struct Catalog;
+/// impl Catalog {
+///     #[cached]
+///     pub async fn name(&self, id: u64, lang: &str) -> String {
+/// #       format!("{id} {lang}")
+///         // ...
+///     }
+///
+///     // Generated:
+///     // pub async fn name_invalidate(&self, id: &u64, lang: &str) -> Result<(), cache_runtime::Error>;
+///     // pub async fn name_invalidate_all(&self) -> Result<(), cache_runtime::Error>;
+/// }
+/// #
+/// # async fn check(catalog: &Catalog) -> Result<(), cache_runtime::Error> {
+/// #     let (id, lang): (&u64, &str) = (&7, "en");
+/// #     catalog.name_invalidate(id, lang).await?;
+/// #     catalog.name_invalidate_all().await
+/// # }
+/// # fn main() {}
 /// ```
 ///
 /// `name_invalidate` removes the entry of one call. It takes the arguments
@@ -162,12 +216,33 @@ use proc_macro::TokenStream;
 ///
 /// # Examples
 ///
-/// Each example is also compiled by the UI tests (`tests/ui/pass`).
+/// Each example is a doctest, run against the in-memory backend
+/// (`Cache::builder().memory()`).
 ///
 /// A method with its own cache, and tags naming an argument:
 ///
-/// ```ignore
+/// ```
 /// use cache_runtime::{cached, Cache};
+/// # use serde::{Deserialize, Serialize};
+/// #
+/// # #[derive(Debug, Serialize, Deserialize)]
+/// # struct User { id: u64 }
+/// #
+/// # #[derive(Debug)]
+/// # struct DbError;
+/// # impl std::fmt::Display for DbError {
+/// #     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+/// #         f.write_str("database error")
+/// #     }
+/// # }
+/// # impl std::error::Error for DbError {}
+/// #
+/// # struct Db;
+/// # impl Db {
+/// #     async fn user(&self, id: u64) -> Result<Option<User>, DbError> {
+/// #         Ok(Some(User { id }))
+/// #     }
+/// # }
 ///
 /// struct Users { cache: Cache, db: Db }
 ///
@@ -178,29 +253,86 @@ use proc_macro::TokenStream;
 ///     }
 /// }
 ///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let cache = Cache::builder().memory().build()?;
+/// # let users = Users { cache: cache.clone(), db: Db };
 /// users.get(7).await?;
+/// # users.get(7).await?; // hit
 /// users.get_invalidate(&7).await?;      // this call only
+/// # users.get(7).await?; // miss
 /// cache.invalidate_tag("user:7").await?; // every entry tagged `user:7`
+/// # users.get(7).await?; // miss
+/// # assert_eq!((cache.stats().hits, cache.stats().computations), (1, 3));
+/// # Ok(())
+/// # }
 /// ```
 ///
 /// A readable key, an argument left out, `None` cached too:
 ///
-/// ```ignore
+/// ```
+/// # use cache_runtime::cached;
+/// # use serde::{Deserialize, Serialize};
+/// #
+/// # #[derive(Debug, Serialize, Deserialize)]
+/// # struct Product { id: u64 }
+/// #
+/// # struct PgPool;
+/// # impl PgPool {
+/// #     async fn find_product(&self, _id: u64) -> Option<Product> {
+/// #         None
+/// #     }
+/// # }
+/// #
 /// #[cached(key = "product:{id}", skip(pool), cache_none = true)]
 /// async fn product(pool: &PgPool, id: u64) -> Option<Product> {
 ///     pool.find_product(id).await
 /// }
+/// #
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), cache_runtime::Error> {
+/// # let cache = cache_runtime::Cache::builder().memory().build()?;
+/// # cache_runtime::set_default(cache.clone());
+/// # assert!(product(&PgPool, 42).await.is_none()); // miss
+/// # assert!(product(&PgPool, 42).await.is_none()); // hit: `None` is cached
+/// # assert_eq!((cache.stats().hits, cache.stats().computations), (1, 1));
+/// # product_invalidate(&42).await?;
+/// # Ok(())
+/// # }
 /// ```
 ///
 /// No stampede protection, in a trait impl:
 ///
-/// ```ignore
+/// ```
+/// # use cache_runtime::cached;
+/// #
+/// # trait Repository {
+/// #     async fn count(&self, table: String) -> u64;
+/// # }
+/// #
+/// # struct Postgres;
+/// # impl Postgres {
+/// #     async fn count_rows(&self, table: &str) -> u64 {
+/// #         table.len() as u64
+/// #     }
+/// # }
+/// #
 /// impl Repository for Postgres {
 ///     #[cached(lock = false, companions = false)]
 ///     async fn count(&self, table: String) -> u64 {
 ///         self.count_rows(&table).await
 ///     }
 /// }
+/// #
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), cache_runtime::Error> {
+/// # let cache = cache_runtime::Cache::builder().memory().build()?;
+/// # cache_runtime::set_default(cache.clone());
+/// # assert_eq!(Postgres.count("products".into()).await, 8);
+/// # assert_eq!(Postgres.count("products".into()).await, 8);
+/// # assert_eq!((cache.stats().hits, cache.stats().computations), (1, 1));
+/// # Ok(())
+/// # }
 /// ```
 ///
 /// # Expansion
@@ -210,12 +342,22 @@ use proc_macro::TokenStream;
 ///
 /// ```ignore
 /// async fn list_products(category: String) -> Result<Vec<Product>, DbError> {
+///     // Fails to compile against a runtime of another version.
+///     const _: () = __private::VERSION_0_1_0;
 ///     // Its type name is the function's path: `app::list_products::{{closure}}::__cache_marker`.
 ///     fn __cache_marker() -> &'static str {
 ///         __private::type_name_of_val(&__cache_marker)
 ///     }
-///     static __CACHE_SPEC: __private::Spec =
-///         __private::Spec::new("list_products", __cache_marker, __private::Some(600), true, __private::None);
+///     // The options, and the tags that interpolate no argument.
+///     static __CACHE_SPEC: __private::Spec = __private::Spec::new(
+///         "list_products",
+///         __cache_marker,
+///         __private::Options {
+///             ttl_secs: __private::Some(600),
+///             tags: &["products"],
+///             ..__private::Options::DEFAULT
+///         },
+///     );
 ///     // Compile-time check, reported at the return type (a key argument
 ///     // that is not `Serialize` is reported at its type by `ArgsDigest::arg`).
 ///     __private::assert_cacheable::<Vec<Product>>();
@@ -224,15 +366,12 @@ use proc_macro::TokenStream;
 ///     let mut __cache_digest = __private::ArgsDigest::new();
 ///     __private::ArgsDigest::arg::<String>(&mut __cache_digest, &category);
 ///     let __cache_key: __private::KeyPart = __cache_digest.finish();
-///     let __cache_tags: __private::Vec<__private::String> = __private::vec![
-///         __private::format!("products"),
-///         __private::format!("category:{}", category),
-///     ];
+///     let __cache_tags: [__private::String; 1] = [__private::format!("category:{}", category)];
 ///     __private::execute::<Result<Vec<Product>, DbError>, __private::OkOnly, _>(
 ///         __cache_handle,
 ///         &__CACHE_SPEC,
 ///         __cache_key,
-///         __cache_tags,
+///         &__cache_tags,
 ///         __private::OkOnly,
 ///         async move { db::products_in(&category).await },
 ///     )
@@ -241,7 +380,7 @@ use proc_macro::TokenStream;
 ///
 /// /// Invalidates the value that `list_products` cached for these arguments, ...
 /// async fn list_products_invalidate(category: &String) -> __private::Result<(), __private::Error> {
-///     static __CACHE_SPEC: __private::Spec = /* as above */;
+///     /* `VERSION_0_1_0`, `__cache_marker` and `__CACHE_SPEC` as above */
 ///     let __cache_handle = __private::default_cache();
 ///     let mut __cache_digest = __private::ArgsDigest::new();
 ///     __private::ArgsDigest::arg::<String>(&mut __cache_digest, category);
@@ -251,7 +390,7 @@ use proc_macro::TokenStream;
 ///
 /// /// Invalidates every value that `list_products` cached, whatever the arguments.
 /// async fn list_products_invalidate_all() -> __private::Result<(), __private::Error> {
-///     static __CACHE_SPEC: __private::Spec = /* as above */;
+///     /* `VERSION_0_1_0`, `__cache_marker` and `__CACHE_SPEC` as above */
 ///     __private::invalidate_function(__private::default_cache(), &__CACHE_SPEC).await
 /// }
 /// ```
@@ -259,8 +398,9 @@ use proc_macro::TokenStream;
 /// The key and tags are computed before the body's `async move` block takes
 /// the arguments, so nothing is cloned. With `cache = expr` the handle is
 /// `Some(Cache::clone(AsCache::as_cache(&(expr))))`; with `key = "..."` the
-/// key is `KeyPart::template(format!(...))`. The `__cache_` locals are
-/// hygienic: the body cannot see them.
+/// key is `KeyPart::template(format!(...))`; `codec`, `lock` and `lock_ttl`
+/// are fields of `Options`. The `__cache_` locals are hygienic: the body
+/// cannot see them.
 ///
 /// # Errors
 ///
@@ -273,6 +413,7 @@ use proc_macro::TokenStream;
 ///   kind;
 /// - a `ttl` or `lock_ttl` that is zero, negative, fractional, too large, an
 ///   empty string or has an unknown unit; `lock_ttl` with `lock = false`;
+/// - an unknown `codec` (the closest valid one suggested);
 /// - a template with an unknown argument (the closest is suggested), `{self}`,
 ///   an unclosed `{`, an unmatched `}`, an empty `{}` or a format spec;
 ///   an interpolated argument that does not implement `Display`;

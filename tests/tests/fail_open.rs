@@ -2,9 +2,11 @@
 //! fails a call; the body runs and its result is returned, failures are
 //! counted, and caching resumes on its own when Redis comes back.
 //!
-//! Each test owns its server. The hang guards (`guard`) are far above the
-//! op timeout: they catch a call stuck in connection retries (seconds),
-//! they do not measure latency (the `fail_open` bench does).
+//! Each test that needs a server starts its own `RedisServer` (the others
+//! point at a `free_port` nobody listens on). The hang guards (`no_hang`)
+//! are far above the op timeout: they catch a call stuck in connection
+//! retries (seconds), they do not measure latency (`cargo run --release -p
+//! cache-tests --bin measure -- fail-open` does).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
