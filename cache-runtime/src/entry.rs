@@ -37,10 +37,10 @@ pub(crate) enum Check {
 
 /// Whether an entry is current under `versions`, the values the version
 /// keys hold now (`None` where a key is missing).
-pub(crate) fn check<V: AsRef<[u8]>>(
+pub(crate) fn check<'v>(
     entry: Option<&[u8]>,
     codec: Codec,
-    versions: &[Option<V>],
+    versions: impl ExactSizeIterator<Item = Option<&'v [u8]>>,
 ) -> Check {
     let Some(bytes) = entry else {
         return Check::Absent;
@@ -62,21 +62,22 @@ pub(crate) fn check<V: AsRef<[u8]>>(
             Check::Corrupt
         };
     }
-    for (i, current) in versions.iter().enumerate() {
+    let count = versions.len();
+    if count == 0 {
+        return Check::Corrupt;
+    }
+    for (i, current) in versions.enumerate() {
         let Some(current) = current else {
             return Check::Stale;
         };
-        let Some(after) = rest.strip_prefix(current.as_ref()) else {
+        let Some(after) = rest.strip_prefix(current) else {
             return Check::Stale;
         };
-        let separator = if i + 1 == versions.len() { b'\n' } else { b',' };
+        let separator = if i + 1 == count { b'\n' } else { b',' };
         match after.first() {
             Some(&b) if b == separator => rest = &after[1..],
             _ => return Check::Stale,
         }
-    }
-    if versions.is_empty() {
-        return Check::Corrupt;
     }
     Check::Current(bytes.len() - rest.len())
 }
@@ -122,11 +123,10 @@ mod tests {
         out
     }
 
-    fn now(versions: &[Option<&str>]) -> Vec<Option<Vec<u8>>> {
-        versions
-            .iter()
-            .map(|v| v.map(|v| v.as_bytes().to_vec()))
-            .collect()
+    fn now<'a>(
+        versions: &'a [Option<&'a str>],
+    ) -> impl ExactSizeIterator<Item = Option<&'a [u8]>> + Clone {
+        versions.iter().map(|v| v.map(str::as_bytes))
     }
 
     #[test]
@@ -140,22 +140,22 @@ mod tests {
     #[test]
     fn current_only_under_the_recorded_versions() {
         let bytes = entry(Codec::Json, &["a1", "b2"], br#"{"x":[1,2]}"#);
-        let at = match check(Some(&bytes), Codec::Json, &now(&[Some("a1"), Some("b2")])) {
+        let at = match check(Some(&bytes), Codec::Json, now(&[Some("a1"), Some("b2")])) {
             Check::Current(at) => at,
             other => panic!("{other:?}"),
         };
         assert_eq!(&bytes[at..], br#"{"x":[1,2]}"#);
         for stale in [
-            now(&[Some("a1"), Some("b3")]),
-            now(&[None, Some("b2")]),
-            now(&[Some("a1"), None]),
-            now(&[Some("a1")]),
-            now(&[Some("a1"), Some("b2"), Some("c3")]),
-            now(&[Some("a"), Some("1,b2")]),
-            now(&[Some("a1"), Some("b")]),
+            &[Some("a1"), Some("b3")][..],
+            &[None, Some("b2")],
+            &[Some("a1"), None],
+            &[Some("a1")],
+            &[Some("a1"), Some("b2"), Some("c3")],
+            &[Some("a"), Some("1,b2")],
+            &[Some("a1"), Some("b")],
         ] {
             assert_eq!(
-                check(Some(&bytes), Codec::Json, &stale),
+                check(Some(&bytes), Codec::Json, now(stale)),
                 Check::Stale,
                 "{stale:?}"
             );
@@ -167,11 +167,11 @@ mod tests {
         let bytes = entry(Codec::MsgPack, &["a1"], b"\x91\x01");
         let versions = now(&[Some("a1")]);
         assert_eq!(
-            check(Some(&bytes), Codec::Json, &versions),
+            check(Some(&bytes), Codec::Json, versions.clone()),
             Check::OtherCodec
         );
         assert!(matches!(
-            check(Some(&bytes), Codec::MsgPack, &versions),
+            check(Some(&bytes), Codec::MsgPack, versions),
             Check::Current(_)
         ));
     }
@@ -188,17 +188,17 @@ mod tests {
             b"\xff\xfe",
             br#"{"tags":{},"value":1}"#,
         ] {
-            let c = check(Some(bytes), Codec::Json, &versions);
+            let c = check(Some(bytes), Codec::Json, versions.clone());
             assert!(
                 matches!(c, Check::Corrupt | Check::Stale),
                 "{bytes:?}: {c:?}"
             );
         }
         assert_eq!(
-            check(Some(b"cr1 json a1\n"), Codec::Json, &versions),
+            check(Some(b"cr1 json a1\n"), Codec::Json, versions.clone()),
             Check::Current(12)
         );
-        assert_eq!(check(None, Codec::Json, &versions), Check::Absent);
+        assert_eq!(check(None, Codec::Json, versions), Check::Absent);
     }
 
     #[test]

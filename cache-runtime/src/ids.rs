@@ -6,15 +6,37 @@ pub(crate) fn random_id() -> String {
     hex(&rand::random::<[u8; 16]>())
 }
 
+const DIGITS: &[u8; 16] = b"0123456789abcdef";
+
 /// Lowercase hex of `bytes`.
 pub(crate) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
         s.push(char::from(DIGITS[usize::from(b >> 4)]));
         s.push(char::from(DIGITS[usize::from(b & 0xf)]));
     }
     s
+}
+
+/// Lowercase hex of 16 bytes, without allocating.
+pub(crate) fn hex16(bytes: &[u8; 16]) -> Hex32 {
+    let mut out = [0; 32];
+    for (i, b) in bytes.iter().enumerate() {
+        out[2 * i] = DIGITS[usize::from(b >> 4)];
+        out[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
+    }
+    Hex32(out)
+}
+
+/// 32 hex digits.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Hex32([u8; 32]);
+
+impl Hex32 {
+    pub fn as_str(&self) -> &str {
+        // Hex digits only: always ASCII.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
 }
 
 #[cfg(test)]
@@ -26,5 +48,7 @@ mod tests {
         assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
         assert_ne!(a, b);
         assert_eq!(super::hex(&[0x00, 0x9f, 0xff]), "009fff");
+        let bytes: [u8; 16] = std::array::from_fn(|i| (i * 17) as u8);
+        assert_eq!(super::hex16(&bytes).as_str(), super::hex(&bytes));
     }
 }

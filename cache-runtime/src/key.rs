@@ -4,6 +4,7 @@
 
 use serde::Serialize;
 
+use crate::backend::KeyName;
 use crate::canonical::{self, EncodeError};
 use crate::spec::FunctionKeys;
 
@@ -26,15 +27,42 @@ impl KeyPart {
 
     /// The full key of this call of the function whose keys are `keys`.
     pub(crate) fn entry_key(self, keys: &FunctionKeys) -> Result<String, EncodeError> {
+        Ok(self.into_call_part()?.entry(keys).to_string())
+    }
+
+    pub(crate) fn into_call_part(self) -> Result<CallPart, EncodeError> {
         match self {
-            KeyPart::Digest(d) => {
-                let mut key = String::with_capacity(keys.entry_prefix.len() + 32);
-                key.push_str(&keys.entry_prefix);
-                key.push_str(&crate::ids::hex(&d));
-                Ok(key)
-            }
-            KeyPart::Template(t) => Ok(format!("{}:{t}", keys.namespace)),
+            KeyPart::Digest(d) => Ok(CallPart::Digest(crate::ids::hex16(&d))),
+            KeyPart::Template(t) => Ok(CallPart::Template(t)),
             KeyPart::Failed(e) => Err(e),
+        }
+    }
+}
+
+/// The per-call part of a key, ready to be written.
+#[derive(Debug)]
+pub(crate) enum CallPart {
+    Digest(crate::ids::Hex32),
+    Template(String),
+}
+
+impl CallPart {
+    /// The entry's key: `{ns}:{path}:{digest}` or `{ns}:{template}`.
+    pub fn entry<'a>(&'a self, keys: &'a FunctionKeys) -> KeyName<'a> {
+        match self {
+            CallPart::Digest(hex) => KeyName::new(&[&keys.entry_prefix, hex.as_str()]),
+            CallPart::Template(t) => KeyName::new(&[&keys.namespace, ":", t]),
+        }
+    }
+
+    /// The key of the entry's own version: `{ns}#call:{entry key}`.
+    pub fn call_version<'a>(&'a self, keys: &'a FunctionKeys) -> KeyName<'a> {
+        let ns = keys.namespace.as_str();
+        match self {
+            CallPart::Digest(hex) => {
+                KeyName::new(&[ns, "#call:", &keys.entry_prefix, hex.as_str()])
+            }
+            CallPart::Template(t) => KeyName::new(&[ns, "#call:", ns, ":", t]),
         }
     }
 }

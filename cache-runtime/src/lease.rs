@@ -18,15 +18,14 @@
 //!   a holder whose process died leaves a lease that expires after
 //!   `lock_ttl`, and a waiter takes over.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::backend::Snapshot;
 use crate::backend::Store;
 use crate::backend::redis::{LeaseTry, RedisBackend};
+use crate::backend::{KeyName, Snapshot};
 use crate::error::Error;
 use crate::notify::{Notifier, Registration};
 
@@ -46,13 +45,13 @@ pub(crate) enum Acquired {
     /// The lease is ours: compute, then release it through the guard.
     Held(LeaseGuard),
     /// The entry was filled meanwhile: the value starts at the offset.
-    Filled(Vec<u8>, usize),
+    Filled(Snapshot, usize),
 }
 
 /// What a waiter reads, and how it knows the entry is filled.
 pub(crate) struct Wait<'a> {
     pub entry_key: &'a str,
-    pub version_keys: &'a [Cow<'static, str>],
+    pub version_keys: &'a [String],
     /// The value's offset in a snapshot whose entry is current.
     pub filled: &'a (dyn Fn(&Snapshot) -> Option<usize> + Sync),
 }
@@ -123,11 +122,15 @@ impl<'a> LeaseRequest<'a> {
                 }
                 let snap = self
                     .redis
-                    .read(wait.entry_key, wait.version_keys, Some(&guard.key))
+                    .read(
+                        KeyName::whole(wait.entry_key),
+                        wait.version_keys.iter().map(|k| KeyName::whole(k)),
+                        Some(&guard.key),
+                    )
                     .await?;
                 let leased = snap.leased;
                 if let Some(at) = (wait.filled)(&snap) {
-                    return Ok(Acquired::Filled(snap.entry.unwrap_or_default(), at));
+                    return Ok(Acquired::Filled(snap, at));
                 }
                 let now = Instant::now();
                 if !leased || now >= deadline {

@@ -5,14 +5,18 @@
 //! ```
 //!
 //! One run measures, side by side, and prints ratios:
-//! 1. hits: latency (sequential) and throughput (64 concurrent tasks) of
-//!    raw `redis` GET + `serde_json` decode (the floor), `#[cached]` without
-//!    tags, `#[cached]` with two tags, the `cached` crate's Redis macro
-//!    (`#[concurrent_cached]` with `AsyncRedisCache`, its 4.x name for
-//!    `#[io_cached]`), and raw GET + MessagePack decode (the floor of the
-//!    `cached` crate's format), all on the same value: a `Vec` of 50 small
-//!    structs; then where a hit's CPU goes, without I/O;
-//! 2. misses: body + store, against raw GET + SET;
+//! 1. hits, on two values: a `Vec` of 50 small structs (about 5 KB of JSON)
+//!    and one product struct (about 320 bytes of JSON). For each, latency
+//!    (sequential), throughput (64 concurrent tasks) and the client's CPU
+//!    time per hit (this process's user + system time over the throughput
+//!    runs, from `getrusage`; Redis runs in its own process) of: raw `redis`
+//!    GET + `serde_json` decode (the floor), raw GET + MessagePack decode
+//!    (the floor of the `cached` crate's format), `#[cached]` without tags,
+//!    with two tags, and with `codec = "msgpack"`, and the `cached` crate's
+//!    Redis macro (`#[concurrent_cached]` with `AsyncRedisCache`, its 4.x
+//!    name for `#[io_cached]`); then where a hit's CPU goes, without I/O;
+//! 2. misses (on the 5 KB value): body + store, against raw GET + SET, with
+//!    Redis commands and round trips per miss;
 //! 3. a cold-key stampede: 256 concurrent callers on one key whose body
 //!    takes 150 ms (a sleep, then the same on an 8-connection "database"),
 //!    in one process and in two caches standing for two processes;
@@ -21,8 +25,9 @@
 //!
 //! Contenders are measured in interleaved rounds, so that drift does not
 //! favour whoever runs first, on a worker thread of a 2-worker runtime.
-//! Every hit is checked to be one (the bodies count their runs), and Redis
-//! commands per call are counted from `INFO commandstats`.
+//! Every hit is checked to be one (the bodies count their runs), Redis
+//! commands per call are counted from `INFO commandstats`, and `#[cached]`'s
+//! round trips from its `Stats`.
 //!
 //! It starts its own `redis-server` on a free port (never the shared one)
 //! and stops it at the end. The dashboard part uses the example's database
@@ -32,6 +37,7 @@
 //! sits behind the `peers` feature: it needs a newer Rust than the
 //! workspace (1.92, and 1.95 for its `r2d2` dependency's `parking_lot`).
 
+use std::fmt::Display;
 use std::future::Future;
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -44,14 +50,20 @@ use cache_runtime::{Cache, cached};
 use cached::AsyncRedisCache;
 use cached::macros::concurrent_cached;
 use redis::aio::MultiplexedConnection;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Barrier, Semaphore};
 
 use cache_tests::RedisServer;
 
-// ---------------------------------------------------------------- the value
+// --------------------------------------------------------------- the values
 
-/// One of the 50 small structs of the cached value.
+/// A cached value, built from a seed by the bodies.
+trait Value: Clone + Serialize + DeserializeOwned + Send + Sync + 'static {
+    fn make(seed: u64) -> Self;
+}
+
+/// One of the 50 small structs of the 5 KB value.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Item {
     id: u64,
@@ -61,24 +73,116 @@ struct Item {
     in_stock: bool,
 }
 
-fn value(seed: u64) -> Vec<Item> {
-    (0..50)
-        .map(|i| Item {
-            id: seed * 100 + i,
-            sku: format!("SKU-{seed:06}-{i:02}"),
-            name: format!("Everyday Steel Kettle {i}"),
-            price_cents: 1_999 + i as i64 * 100,
-            in_stock: i % 7 != 0,
-        })
-        .collect()
+impl Value for Vec<Item> {
+    fn make(seed: u64) -> Self {
+        (0..50)
+            .map(|i| Item {
+                id: seed * 100 + i,
+                sku: format!("SKU-{seed:06}-{i:02}"),
+                name: format!("Everyday Steel Kettle {i}"),
+                price_cents: 1_999 + i as i64 * 100,
+                in_stock: i % 7 != 0,
+            })
+            .collect()
+    }
+}
+
+/// The small value: one product, about 320 bytes of JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Product {
+    id: u64,
+    sku: String,
+    name: String,
+    description: String,
+    category: String,
+    price_cents: i64,
+    currency: String,
+    in_stock: bool,
+    rating: f32,
+    tags: Vec<String>,
+}
+
+impl Value for Product {
+    fn make(seed: u64) -> Self {
+        Product {
+            id: seed,
+            sku: format!("SKU-{seed:06}"),
+            name: "Everyday Steel Kettle, 1.7 l".to_owned(),
+            description:
+                "Brushed stainless steel electric kettle: concealed element, auto shut-off."
+                    .to_owned(),
+            category: "kitchen/small-appliances".to_owned(),
+            price_cents: 4_999,
+            currency: "EUR".to_owned(),
+            in_stock: true,
+            rating: 4.6,
+            tags: ["kettle", "stainless-steel", "electric", "bestseller"]
+                .map(str::to_owned)
+                .to_vec(),
+        }
+    }
+}
+
+/// The values measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    List,
+    Product,
+}
+
+impl Shape {
+    const ALL: [Shape; 2] = [Shape::List, Shape::Product];
+
+    fn label(self) -> &'static str {
+        match self {
+            Shape::List => "5 KB value (Vec of 50 items)",
+            Shape::Product => "small value (one product)",
+        }
+    }
+
+    /// The part of its keys that tells the values apart (also the module of
+    /// its contenders).
+    fn key(self) -> &'static str {
+        match self {
+            Shape::List => "list",
+            Shape::Product => "product",
+        }
+    }
+
+    /// The `cached` crate's key prefix for this value.
+    fn peer_prefix(self) -> String {
+        format!("peer_{}", self.key())
+    }
+
+    /// A contender on this value.
+    fn who(self, kind: Kind, conn: &MultiplexedConnection) -> Who {
+        Who {
+            kind,
+            shape: self,
+            conn: conn.clone(),
+        }
+    }
+
+    /// Bytes of JSON and of (compact) MessagePack of the value.
+    fn sizes(self) -> (usize, usize) {
+        fn sizes<V: Value>() -> (usize, usize) {
+            let v = V::make(1);
+            let json = serde_json::to_vec(&v).expect("json").len();
+            (json, rmp_serde::to_vec(&v).expect("msgpack").len())
+        }
+        match self {
+            Shape::List => sizes::<Vec<Item>>(),
+            Shape::Product => sizes::<Product>(),
+        }
+    }
 }
 
 /// The body of every contender: counts its runs, then builds the value.
 static BODY_RUNS: AtomicU64 = AtomicU64::new(0);
 
-fn body(id: u64) -> Vec<Item> {
+fn body<V: Value>(id: u64) -> V {
     BODY_RUNS.fetch_add(1, Relaxed);
-    value(id)
+    V::make(id)
 }
 
 /// The stampede's body: 150 ms, like a slow query.
@@ -97,30 +201,143 @@ async fn slow_body(id: u64, pool: bool) -> Vec<Item> {
     body(id)
 }
 
-// ------------------------------------------------------------- #[cached]
+// --------------------------------------------------------------- the floors
 
-#[cached(ttl = 600)]
-async fn ours(id: u64) -> Vec<Item> {
-    body(id)
+/// A raw floor's encoding: JSON, or the `cached` crate's compact MessagePack.
+fn encode<V: Value>(kind: Kind, v: &V) -> Vec<u8> {
+    match kind {
+        Kind::RawMsgpack => rmp_serde::to_vec(v).expect("msgpack"),
+        _ => serde_json::to_vec(v).expect("json"),
+    }
 }
 
-#[cached(ttl = 600, tags = ["items", "item:{id}"])]
-async fn ours_tagged(id: u64) -> Vec<Item> {
-    body(id)
+fn decode<V: Value>(kind: Kind, bytes: &[u8]) -> V {
+    match kind {
+        Kind::RawMsgpack => rmp_serde::from_slice(bytes).expect("msgpack"),
+        _ => serde_json::from_slice(bytes).expect("json"),
+    }
 }
+
+/// A raw floor's hit: GET, decode.
+async fn raw_get<V: Value>(who: &Who, id: u64) -> V {
+    let bytes: Option<Vec<u8>> = redis::cmd("GET")
+        .arg(who.raw_key(id))
+        .query_async(&mut who.conn.clone())
+        .await
+        .expect("GET");
+    decode(who.kind, &bytes.expect("warmed"))
+}
+
+/// A raw floor's miss, cache-aside: GET (nothing), compute, SET.
+async fn raw_miss<V: Value>(who: &Who, id: u64) -> V {
+    let mut conn = who.conn.clone();
+    let key = who.raw_key(id);
+    let found: Option<Vec<u8>> = redis::cmd("GET")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .expect("GET");
+    assert!(found.is_none());
+    let v = body(id);
+    let () = redis::cmd("SET")
+        .arg(&key)
+        .arg(encode(who.kind, &v))
+        .arg("PX")
+        .arg(600_000)
+        .query_async(&mut conn)
+        .await
+        .expect("SET");
+    v
+}
+
+// ---------------------------------------- #[cached] and the peer, per value
 
 /// The memory backend: what a hit costs without any I/O.
 static MEMORY: OnceLock<Cache> = OnceLock::new();
 
-#[cached(ttl = 600, cache = MEMORY.get().expect("set in run"))]
-async fn ours_in_memory(id: u64) -> Vec<Item> {
-    body(id)
+/// The `cached` crate's store for a function, under `prefix`.
+async fn peer_cache<K, V>(prefix: String) -> AsyncRedisCache<K, V>
+where
+    K: Display + Send + Sync,
+    V: Serialize + DeserializeOwned + Send,
+{
+    AsyncRedisCache::builder(prefix)
+        .ttl(Duration::from_secs(600))
+        .connection_string(redis_url())
+        .build()
+        .await
+        .expect("cached crate: AsyncRedisCache")
 }
 
-#[cached(ttl = 600, lock = false)]
-async fn ours_unlocked(id: u64) -> Vec<Item> {
-    body(id)
+/// The cached contenders on one value, in a module of their own (their keys
+/// hold its path), and `call`, which runs any contender on it.
+macro_rules! contenders {
+    ($($module:ident: $value:ty = $shape:ident;)*) => {$(
+        mod $module {
+            use super::*;
+
+            type V = $value;
+            const SHAPE: Shape = Shape::$shape;
+
+            #[cached(ttl = 600)]
+            async fn ours(id: u64) -> V {
+                body(id)
+            }
+
+            #[cached(ttl = 600, tags = ["items", "item:{id}"])]
+            async fn ours_tagged(id: u64) -> V {
+                body(id)
+            }
+
+            #[cached(ttl = 600, codec = "msgpack")]
+            async fn ours_msgpack(id: u64) -> V {
+                body(id)
+            }
+
+            #[cached(ttl = 600, lock = false)]
+            async fn ours_unlocked(id: u64) -> V {
+                body(id)
+            }
+
+            #[cached(ttl = 600, cache = MEMORY.get().expect("set in cpu_only"))]
+            async fn ours_in_memory(id: u64) -> V {
+                body(id)
+            }
+
+            #[concurrent_cached(
+                ty = "AsyncRedisCache<u64, V>",
+                create = r##"{ peer_cache(SHAPE.peer_prefix()).await }"##,
+                map_error = r##"|e| PeerError(format!("{e:?}"))"##
+            )]
+            async fn peer(id: u64) -> Result<V, PeerError> {
+                Ok(body(id))
+            }
+
+            /// A call of `who` that should hit, or with `miss` one on a key
+            /// nobody has filled.
+            pub(super) async fn call(who: &Who, id: u64, miss: bool) -> V {
+                debug_assert_eq!(who.shape, SHAPE);
+                match who.kind {
+                    Kind::RawJson | Kind::RawMsgpack if miss => raw_miss(who, id).await,
+                    Kind::RawJson | Kind::RawMsgpack => raw_get(who, id).await,
+                    Kind::Ours => ours(id).await,
+                    Kind::OursTagged => ours_tagged(id).await,
+                    Kind::OursMsgpack => ours_msgpack(id).await,
+                    Kind::OursUnlocked => ours_unlocked(id).await,
+                    Kind::OursInMemory => ours_in_memory(id).await,
+                    Kind::Peer => peer(id).await.expect("peer"),
+                }
+            }
+        }
+    )*};
 }
+
+contenders! {
+    list: Vec<Item> = List;
+    product: Product = Product;
+}
+
+// ------------------------------------------------ #[cached] in the stampede
 
 #[cached(ttl = 600)]
 async fn ours_slow(id: u64, pool: bool) -> Vec<Item> {
@@ -153,31 +370,8 @@ fn redis_url() -> &'static str {
 struct PeerError(String);
 
 #[concurrent_cached(
-    ty = "AsyncRedisCache<u64, Vec<Item>>",
-    create = r##"{
-        AsyncRedisCache::builder("peer")
-            .ttl(Duration::from_secs(600))
-            .connection_string(redis_url())
-            .build()
-            .await
-            .expect("cached crate: AsyncRedisCache")
-    }"##,
-    map_error = r##"|e| PeerError(format!("{e:?}"))"##
-)]
-async fn peer(id: u64) -> Result<Vec<Item>, PeerError> {
-    Ok(body(id))
-}
-
-#[concurrent_cached(
     ty = "AsyncRedisCache<String, Vec<Item>>",
-    create = r##"{
-        AsyncRedisCache::builder("peer_slow")
-            .ttl(Duration::from_secs(600))
-            .connection_string(redis_url())
-            .build()
-            .await
-            .expect("cached crate: AsyncRedisCache")
-    }"##,
+    create = r##"{ peer_cache("peer_slow".to_owned()).await }"##,
     map_error = r##"|e| PeerError(format!("{e:?}"))"##,
     key = "String",
     convert = r##"{ format!("{id}:{pool}") }"##
@@ -188,84 +382,79 @@ async fn peer_slow(id: u64, pool: bool) -> Result<Vec<Item>, PeerError> {
 
 // ------------------------------------------------------------ contenders
 
-#[derive(Clone)]
-enum Who {
-    Raw(MultiplexedConnection),
-    RawMsgpack(MultiplexedConnection),
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    RawJson,
+    RawMsgpack,
     Ours,
     OursTagged,
+    OursMsgpack,
     OursUnlocked,
+    OursInMemory,
     Peer,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::RawJson => "raw redis GET + serde_json (floor)",
+            Kind::RawMsgpack => "raw redis GET + MessagePack (cached crate's format)",
+            Kind::Ours => "#[cached], no tags",
+            Kind::OursTagged => "#[cached], two tags",
+            Kind::OursMsgpack => "#[cached], codec = \"msgpack\"",
+            Kind::OursUnlocked => "#[cached], no tags, lock = false",
+            Kind::OursInMemory => "#[cached], memory backend",
+            Kind::Peer => "cached 4.1 #[concurrent_cached] AsyncRedisCache",
+        }
+    }
+
+    /// Runs on the default `Cache`, whose stats count its round trips.
+    fn on_default_cache(self) -> bool {
+        matches!(
+            self,
+            Kind::Ours | Kind::OursTagged | Kind::OursMsgpack | Kind::OursUnlocked
+        )
+    }
+}
+
+/// A contender on a value (the raw floors use `conn`).
+#[derive(Clone)]
+struct Who {
+    kind: Kind,
+    shape: Shape,
+    conn: MultiplexedConnection,
 }
 
 impl Who {
     fn name(&self) -> &'static str {
-        match self {
-            Who::Raw(_) => "raw redis GET + serde_json (floor)",
-            Who::RawMsgpack(_) => "raw redis GET + MessagePack (cached crate's format)",
-            Who::Ours => "#[cached], no tags",
-            Who::OursTagged => "#[cached], two tags",
-            Who::OursUnlocked => "#[cached], no tags, lock = false",
-            Who::Peer => "cached 4.1 #[concurrent_cached] AsyncRedisCache",
+        self.kind.name()
+    }
+
+    /// The key of a raw floor.
+    fn raw_key(&self, id: u64) -> String {
+        let format = if self.kind == Kind::RawMsgpack {
+            "rawmp"
+        } else {
+            "raw"
+        };
+        format!("{format}:{}:{id}", self.shape.key())
+    }
+
+    async fn run(&self, id: u64, miss: bool) {
+        match self.shape {
+            Shape::List => drop(black_box(list::call(self, id, miss).await)),
+            Shape::Product => drop(black_box(product::call(self, id, miss).await)),
         }
     }
 
     /// A call that should hit.
-    async fn call(&self, id: u64) -> usize {
-        match self {
-            Who::Raw(conn) => {
-                let mut conn = conn.clone();
-                let bytes: Option<Vec<u8>> = redis::cmd("GET")
-                    .arg(format!("raw:{id}"))
-                    .query_async(&mut conn)
-                    .await
-                    .expect("GET");
-                let v: Vec<Item> = serde_json::from_slice(&bytes.expect("warmed")).expect("decode");
-                v.len()
-            }
-            Who::RawMsgpack(conn) => {
-                let mut conn = conn.clone();
-                let bytes: Option<Vec<u8>> = redis::cmd("GET")
-                    .arg(format!("rawmp:{id}"))
-                    .query_async(&mut conn)
-                    .await
-                    .expect("GET");
-                let v: Vec<Item> = rmp_serde::from_slice(&bytes.expect("warmed")).expect("decode");
-                v.len()
-            }
-            Who::Ours => ours(id).await.len(),
-            Who::OursTagged => ours_tagged(id).await.len(),
-            Who::OursUnlocked => ours_unlocked(id).await.len(),
-            Who::Peer => peer(id).await.expect("peer").len(),
-        }
+    async fn call(&self, id: u64) {
+        self.run(id, false).await;
     }
 
     /// Cache-aside on a key nobody has filled: look up, compute, store.
-    async fn miss(&self, id: u64) -> usize {
-        match self {
-            Who::Raw(conn) => {
-                let mut conn = conn.clone();
-                let key = format!("raw:{id}");
-                let found: Option<Vec<u8>> = redis::cmd("GET")
-                    .arg(&key)
-                    .query_async(&mut conn)
-                    .await
-                    .expect("GET");
-                assert!(found.is_none());
-                let v = body(id);
-                let json = serde_json::to_vec(&v).expect("encode");
-                let () = redis::cmd("SET")
-                    .arg(&key)
-                    .arg(json)
-                    .arg("PX")
-                    .arg(600_000)
-                    .query_async(&mut conn)
-                    .await
-                    .expect("SET");
-                v.len()
-            }
-            _ => self.call(id).await,
-        }
+    async fn miss(&self, id: u64) {
+        self.run(id, true).await;
     }
 }
 
@@ -289,7 +478,7 @@ fn lat(mut d: Vec<Duration>) -> Lat {
     }
 }
 
-async fn timed<F: Future<Output = usize>>(f: F) -> Duration {
+async fn timed<T, F: Future<Output = T>>(f: F) -> Duration {
     let t = Instant::now();
     black_box(f.await);
     t.elapsed()
@@ -301,6 +490,26 @@ fn us(d: Duration) -> String {
 
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}
+
+/// CPU time of this process so far, user + system, all threads: the
+/// client's side of every call (Redis runs in its own process).
+fn cpu_time() -> Duration {
+    // SAFETY: `getrusage` only writes the `rusage` it is given, and an
+    // all-zero `rusage` (integers and `timeval`s) is a valid value.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        assert_eq!(
+            libc::getrusage(libc::RUSAGE_SELF, &mut usage),
+            0,
+            "getrusage"
+        );
+        usage
+    };
+    let time = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    time(usage.ru_utime) + time(usage.ru_stime)
 }
 
 /// Redis commands executed, all clients together.
@@ -331,16 +540,29 @@ const THROUGHPUT_FOR: Duration = Duration::from_millis(1_500);
 const STAMPEDE: usize = 256;
 const STAMPEDE_ROUNDS: u64 = 3;
 
+/// The hit contenders, in the order of the tables.
+const HIT_KINDS: [Kind; 6] = [
+    Kind::RawJson,
+    Kind::RawMsgpack,
+    Kind::Ours,
+    Kind::OursTagged,
+    Kind::OursMsgpack,
+    Kind::Peer,
+];
+
 struct HitRow {
-    name: &'static str,
+    kind: Kind,
     lat: Lat,
     cmds: f64,
     ops: f64,
+    /// Client CPU per call in the throughput runs, in µs.
+    cpu_us: f64,
 }
 
 /// Sequential hit latencies of every contender, measured in interleaved
 /// rounds (rotating the order) so that drift (CPU frequency, allocator,
-/// Redis) does not favour whoever runs first; then throughput the same way.
+/// Redis) does not favour whoever runs first; then throughput, and the
+/// client's CPU per call, the same way.
 async fn hits(who: &[Who], admin: &mut MultiplexedConnection) -> Vec<HitRow> {
     // Warm: fill the key, and the connections.
     for w in who {
@@ -363,35 +585,49 @@ async fn hits(who: &[Who], admin: &mut MultiplexedConnection) -> Vec<HitRow> {
         }
     }
     let mut ops = vec![0f64; n];
+    let mut cpu = vec![(Duration::ZERO, 0u64); n];
     for round in 0..THROUGHPUT_ROUNDS {
         for k in 0..n {
             let i = (k + round) % n;
             let c0 = commands(admin).await;
-            let (calls, per_sec) = throughput(&who[i]).await;
-            let per_call = (commands(admin).await - c0 - 1) as f64 / calls as f64;
+            let t = throughput(&who[i]).await;
+            let per_call = (commands(admin).await - c0 - 1) as f64 / t.calls as f64;
             eprintln!(
-                "throughput {}: {calls} calls, {per_call:.2} Redis cmds/call",
-                who[i].name()
+                "throughput {} ({}): {} calls, {per_call:.2} Redis cmds/call, {:.1} µs client CPU/call",
+                who[i].name(),
+                who[i].shape.key(),
+                t.calls,
+                t.cpu.as_secs_f64() * 1e6 / t.calls as f64
             );
-            ops[i] += per_sec / THROUGHPUT_ROUNDS as f64;
+            ops[i] += t.per_sec / THROUGHPUT_ROUNDS as f64;
+            cpu[i].0 += t.cpu;
+            cpu[i].1 += t.calls;
         }
     }
     assert_eq!(BODY_RUNS.load(Relaxed), runs, "a hit ran the body");
     who.iter()
         .zip(lats)
         .zip(cmds)
-        .zip(ops)
-        .map(|(((w, l), c), ops)| HitRow {
-            name: w.name(),
+        .zip(ops.into_iter().zip(cpu))
+        .map(|(((w, l), c), (ops, (cpu, calls)))| HitRow {
+            kind: w.kind,
             lat: lat(l),
             cmds: c as f64 / f64::from(HIT_CALLS),
             ops,
+            cpu_us: cpu.as_secs_f64() * 1e6 / calls as f64,
         })
         .collect()
 }
 
-/// Calls, and calls per second, of `TASKS` tasks calling in a loop.
-async fn throughput(who: &Who) -> (u64, f64) {
+struct Throughput {
+    calls: u64,
+    per_sec: f64,
+    /// This process's CPU time over the run.
+    cpu: Duration,
+}
+
+/// `TASKS` tasks calling in a loop for `THROUGHPUT_FOR`.
+async fn throughput(who: &Who) -> Throughput {
     let stop = Arc::new(AtomicBool::new(false));
     let start = Arc::new(Barrier::new(TASKS + 1));
     let tasks: Vec<_> = (0..TASKS)
@@ -401,7 +637,7 @@ async fn throughput(who: &Who) -> (u64, f64) {
                 start.wait().await;
                 let mut n = 0u64;
                 while !stop.load(Relaxed) {
-                    black_box(who.call(1).await);
+                    who.call(1).await;
                     n += 1;
                 }
                 n
@@ -409,19 +645,119 @@ async fn throughput(who: &Who) -> (u64, f64) {
         })
         .collect();
     start.wait().await;
-    let t = Instant::now();
+    let (t, cpu) = (Instant::now(), cpu_time());
     tokio::time::sleep(THROUGHPUT_FOR).await;
     stop.store(true, Relaxed);
-    let mut total = 0;
+    let mut calls = 0;
     for task in tasks {
-        total += task.await.expect("task");
+        calls += task.await.expect("task");
     }
-    (total, total as f64 / t.elapsed().as_secs_f64())
+    Throughput {
+        calls,
+        per_sec: calls as f64 / t.elapsed().as_secs_f64(),
+        cpu: cpu_time() - cpu,
+    }
+}
+
+/// Measures the hits on one value and prints its table; returns the rows.
+async fn hit_table(
+    shape: Shape,
+    conn: &MultiplexedConnection,
+    admin: &mut MultiplexedConnection,
+) -> Vec<HitRow> {
+    let who: Vec<Who> = HIT_KINDS.iter().map(|&k| shape.who(k, conn)).collect();
+    let rows = hits(&who, admin).await;
+    let floor = row(&rows, Kind::RawJson);
+    let (json, msgpack) = shape.sizes();
+    println!();
+    println!(
+        "### {}: {json} bytes of JSON, {msgpack} of MessagePack",
+        shape.label()
+    );
+    println!();
+    println!(
+        "| contender | p50 | p99 | Redis cmds/call | 64 tasks: calls/s | throughput vs floor | client CPU/hit | CPU over floor |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for r in &rows {
+        println!(
+            "| {} | {} | {} | {:.1} | {:.0} | {:.2}x | {:.1} µs | {:+.1} µs |",
+            r.kind.name(),
+            us(r.lat.p50),
+            us(r.lat.p99),
+            r.cmds,
+            r.ops,
+            r.ops / floor.ops,
+            r.cpu_us,
+            r.cpu_us - floor.cpu_us
+        );
+    }
+    rows
+}
+
+fn row(rows: &[HitRow], kind: Kind) -> &HitRow {
+    rows.iter().find(|r| r.kind == kind).expect("measured")
+}
+
+/// The ratios that matter on one value, one line each; returns the headline.
+fn hit_ratios(shape: Shape, rows: &[HitRow]) -> String {
+    let [floor, ours, tagged, msgpack, peer] = [
+        Kind::RawJson,
+        Kind::Ours,
+        Kind::OursTagged,
+        Kind::OursMsgpack,
+        Kind::Peer,
+    ]
+    .map(|k| row(rows, k));
+    let vs = |a: &HitRow, b: &HitRow| {
+        format!(
+            "throughput {:.2}x (p50 {:.2}x)",
+            a.ops / b.ops,
+            a.lat.p50.as_secs_f64() / b.lat.p50.as_secs_f64()
+        )
+    };
+    let over = |r: &HitRow| format!("{:+.1} µs", r.cpu_us - floor.cpu_us);
+    let label = shape.label();
+    println!(
+        "- {label}: #[cached] (no tags) / raw GET + serde_json: {}",
+        vs(ours, floor)
+    );
+    println!(
+        "- {label}: #[cached], two tags / raw GET + serde_json: {}",
+        vs(tagged, floor)
+    );
+    println!(
+        "- {label}: #[cached], codec = \"msgpack\" / cached crate: {}",
+        vs(msgpack, peer)
+    );
+    println!(
+        "- {label}: client CPU per hit over raw GET + serde_json ({:.1} µs): no tags {}, two tags {}, msgpack {}, cached crate {}",
+        floor.cpu_us,
+        over(ours),
+        over(tagged),
+        over(msgpack),
+        over(peer)
+    );
+    format!(
+        "hit, {label}: #[cached] vs raw GET + serde_json: p50 {:.2}x, 64-task throughput {:.2}x, client CPU {} per hit; codec = \"msgpack\" vs the cached crate: throughput {:.2}x",
+        ours.lat.p50.as_secs_f64() / floor.lat.p50.as_secs_f64(),
+        ours.ops / floor.ops,
+        over(ours),
+        msgpack.ops / peer.ops
+    )
+}
+
+struct MissRow {
+    lat: Lat,
+    cmds: f64,
+    /// Round trips per miss: `#[cached]`'s from its stats, the raw floor's
+    /// 2 (GET, SET); unknown for the `cached` crate.
+    round_trips: Option<f64>,
 }
 
 /// Sequential misses (a new key each call) of every contender, in
 /// interleaved rounds.
-async fn misses(who: &[Who], admin: &mut MultiplexedConnection) -> Vec<(Lat, f64)> {
+async fn misses(who: &[Who], admin: &mut MultiplexedConnection, cache: &Cache) -> Vec<MissRow> {
     let n = who.len();
     let first = |i: usize| 1_000_000 * (i as u64 + 1);
     let mut next: Vec<u64> = (0..n).map(first).collect();
@@ -434,16 +770,19 @@ async fn misses(who: &[Who], admin: &mut MultiplexedConnection) -> Vec<(Lat, f64
     }
     let mut lats = vec![Vec::with_capacity(MISS_CALLS as usize); n];
     let mut cmds = vec![0u64; n];
+    let mut round_trips = vec![0u64; n];
     let per_round = MISS_CALLS / HIT_ROUNDS as u64;
     for round in 0..HIT_ROUNDS {
         for k in 0..n {
             let i = (k + round) % n;
             let runs = BODY_RUNS.load(Relaxed);
             let c0 = commands(admin).await;
+            let r0 = cache.stats().round_trips;
             for _ in 0..per_round {
                 lats[i].push(timed(who[i].miss(next[i])).await);
                 next[i] += 1;
             }
+            round_trips[i] += cache.stats().round_trips - r0;
             cmds[i] += commands(admin).await - c0 - 1;
             assert_eq!(
                 BODY_RUNS.load(Relaxed) - runs,
@@ -453,9 +792,19 @@ async fn misses(who: &[Who], admin: &mut MultiplexedConnection) -> Vec<(Lat, f64
             );
         }
     }
-    lats.into_iter()
-        .zip(cmds)
-        .map(|(l, c)| (lat(l), c as f64 / (per_round * HIT_ROUNDS as u64) as f64))
+    let calls = (per_round * HIT_ROUNDS as u64) as f64;
+    who.iter()
+        .zip(lats)
+        .zip(cmds.into_iter().zip(round_trips))
+        .map(|((w, l), (c, rt))| MissRow {
+            lat: lat(l),
+            cmds: c as f64 / calls,
+            round_trips: match w.kind {
+                k if k.on_default_cache() => Some(rt as f64 / calls),
+                Kind::RawJson | Kind::RawMsgpack => Some(2.0),
+                _ => None,
+            },
+        })
         .collect()
 }
 
@@ -513,78 +862,105 @@ async fn stampede(name: &str, herd: Herd, pool: bool, first_id: u64) -> Stampede
     }
 }
 
-/// Where the CPU of a hit goes: decoding, and the cache's own work.
-async fn cpu_only(admin: &mut MultiplexedConnection) {
-    const N: u32 = 20_000;
-    let v = value(1);
+/// Time per call of `f`, called `n` times.
+fn per_call<T>(n: u32, mut f: impl FnMut() -> T) -> Duration {
+    let t = Instant::now();
+    for _ in 0..n {
+        black_box(f());
+    }
+    t.elapsed() / n
+}
+
+/// Decoding the value from JSON, compact MessagePack (the `cached` crate's)
+/// and MessagePack with field names (`#[cached(codec = "msgpack")]`).
+fn decode_costs<V: Value>(n: u32) -> [Duration; 3] {
+    let v = V::make(1);
     let json = serde_json::to_vec(&v).expect("json");
-    let msgpack = rmp_serde::to_vec(&v).expect("msgpack");
-    let per_call = |t: Instant| t.elapsed() / N;
-    let t = Instant::now();
-    for _ in 0..N {
-        black_box(
-            serde_json::from_slice::<Vec<Item>>(black_box(&json))
-                .expect("json")
-                .len(),
-        );
-    }
-    let json_decode = per_call(t);
-    let t = Instant::now();
-    for _ in 0..N {
-        black_box(
-            rmp_serde::from_slice::<Vec<Item>>(black_box(&msgpack))
-                .expect("msgpack")
-                .len(),
-        );
-    }
-    let msgpack_decode = per_call(t);
+    let compact = rmp_serde::to_vec(&v).expect("msgpack");
+    let named = rmp_serde::to_vec_named(&v).expect("msgpack");
+    [
+        per_call(n, || {
+            serde_json::from_slice::<V>(black_box(&json)).expect("json")
+        }),
+        per_call(n, || {
+            rmp_serde::from_slice::<V>(black_box(&compact)).expect("msgpack")
+        }),
+        per_call(n, || {
+            rmp_serde::from_slice::<V>(black_box(&named)).expect("msgpack")
+        }),
+    ]
+}
+
+/// The length of the value stored under the first key matching `pattern`.
+async fn stored(admin: &mut MultiplexedConnection, pattern: &str) -> u64 {
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(pattern)
+        .query_async(admin)
+        .await
+        .expect("KEYS");
+    let key = keys
+        .first()
+        .unwrap_or_else(|| panic!("no key matches {pattern}"));
+    redis::cmd("STRLEN")
+        .arg(key)
+        .query_async(admin)
+        .await
+        .expect("STRLEN")
+}
+
+/// Where the CPU of a hit goes, on each value: decoding, and the cache's
+/// own work, without I/O.
+async fn cpu_only(conn: &MultiplexedConnection, admin: &mut MultiplexedConnection) {
+    const N: u32 = 20_000;
+    const WORK: [&str; 4] = [
+        "serde_json decode (raw floor, #[cached])",
+        "rmp_serde decode, compact (cached crate)",
+        "rmp_serde decode, with field names (#[cached], codec = \"msgpack\")",
+        "#[cached] hit on the memory backend (key digest, envelope, decode)",
+    ];
     MEMORY
         .set(Cache::builder().memory().build().expect("memory cache"))
         .expect("once");
-    ours_in_memory(1).await;
-    let t = Instant::now();
-    for _ in 0..N {
-        black_box(ours_in_memory(1).await.len());
-    }
-    let memory_hit = per_call(t);
-    let stored = |pattern: &'static str| {
-        let mut admin = admin.clone();
-        async move {
-            let keys: Vec<String> = redis::cmd("KEYS")
-                .arg(pattern)
-                .query_async(&mut admin)
-                .await
-                .expect("KEYS");
-            let key = keys
-                .first()
-                .unwrap_or_else(|| panic!("no key matches {pattern}"));
-            redis::cmd("STRLEN")
-                .arg(key)
-                .query_async::<u64>(&mut admin)
-                .await
-                .expect("STRLEN")
+    let mut columns = Vec::new();
+    for shape in Shape::ALL {
+        let [json, compact, named] = match shape {
+            Shape::List => decode_costs::<Vec<Item>>(N),
+            Shape::Product => decode_costs::<Product>(N),
+        };
+        let memory = shape.who(Kind::OursInMemory, conn);
+        memory.call(1).await;
+        let t = Instant::now();
+        for _ in 0..N {
+            memory.call(1).await;
         }
-    };
+        let memory_hit = t.elapsed() / N;
+        let key = shape.key();
+        let patterns = [
+            format!("raw:{key}:1"),
+            format!("*{}:1", shape.peer_prefix()),
+            format!("bench:*::{key}::ours_msgpack:*"),
+            format!("bench:*::{key}::ours:*"),
+        ];
+        let mut cells = Vec::new();
+        for (time, pattern) in [json, compact, named, memory_hit].into_iter().zip(patterns) {
+            cells.push(format!("{}, {} B", us(time), stored(admin, &pattern).await));
+        }
+        columns.push(cells);
+    }
     println!();
-    println!("Where a hit's CPU goes (no I/O, one task, {N} calls):");
+    println!(
+        "### Where a hit's CPU goes (no I/O, one task, {N} calls; per call, and bytes stored in Redis)"
+    );
     println!();
-    println!("| work | per call | bytes stored in Redis |");
+    println!(
+        "| work | {} | {} |",
+        Shape::List.label(),
+        Shape::Product.label()
+    );
     println!("|---|---:|---:|");
-    println!(
-        "| serde_json decode of the value (raw floor, #[cached]) | {} | {} |",
-        us(json_decode),
-        json.len()
-    );
-    println!(
-        "| rmp_serde (MessagePack) decode of the value (cached crate) | {} | {} |",
-        us(msgpack_decode),
-        stored("*peer:1").await
-    );
-    println!(
-        "| #[cached] hit on the memory backend (key digest, envelope, decode) | {} | {} |",
-        us(memory_hit),
-        stored("bench:*::ours:*").await
-    );
+    for (i, work) in WORK.iter().enumerate() {
+        println!("| {work} | {} | {} |", columns[0][i], columns[1][i]);
+    }
 }
 
 fn redis_version() -> String {
@@ -613,10 +989,13 @@ fn main() {
         server.url()
     );
     println!("- tokio multi-thread runtime, 2 workers; client and server share the cores");
-    println!(
-        "- value: Vec of 50 structs ({} bytes of JSON)",
-        serde_json::to_vec(&value(1)).expect("json").len()
-    );
+    for shape in Shape::ALL {
+        let (json, msgpack) = shape.sizes();
+        println!(
+            "- {}: {json} bytes of JSON, {msgpack} of MessagePack",
+            shape.label()
+        );
+    }
     println!();
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -654,106 +1033,67 @@ async fn run(url: String) {
     cache_runtime::set_default(cache.clone());
 
     // Fill the floors' keys the way cache-aside would.
-    Who::Raw(raw.clone()).miss(1).await;
-    let () = redis::cmd("SET")
-        .arg("rawmp:1")
-        .arg(rmp_serde::to_vec(&value(1)).expect("msgpack"))
-        .query_async(&mut raw.clone())
-        .await
-        .expect("SET");
+    for shape in Shape::ALL {
+        for kind in [Kind::RawJson, Kind::RawMsgpack] {
+            shape.who(kind, &raw).miss(1).await;
+        }
+    }
 
     // ---- 1. hits
-    let rows = hits(
-        &[
-            Who::Raw(raw.clone()),
-            Who::Ours,
-            Who::OursTagged,
-            Who::Peer,
-            Who::RawMsgpack(raw.clone()),
-        ],
-        &mut admin,
-    )
-    .await;
-    let floor = (rows[0].lat.p50, rows[0].ops);
     println!("## Hits (same key, warm)");
-    println!();
-    println!(
-        "| contender | p50 | p99 | mean | Redis cmds/call | p50 vs floor | 64 tasks: calls/s | throughput vs floor |"
-    );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
-    for r in &rows {
-        println!(
-            "| {} | {} | {} | {} | {:.1} | {:.2}x | {:.0} | {:.2}x |",
-            r.name,
-            us(r.lat.p50),
-            us(r.lat.p99),
-            us(r.lat.mean),
-            r.cmds,
-            r.lat.p50.as_secs_f64() / floor.0.as_secs_f64(),
-            r.ops,
-            r.ops / floor.1
-        );
+    let mut tables = Vec::new();
+    for shape in Shape::ALL {
+        tables.push((shape, hit_table(shape, &raw, &mut admin).await));
     }
-    let (ours_row, peer_row, mp_row) = (&rows[1], &rows[3], &rows[4]);
-    let p50 = |a: &HitRow, b: &HitRow| a.lat.p50.as_secs_f64() / b.lat.p50.as_secs_f64();
     println!();
-    println!(
-        "- #[cached] (no tags) vs the JSON floor: p50 {:.2}x, throughput {:.2}x",
-        p50(ours_row, &rows[0]),
-        ours_row.ops / rows[0].ops
-    );
-    println!(
-        "- cached crate vs its MessagePack floor: p50 {:.2}x, throughput {:.2}x",
-        p50(peer_row, mp_row),
-        peer_row.ops / mp_row.ops
-    );
-    println!(
-        "- #[cached] (no tags) vs cached crate: p50 {:.2}x, throughput {:.2}x",
-        p50(ours_row, peer_row),
-        ours_row.ops / peer_row.ops
-    );
-    let mut headline = vec![format!(
-        "hit, #[cached] vs raw GET + serde_json: p50 {:.2}x, 64-task throughput {:.2}x; vs the cached crate: p50 {:.2}x, throughput {:.2}x",
-        p50(ours_row, &rows[0]),
-        ours_row.ops / rows[0].ops,
-        p50(ours_row, peer_row),
-        ours_row.ops / peer_row.ops
-    )];
+    println!("### Ratios");
+    println!();
+    let mut headline: Vec<String> = tables
+        .iter()
+        .map(|(shape, rows)| hit_ratios(*shape, rows))
+        .collect();
 
-    cpu_only(&mut admin).await;
+    cpu_only(&raw, &mut admin).await;
 
     // ---- 2. misses
     println!();
-    println!("## Misses (body + store, a new key each call, sequential)");
+    println!("## Misses (body + store, a new key each call, sequential, 5 KB value)");
     println!();
-    println!("| contender | p50 | p99 | mean | Redis cmds/call | p50 vs raw GET+SET |");
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!(
+        "| contender | p50 | p99 | mean | Redis cmds/call | round trips/miss | p50 vs raw GET+SET |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     let who = [
-        Who::Raw(raw.clone()),
-        Who::Ours,
-        Who::OursUnlocked,
-        Who::OursTagged,
-        Who::Peer,
-    ];
-    let results = misses(&who, &mut admin).await;
-    let f = results[0].0.p50;
+        Kind::RawJson,
+        Kind::Ours,
+        Kind::OursUnlocked,
+        Kind::OursTagged,
+        Kind::OursMsgpack,
+        Kind::Peer,
+    ]
+    .map(|kind| Shape::List.who(kind, &raw));
+    let results = misses(&who, &mut admin, &cache).await;
+    let f = results[0].lat.p50;
     headline.push(format!(
         "miss (body + store) vs raw GET + SET: p50 {:.2}x ({:.2}x with lock = false)",
-        results[1].0.p50.as_secs_f64() / f.as_secs_f64(),
-        results[2].0.p50.as_secs_f64() / f.as_secs_f64()
+        results[1].lat.p50.as_secs_f64() / f.as_secs_f64(),
+        results[2].lat.p50.as_secs_f64() / f.as_secs_f64()
     ));
-    for (w, (l, cmds)) in who.iter().zip(results) {
-        let name = if matches!(w, Who::Raw(_)) {
+    for (w, r) in who.iter().zip(results) {
+        let name = if w.kind == Kind::RawJson {
             "raw redis GET + SET"
         } else {
             w.name()
         };
         println!(
-            "| {name} | {} | {} | {} | {cmds:.1} | {:.2}x |",
-            us(l.p50),
-            us(l.p99),
-            us(l.mean),
-            l.p50.as_secs_f64() / f.as_secs_f64()
+            "| {name} | {} | {} | {} | {:.1} | {} | {:.2}x |",
+            us(r.lat.p50),
+            us(r.lat.p99),
+            us(r.lat.mean),
+            r.cmds,
+            r.round_trips
+                .map_or_else(|| "n/a".to_owned(), |rt| format!("{rt:.1}")),
+            r.lat.p50.as_secs_f64() / f.as_secs_f64()
         );
     }
 
@@ -852,8 +1192,8 @@ async fn run(url: String) {
     }
     println!();
     println!(
-        "(#[cached] cache counters over the run: {} hits, {} misses, {} coalesced, {} lease waits, {} errors, {} timeouts)",
-        s.hits, s.misses, s.coalesced, s.lease_waits, s.errors, s.timeouts
+        "(#[cached] cache counters over the run: {} hits, {} misses, {} coalesced, {} lease waits, {} round trips, {} errors, {} timeouts)",
+        s.hits, s.misses, s.coalesced, s.lease_waits, s.round_trips, s.errors, s.timeouts
     );
     assert_eq!(s.errors, 0, "a cache error skews the figures");
 }

@@ -2,14 +2,15 @@
 //! `moka` maps, with per-entry TTLs. Tag versions live in a map of their own
 //! whose evictions, like Redis's, make entries invalid, never valid again.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use moka::Expiry;
 use moka::sync::Cache as Map;
 
-use super::Snapshot;
+use redis::Value;
+
+use super::{KeyName, Snapshot};
 
 #[derive(Clone)]
 struct Stored {
@@ -64,13 +65,22 @@ impl MemoryBackend {
         }
     }
 
-    pub fn read(&self, entry_key: &str, version_keys: &[Cow<'static, str>]) -> Snapshot {
+    pub fn read<'k>(
+        &self,
+        entry_key: KeyName<'_>,
+        version_keys: impl Iterator<Item = KeyName<'k>>,
+    ) -> Snapshot {
+        let string =
+            |bytes: Option<&[u8]>| bytes.map_or(Value::Nil, |b| Value::BulkString(b.to_vec()));
+        let mut items = vec![string(
+            self.entries
+                .get(&entry_key.to_string())
+                .as_ref()
+                .map(|s| &*s.bytes),
+        )];
+        items.extend(version_keys.map(|k| string(self.versions.get(&k.to_string()).as_deref())));
         Snapshot {
-            entry: self.entries.get(entry_key).map(|s| s.bytes.to_vec()),
-            versions: version_keys
-                .iter()
-                .map(|k| self.versions.get(k.as_ref()).map(|v| v.to_vec()))
-                .collect(),
+            items,
             leased: false,
         }
     }

@@ -10,19 +10,118 @@
 pub(crate) mod memory;
 pub(crate) mod redis;
 
-use std::borrow::Cow;
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ::redis::{RedisWrite, ToRedisArgs, Value};
+
 use crate::error::Error;
 
-/// What one lookup read: the entry (if any), the current value of each of
-/// its version keys, and whether a fill lease is held on the key.
+/// A key name given as up to five pieces, joined only where it is written
+/// (into a command's buffer): a hit builds no `String` for its keys.
+#[derive(Clone, Copy)]
+pub(crate) struct KeyName<'a> {
+    parts: [&'a str; 5],
+    len: usize,
+}
+
+impl<'a> KeyName<'a> {
+    /// The pieces of a name, at most five.
+    pub fn new(parts: &[&'a str]) -> Self {
+        let mut name = KeyName {
+            parts: [""; 5],
+            len: parts.len().min(5),
+        };
+        name.parts[..name.len].copy_from_slice(&parts[..name.len]);
+        name
+    }
+
+    pub fn whole(name: &'a str) -> Self {
+        KeyName::new(&[name])
+    }
+
+    fn parts(&self) -> &[&'a str] {
+        &self.parts[..self.len]
+    }
+
+    /// Its length in bytes.
+    pub fn byte_len(&self) -> usize {
+        self.parts().iter().map(|p| p.len()).sum()
+    }
+}
+
+impl fmt::Display for KeyName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.parts().iter().try_for_each(|p| f.write_str(p))
+    }
+}
+
+impl ToRedisArgs for KeyName<'_> {
+    fn write_redis_args<W: ?Sized + RedisWrite>(&self, out: &mut W) {
+        use std::io::Write;
+        let mut arg = out.writer_for_next_arg();
+        for part in self.parts() {
+            // Writing into the command's buffer cannot fail.
+            let _ = arg.write_all(part.as_bytes());
+        }
+    }
+}
+
+/// What one lookup read: the entry (if any) and the current value of each
+/// of its version keys, as Redis answered them (no copy), and whether a
+/// fill lease is held on the key.
 #[derive(Debug)]
 pub(crate) struct Snapshot {
-    pub entry: Option<Vec<u8>>,
-    pub versions: Vec<Option<Vec<u8>>>,
+    /// The entry, then the versions: each `Nil` or `BulkString`.
+    items: Vec<Value>,
     pub leased: bool,
+}
+
+impl Snapshot {
+    /// Checks that each item is a string or nothing.
+    pub fn new(mut items: Vec<Value>, leased: bool) -> Result<Self, Error> {
+        if items.is_empty() {
+            return Err(Error::Reply("no entry in the reply".into()));
+        }
+        for item in &mut items {
+            match item {
+                Value::Nil | Value::BulkString(_) => {}
+                Value::SimpleString(s) => *item = Value::BulkString(std::mem::take(s).into_bytes()),
+                other => return Err(Error::Reply(format!("expected a string, got {other:?}"))),
+            }
+        }
+        Ok(Snapshot { items, leased })
+    }
+
+    fn bytes(item: &Value) -> Option<&[u8]> {
+        match item {
+            Value::BulkString(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// The stored entry.
+    pub fn entry(&self) -> Option<&[u8]> {
+        Self::bytes(&self.items[0])
+    }
+
+    /// The current versions, in the order asked.
+    pub fn versions(&self) -> impl ExactSizeIterator<Item = Option<&[u8]>> {
+        self.items[1..].iter().map(Self::bytes)
+    }
+
+    /// The current versions, owned.
+    pub fn into_versions(self) -> Vec<Option<Vec<u8>>> {
+        self.items
+            .into_iter()
+            .skip(1)
+            .map(|item| match item {
+                Value::BulkString(b) => Some(b),
+                _ => None,
+            })
+            .collect()
+    }
 }
 
 /// What [`Backend::prepare`] did: the versions it found or created (in the
@@ -41,7 +140,7 @@ pub(crate) struct Store<'a> {
     pub ttl: Duration,
     /// The version keys the entry carries: each is kept alive at least as
     /// long as the entry, so versions expire with the last entry using them.
-    pub version_keys: &'a [Cow<'static, str>],
+    pub version_keys: &'a [String],
 }
 
 /// One of the two storage backends.
@@ -54,10 +153,10 @@ pub(crate) enum Backend {
 impl Backend {
     /// Reads an entry, its versions and (when `lease_key` is given) whether
     /// its lease is held, in one round trip.
-    pub async fn read(
+    pub async fn read<'k>(
         &self,
-        entry_key: &str,
-        version_keys: &[Cow<'static, str>],
+        entry_key: KeyName<'_>,
+        version_keys: impl ExactSizeIterator<Item = KeyName<'k>> + Clone,
         lease_key: Option<&str>,
     ) -> Result<Snapshot, Error> {
         match self {

@@ -16,7 +16,6 @@
 //! (restarted, `SCRIPT FLUSH`) gets the operation again with the scripts'
 //! text (`EVAL`), which also loads them.
 
-use std::borrow::Cow;
 use std::sync::{Arc, LazyLock, OnceLock};
 use std::time::Duration;
 
@@ -26,7 +25,7 @@ use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, ErrorKind, ServerErrorKind, Value};
 
-use super::{Prepared, Snapshot, Store};
+use super::{KeyName, Prepared, Snapshot, Store};
 use crate::error::Error;
 use crate::stats::Counters;
 
@@ -147,55 +146,86 @@ impl RedisBackend {
         matches!(self.target, Target::Cluster(_))
     }
 
-    async fn conn(&self) -> Result<Conn, Error> {
-        match &self.target {
-            Target::Single(client) => {
-                let manager = self.single.get_or_init(|| {
-                    let config = ConnectionManagerConfig::new()
-                        .set_connection_timeout(Some(self.op_timeout))
-                        .set_response_timeout(Some(self.op_timeout))
-                        .set_number_of_retries(0)
-                        .set_min_delay(Duration::from_millis(10))
-                        .set_max_delay(Duration::from_millis(100));
-                    ConnectionManager::new_lazy_with_config(client.clone(), config)
-                        .map_err(|e| e.to_string())
-                });
-                match manager {
-                    Ok(m) => Ok(Conn::Single(m.clone())),
-                    Err(e) => Err(Error::Connect(e.clone())),
-                }
-            }
-            Target::Cluster(client) => {
-                let conn = self
-                    .cluster
-                    .get_or_try_init(|| client.get_async_connection())
-                    .await?;
-                Ok(Conn::Cluster(conn.clone()))
-            }
+    /// The single node's connection manager (connecting lazily).
+    fn single(&self, client: &redis::Client) -> Result<ConnectionManager, Error> {
+        let manager = self.single.get_or_init(|| {
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(self.op_timeout))
+                .set_response_timeout(None)
+                .set_number_of_retries(0)
+                .set_min_delay(Duration::from_millis(10))
+                .set_max_delay(Duration::from_millis(100));
+            ConnectionManager::new_lazy_with_config(client.clone(), config)
+                .map_err(|e| e.to_string())
+        });
+        match manager {
+            Ok(m) => Ok(m.clone()),
+            Err(e) => Err(Error::Connect(e.clone())),
         }
     }
 
-    /// Runs commands in one round trip, bounded by the op timeout.
+    /// The cluster connection, made on first use. Boxed where it is
+    /// awaited: its future is large, and a single node never needs it.
+    async fn cluster(&self, client: &ClusterClient) -> Result<ClusterConnection, Error> {
+        let conn = self
+            .cluster
+            .get_or_try_init(|| client.get_async_connection())
+            .await?;
+        Ok(conn.clone())
+    }
+
+    async fn conn(&self) -> Result<Conn, Error> {
+        match &self.target {
+            Target::Single(client) => Ok(Conn::Single(self.single(client)?)),
+            Target::Cluster(client) => Ok(Conn::Cluster(Box::pin(self.cluster(client)).await?)),
+        }
+    }
+
+    /// Runs commands in one round trip, bounded by the op timeout (the one
+    /// timer of the operation: the connection has no response timeout of
+    /// its own).
     async fn exec(&self, cmds: Vec<Cmd>) -> Result<Vec<Value>, Error> {
         Counters::add(&self.stats.round_trips);
         let run = async {
             match self.conn().await? {
                 Conn::Single(mut c) => {
-                    if cmds.len() == 1 {
-                        let value = cmds[0].query_async::<Value>(&mut c).await?;
+                    if let [cmd] = cmds.as_slice() {
+                        let value = c.send_packed_command(cmd).await?;
                         return Ok(vec![value.extract_error()?]);
                     }
                     let mut pipe = redis::pipe();
                     for cmd in cmds {
                         pipe.add_command(cmd);
                     }
-                    Ok(pipe.query_async::<Vec<Value>>(&mut c).await?)
+                    let values = c.send_packed_commands(&pipe, 0, pipe.len()).await?;
+                    Ok(values
+                        .into_iter()
+                        .map(Value::extract_error)
+                        .collect::<Result<_, _>>()?)
                 }
                 Conn::Cluster(c) => Ok(try_join_all(cmds.into_iter().map(|cmd| {
                     let mut c = c.clone();
                     async move { cmd.query_async::<Value>(&mut c).await?.extract_error() }
                 }))
                 .await?),
+            }
+        };
+        match tokio::time::timeout(self.op_timeout, run).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::Timeout(self.op_timeout)),
+        }
+    }
+
+    /// One command, in one round trip, bounded by the op timeout: the
+    /// path of a hit.
+    async fn exec_one(&self, cmd: &Cmd) -> Result<Value, Error> {
+        Counters::add(&self.stats.round_trips);
+        let run = async {
+            match self.conn().await? {
+                Conn::Single(mut c) => Ok(c.send_packed_command(cmd).await?.extract_error()?),
+                Conn::Cluster(mut c) => {
+                    Ok(cmd.query_async::<Value>(&mut c).await?.extract_error()?)
+                }
             }
         };
         match tokio::time::timeout(self.op_timeout, run).await {
@@ -219,59 +249,74 @@ impl RedisBackend {
     /// held, in one round trip. On one node the entry and its versions are a
     /// single `MGET`, so a hit costs one command like a bare `GET`; on a
     /// cluster, where the keys live in different slots, one `GET` each.
-    pub async fn read(
+    pub async fn read<'k>(
         &self,
-        entry_key: &str,
-        version_keys: &[Cow<'static, str>],
+        entry_key: KeyName<'_>,
+        version_keys: impl ExactSizeIterator<Item = KeyName<'k>> + Clone,
         lease_key: Option<&str>,
     ) -> Result<Snapshot, Error> {
         let wanted = version_keys.len() + 1;
-        let mut cmds = Vec::with_capacity(wanted + 1);
-        if self.is_cluster() {
-            cmds.push(redis::cmd("GET").arg(entry_key).to_owned());
-            cmds.extend(
-                version_keys
-                    .iter()
-                    .map(|k| redis::cmd("GET").arg(k.as_ref()).to_owned()),
-            );
-        } else {
-            let mut mget = redis::cmd("MGET");
-            mget.arg(entry_key);
-            for k in version_keys {
-                mget.arg(k.as_ref());
+        let mget = || {
+            let bytes = entry_key.byte_len()
+                + version_keys.clone().map(|k| k.byte_len()).sum::<usize>()
+                + 4;
+            let mut mget = Cmd::with_capacity(wanted + 1, bytes);
+            mget.arg("MGET").arg(entry_key);
+            for k in version_keys.clone() {
+                mget.arg(k);
             }
-            cmds.push(mget);
-        }
-        if let Some(l) = lease_key {
-            cmds.push(redis::cmd("EXISTS").arg(l).to_owned());
-        }
-        let mut values = self.exec(cmds).await?.into_iter();
-        let mut strings = if self.is_cluster() {
-            values.by_ref().take(wanted).collect()
-        } else {
-            match values.next() {
-                Some(Value::Array(items)) if items.len() == wanted => items,
-                other => {
-                    return Err(Error::Reply(format!(
-                        "expected {wanted} values, got {other:?}"
-                    )));
-                }
-            }
-        }
-        .into_iter();
-        let entry = bytes(strings.next())?;
-        let versions = strings.map(|v| bytes(Some(v))).collect::<Result<_, _>>()?;
-        let leased = match lease_key {
-            Some(_) => int(values.next())? > 0,
-            None => false,
+            mget
         };
-        Ok(Snapshot {
-            entry,
-            versions,
-            leased,
-        })
+        if self.is_cluster() || lease_key.is_some() {
+            // Off a hit's path (a cluster, or a waiter): boxed, so that a
+            // hit's future stays small.
+            let mget = mget();
+            return Box::pin(self.read_more(entry_key, version_keys, mget, lease_key)).await;
+        }
+        match self.exec_one(&mget()).await? {
+            Value::Array(items) if items.len() == wanted => Snapshot::new(items, false),
+            other => Err(Error::Reply(format!(
+                "expected {wanted} values, got {other:?}"
+            ))),
+        }
     }
 
+    /// [`read`](Self::read) on a cluster, or with the lease.
+    async fn read_more<'k>(
+        &self,
+        entry_key: KeyName<'_>,
+        version_keys: impl ExactSizeIterator<Item = KeyName<'k>>,
+        mget: Cmd,
+        lease_key: Option<&str>,
+    ) -> Result<Snapshot, Error> {
+        let wanted = version_keys.len() + 1;
+        if self.is_cluster() {
+            let mut cmds = Vec::with_capacity(wanted + 1);
+            cmds.push(redis::cmd("GET").arg(entry_key).to_owned());
+            cmds.extend(version_keys.map(|k| redis::cmd("GET").arg(k).to_owned()));
+            if let Some(l) = lease_key {
+                cmds.push(redis::cmd("EXISTS").arg(l).to_owned());
+            }
+            let mut values = self.exec(cmds).await?;
+            let leased = match lease_key {
+                Some(_) => int(values.pop())? > 0,
+                None => false,
+            };
+            return Snapshot::new(values, leased);
+        }
+        let mut cmds = vec![mget];
+        cmds.extend(lease_key.map(|l| redis::cmd("EXISTS").arg(l).to_owned()));
+        let mut values = self.exec(cmds).await?.into_iter();
+        let items = match values.next() {
+            Some(Value::Array(items)) if items.len() == wanted => items,
+            other => {
+                return Err(Error::Reply(format!(
+                    "expected {wanted} values, got {other:?}"
+                )));
+            }
+        };
+        Snapshot::new(items, int(values.next())? > 0)
+    }
     /// Creates the missing versions (one script per key: atomic and
     /// single-key, so cluster-safe) and tries the lease (`SET NX PX`), in
     /// one round trip.

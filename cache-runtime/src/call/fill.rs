@@ -56,7 +56,7 @@ impl<'c> Fill<'c> {
             Err(entry::BadVersion) => {
                 tracing::warn!(
                     target: "cache_runtime",
-                    key = %self.call.entry_key,
+                    key = %self.call.entry(),
                     "a tag version in Redis is not one this crate wrote; not cached"
                 );
                 self.versions = None;
@@ -73,12 +73,15 @@ impl<'c> Fill<'c> {
         let call = self.call;
         let inner = call.inner;
         let store = match (&encoded, &self.versions) {
-            (Some(bytes), Some(_)) => Some(Store {
-                key: &call.entry_key,
-                value: bytes,
-                ttl: call.ttl,
-                version_keys: &call.version_keys,
-            }),
+            (Some(bytes), Some(_)) => {
+                let keys = call.owned();
+                Some(Store {
+                    key: &keys.entry,
+                    value: bytes,
+                    ttl: call.ttl,
+                    version_keys: &keys.versions,
+                })
+            }
             _ => None,
         };
         if !call.failed() {

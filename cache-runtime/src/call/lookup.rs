@@ -1,7 +1,7 @@
-//! What a hit does: one read of the entry and its versions, checked as
-//! bytes.
+//! What a hit does: one read of the entry and its versions (one `MGET` on a
+//! single node, its keys written from their pieces), checked as bytes.
 
-use super::{Bytes, Call, Found, Source, Step};
+use super::{Call, Found, Step};
 use crate::entry::Check;
 use crate::stats::Counters;
 
@@ -13,38 +13,32 @@ impl Call<'_> {
         let read = self
             .inner
             .backend
-            .read(&self.entry_key, &self.version_keys, None)
+            .read(self.entry(), self.version_names(), None)
             .await;
         let snap = match read {
             Ok(snap) => snap,
             Err(e) => {
                 self.fail(&e, "read");
-                return self.offline().await;
+                return Box::pin(self.offline()).await;
             }
         };
         match self.check(&snap) {
-            Check::Current(at) => {
-                return Step::Serve(Found {
-                    bytes: Bytes::Entry(snap.entry.unwrap_or_default(), at),
-                    source: Source::Read {
-                        versions: snap.versions,
-                        epoch,
-                    },
-                });
-            }
+            Check::Current(at) => return Step::Serve(Found::Hit { snap, at, epoch }),
             Check::Absent | Check::OtherCodec => {}
             Check::Stale => Counters::add(&stats.stale),
             Check::Corrupt => {
                 Counters::add(&stats.decode_errors);
                 tracing::warn!(
                     target: "cache_runtime",
-                    key = %self.entry_key,
+                    key = %self.entry(),
                     "stored entry is not one this version wrote; recomputing"
                 );
             }
         }
         Counters::add(&stats.misses);
-        tracing::debug!(target: "cache_runtime", key = %self.entry_key, "cache miss");
-        self.miss(snap.versions, epoch).await
+        tracing::debug!(target: "cache_runtime", key = %self.entry(), "cache miss");
+        // Boxed: a hit's future stays small (it is moved and polled on
+        // every call), and only a miss pays for the miss's state.
+        Box::pin(self.miss(snap.into_versions(), epoch)).await
     }
 }

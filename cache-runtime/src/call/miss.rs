@@ -15,7 +15,7 @@
 
 use std::sync::Arc;
 
-use super::{Bytes, Call, Fill, Found, Source, Step};
+use super::{Call, Fill, Found, Step};
 use crate::entry::Check;
 use crate::lease::{Acquired, LeaseRequest, Wait};
 use crate::singleflight::{Flight, Join};
@@ -49,15 +49,12 @@ impl Call<'_> {
         }
         let (mut read, mut epoch) = (read, epoch);
         loop {
-            let key = flight_key(&self.entry_key, read.iter().map(Option::as_deref));
+            let key = flight_key(&self.owned().entry, read.iter().map(Option::as_deref));
             match self.inner.flights.join(key.clone()) {
                 Join::Follower(follower) => {
                     epoch = self.inner.flights.epoch();
                     if let Some(bytes) = follower.wait().await {
-                        return Step::Serve(Found {
-                            bytes: Bytes::Shared(bytes),
-                            source: Source::Coalesced,
-                        });
+                        return Step::Serve(Found::Shared(bytes));
                     }
                     // The leader left no value (error, `None`, panic or
                     // cancellation): start again; one of us leads.
@@ -69,7 +66,7 @@ impl Call<'_> {
                         let snap = match self
                             .inner
                             .backend
-                            .read(&self.entry_key, &self.version_keys, None)
+                            .read(self.entry(), self.version_names(), None)
                             .await
                         {
                             Ok(snap) => snap,
@@ -80,14 +77,14 @@ impl Call<'_> {
                             }
                         };
                         if let Check::Current(at) = self.check(&snap) {
-                            let entry = snap.entry.unwrap_or_default();
-                            flight.land(Some(Arc::from(&entry[at..])));
-                            return Step::Serve(Found {
-                                bytes: Bytes::Entry(entry, at),
-                                source: Source::Coalesced,
+                            flight.land(snap.entry().map(|entry| Arc::from(&entry[at..])));
+                            return Step::Serve(Found::Read {
+                                snap,
+                                at,
+                                coalesced: true,
                             });
                         }
-                        read = snap.versions;
+                        read = snap.into_versions();
                     }
                     return self.lead(flight, &key, read).await;
                 }
@@ -109,7 +106,7 @@ impl Call<'_> {
             LeaseRequest::new(
                 redis,
                 self.inner.notifier.as_ref(),
-                crate::cache::lease_key(&self.inner.namespace, &self.entry_key),
+                crate::cache::lease_key(&self.inner.namespace, &self.owned().entry),
                 self.lock_ttl(),
             )
         });
@@ -118,7 +115,10 @@ impl Call<'_> {
             drop(flight);
             return self.offline().await;
         };
-        let key = flight_key(&self.entry_key, versions.iter().map(|v| Some(v.as_slice())));
+        let key = flight_key(
+            &self.owned().entry,
+            versions.iter().map(|v| Some(v.as_slice())),
+        );
         if key != joined {
             // Another flight of this process that computes under the same
             // versions has our value, unless we hold the lease. If it ends
@@ -129,10 +129,7 @@ impl Call<'_> {
                 }
                 if let Some(bytes) = other.wait().await {
                     flight.land(Some(bytes.clone()));
-                    return Step::Serve(Found {
-                        bytes: Bytes::Shared(bytes),
-                        source: Source::Coalesced,
-                    });
+                    return Step::Serve(Found::Shared(bytes));
                 }
             }
         }
@@ -143,9 +140,10 @@ impl Call<'_> {
             Check::Current(at) => Some(at),
             _ => None,
         };
+        let keys = self.owned();
         let wait = Wait {
-            entry_key: &self.entry_key,
-            version_keys: &self.version_keys,
+            entry_key: &keys.entry,
+            version_keys: &keys.versions,
             filled: &filled,
         };
         let waited = || Counters::add(&self.inner.stats.lease_waits);
@@ -153,11 +151,12 @@ impl Call<'_> {
             Ok(Acquired::Held(guard)) => {
                 Step::Compute(Fill::new(self, versions, Some(guard), Some(flight)))
             }
-            Ok(Acquired::Filled(entry, at)) => {
-                flight.land(Some(Arc::from(&entry[at..])));
-                Step::Serve(Found {
-                    bytes: Bytes::Entry(entry, at),
-                    source: Source::Filled,
+            Ok(Acquired::Filled(snap, at)) => {
+                flight.land(snap.entry().map(|entry| Arc::from(&entry[at..])));
+                Step::Serve(Found::Read {
+                    snap,
+                    at,
+                    coalesced: false,
                 })
             }
             Err(e) => {
@@ -179,11 +178,12 @@ impl Call<'_> {
             return Some((read.into_iter().flatten().collect(), false));
         }
         let missing: Vec<(&str, String)> = self
-            .version_keys
+            .owned()
+            .versions
             .iter()
             .zip(&read)
             .filter(|(_, v)| v.is_none())
-            .map(|(k, _)| (k.as_ref(), crate::ids::random_id()))
+            .map(|(k, _)| (k.as_str(), crate::ids::random_id()))
             .collect();
         // A version starts with the entry's TTL, plus the lease's as room
         // for the body to run; each entry stored under it extends it to its

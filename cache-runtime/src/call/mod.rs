@@ -29,18 +29,17 @@ mod lookup;
 mod miss;
 mod offline;
 
-use std::borrow::Cow;
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use crate::backend::Snapshot;
+use crate::backend::{KeyName, Snapshot};
 use crate::cache::{Cache, Inner};
 use crate::codec::CodecError;
 use crate::entry::{self, Check};
 use crate::error::Error;
-use crate::key::KeyPart;
+use crate::key::{CallPart, KeyPart};
 use crate::outcome::Strategy;
 use crate::spec::{KeysRef, Spec};
 use crate::stats::Counters;
@@ -88,7 +87,7 @@ where
                     call.served(&found);
                     return value;
                 }
-                Err(error) => call.undecodable(found, &error).await,
+                Err(error) => Box::pin(call.undecodable(found, &error)).await,
             },
             Step::Compute(mut fill) => {
                 Counters::add(&call.inner.stats.computations);
@@ -103,7 +102,8 @@ where
                         false
                     }
                 };
-                fill.finish(encoded.then_some(out), at).await;
+                // Boxed, like the miss: a hit's future carries none of it.
+                Box::pin(fill.finish(encoded.then_some(out), at)).await;
                 return result;
             }
         };
@@ -130,51 +130,58 @@ pub(crate) enum Step<'c> {
 }
 
 /// A stored value found for the call.
-pub(crate) struct Found {
-    bytes: Bytes,
-    source: Source,
-}
-
-enum Bytes {
-    /// A whole entry read from the backend; the value starts at the offset.
-    Entry(Vec<u8>, usize),
+pub(crate) enum Found {
+    /// The call's own read: a hit. The value starts at the offset; the
+    /// epoch is the flights' when the read was made, for the miss that
+    /// follows if the value does not decode.
+    Hit {
+        snap: Snapshot,
+        at: usize,
+        epoch: u64,
+    },
+    /// Read after a wait: computed by a concurrent caller of this process
+    /// (`coalesced`), or filled by another process.
+    Read {
+        snap: Snapshot,
+        at: usize,
+        coalesced: bool,
+    },
     /// A value another caller of this process shared.
     Shared(Arc<[u8]>),
 }
 
-enum Source {
-    /// The call's own read: a hit. Keeps what the read saw, for the miss
-    /// that follows if the value does not decode.
-    Read {
-        versions: Vec<Option<Vec<u8>>>,
-        epoch: u64,
-    },
-    /// Computed by a concurrent caller of this process.
-    Coalesced,
-    /// Filled by another process while this call waited on its lease.
-    Filled,
-}
-
 impl Found {
     fn value(&self) -> &[u8] {
-        match &self.bytes {
-            Bytes::Entry(bytes, at) => &bytes[*at..],
-            Bytes::Shared(bytes) => bytes,
+        match self {
+            Found::Hit { snap, at, .. } | Found::Read { snap, at, .. } => {
+                snap.entry().map_or(&[][..], |entry| &entry[*at..])
+            }
+            Found::Shared(bytes) => bytes,
         }
     }
+}
+
+/// The keys of a miss, as strings (a hit writes its keys from their pieces
+/// and needs none of these).
+pub(crate) struct OwnedKeys {
+    pub entry: String,
+    /// The function's version key, the call's, then the tags'.
+    pub versions: Vec<String>,
 }
 
 /// The call's keys and settings, and whether the backend failed it.
 pub(crate) struct Call<'c> {
     inner: &'c Inner,
     spec: &'static Spec,
-    entry_key: String,
-    /// The function's version key, the call's, then the tags'.
-    version_keys: Vec<Cow<'static, str>>,
+    keys: KeysRef,
+    part: CallPart,
+    /// The rendered tags that interpolate arguments.
+    tags: &'c [String],
     ttl: Duration,
     /// Set by the first backend failure of this call: the call then makes
     /// no further write, so it waits on a failing Redis at most once.
     failed: AtomicBool,
+    owned: OnceLock<OwnedKeys>,
 }
 
 impl<'c> Call<'c> {
@@ -182,63 +189,67 @@ impl<'c> Call<'c> {
         inner: &'c Inner,
         spec: &'static Spec,
         key: KeyPart,
-        tags: &[String],
+        tags: &'c [String],
     ) -> Result<Self, crate::canonical::EncodeError> {
-        let namespace = &inner.namespace;
-        let keys = spec.keys(namespace);
-        let entry_key = key.entry_key(&keys)?;
-        let mut version_keys = Vec::with_capacity(keys.version_keys.len() + 1 + tags.len());
-        let shared = |k: &'static String| Cow::Borrowed(k.as_str());
-        let (function, constant) = keys.version_keys.split_first().expect("a function key");
-        let call_key = Cow::Owned(crate::cache::call_key(namespace, &entry_key));
-        match &keys {
-            KeysRef::Shared(k) => {
-                version_keys.push(shared(&k.version_keys[0]));
-                version_keys.push(call_key);
-                version_keys.extend(k.version_keys[1..].iter().map(shared));
-            }
-            KeysRef::Own(_) => {
-                version_keys.push(Cow::Owned(function.clone()));
-                version_keys.push(call_key);
-                version_keys.extend(constant.iter().cloned().map(Cow::Owned));
-            }
-        }
-        version_keys.extend(
-            tags.iter()
-                .map(|t| Cow::Owned(crate::cache::tag_key(namespace, t))),
-        );
         Ok(Call {
             inner,
             spec,
-            entry_key,
-            version_keys,
+            keys: spec.keys(&inner.namespace),
+            part: key.into_call_part()?,
+            tags,
             ttl: spec
                 .options
                 .ttl_secs
                 .map_or(inner.default_ttl, Duration::from_secs),
             failed: AtomicBool::new(false),
+            owned: OnceLock::new(),
+        })
+    }
+
+    /// The entry's key.
+    fn entry(&self) -> KeyName<'_> {
+        self.part.entry(&self.keys)
+    }
+
+    /// The entry's version keys: the function's, the call's, then the
+    /// tags' (constant ones first).
+    fn version_names(&self) -> impl ExactSizeIterator<Item = KeyName<'_>> + Clone {
+        let constant = &self.keys.version_keys[1..];
+        let namespace = self.inner.namespace.as_str();
+        (0..2 + constant.len() + self.tags.len()).map(move |i| match i {
+            0 => KeyName::whole(&self.keys.version_keys[0]),
+            1 => self.part.call_version(&self.keys),
+            i if i < 2 + constant.len() => KeyName::whole(&constant[i - 2]),
+            i => KeyName::new(&[namespace, "#tag:", &self.tags[i - 2 - constant.len()]]),
+        })
+    }
+
+    /// The keys as strings, made on the first need (a miss).
+    fn owned(&self) -> &OwnedKeys {
+        self.owned.get_or_init(|| OwnedKeys {
+            entry: self.entry().to_string(),
+            versions: self.version_names().map(|k| k.to_string()).collect(),
         })
     }
 
     /// Whether the snapshot's entry is current for this call.
     fn check(&self, snap: &Snapshot) -> Check {
-        entry::check(
-            snap.entry.as_deref(),
-            self.spec.options.codec,
-            &snap.versions,
-        )
+        entry::check(snap.entry(), self.spec.options.codec, snap.versions())
     }
 
     /// Counts a value that decoded and is returned.
     fn served(&self, found: &Found) {
         let stats = &self.inner.stats;
-        match found.source {
-            Source::Read { .. } => {
+        match found {
+            Found::Hit { .. } => {
                 Counters::add(&stats.hits);
-                tracing::trace!(target: "cache_runtime", key = %self.entry_key, "cache hit");
+                tracing::trace!(target: "cache_runtime", key = %self.entry(), "cache hit");
             }
-            Source::Coalesced => Counters::add(&stats.coalesced),
-            Source::Filled => {}
+            Found::Read {
+                coalesced: true, ..
+            }
+            | Found::Shared(_) => Counters::add(&stats.coalesced),
+            Found::Read { .. } => {}
         }
     }
 
@@ -249,23 +260,23 @@ impl<'c> Call<'c> {
         Counters::add(&self.inner.stats.decode_errors);
         tracing::warn!(
             target: "cache_runtime",
-            key = %self.entry_key,
+            key = %self.entry(),
             %error,
             "stored value does not decode; recomputing"
         );
-        match found.source {
-            Source::Read { versions, epoch } => {
+        match found {
+            Found::Hit { snap, epoch, .. } => {
                 Counters::add(&self.inner.stats.misses);
-                self.miss(versions, epoch).await
+                self.miss(snap.into_versions(), epoch).await
             }
-            Source::Coalesced | Source::Filled => Step::Compute(Fill::uncached(self, None)),
+            Found::Read { .. } | Found::Shared(_) => Step::Compute(Fill::uncached(self, None)),
         }
     }
 
     fn unencodable(&self, error: &CodecError) {
         tracing::warn!(
             target: "cache_runtime",
-            key = %self.entry_key,
+            key = %self.entry(),
             %error,
             "value does not encode; not cached"
         );

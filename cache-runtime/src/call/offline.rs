@@ -1,6 +1,6 @@
 //! The call without the cache, after a backend failure.
 
-use super::{Bytes, Call, Fill, Found, Source, Step};
+use super::{Call, Fill, Found, Step};
 use crate::singleflight::Join;
 
 impl Call<'_> {
@@ -18,7 +18,7 @@ impl Call<'_> {
             .stats
             .invalidations
             .load(std::sync::atomic::Ordering::Acquire);
-        let mut key = self.entry_key.clone().into_bytes();
+        let mut key = self.owned().entry.clone().into_bytes();
         key.extend_from_slice(b"\0offline\0");
         key.extend_from_slice(&epoch.to_le_bytes());
         loop {
@@ -26,10 +26,7 @@ impl Call<'_> {
                 Join::Leader(flight) => return Step::Compute(Fill::uncached(self, Some(flight))),
                 Join::Follower(follower) => {
                     if let Some(bytes) = follower.wait().await {
-                        return Step::Serve(Found {
-                            bytes: Bytes::Shared(bytes),
-                            source: Source::Coalesced,
-                        });
+                        return Step::Serve(Found::Shared(bytes));
                     }
                 }
             }

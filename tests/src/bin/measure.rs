@@ -7,6 +7,13 @@
 //! - `measure fail-open`: latency of a cached call when Redis refuses
 //!   connections and when it is frozen (SIGSTOP), op timeout 100 ms, against
 //!   the body alone.
+//! - `measure hit [contender] [seconds]`: hits on a small value (one
+//!   product, ~320 bytes of JSON) by 64 tasks on a 2-worker runtime: calls
+//!   per second and this process's CPU per call, for raw `GET` +
+//!   `serde_json`, `#[cached]` untagged, with two tags, and with
+//!   `codec = "msgpack"`; or only the contender named (`raw`, `ours`,
+//!   `tagged`, `msgpack`), for a profiler (`perf record`) to watch. The
+//!   side-by-side figures are the benchmark's (`BENCHMARKS.md`).
 //!
 //! Run: `cargo run --release -p cache-tests --bin measure -- stampede`
 //! (needs `redis-server` on the PATH).
@@ -22,8 +29,9 @@ fn main() {
     match std::env::args().nth(1).as_deref() {
         Some("stampede") => stampede(),
         Some("fail-open") => fail_open(),
+        Some("hit") => hit::run(std::env::args().nth(2), std::env::args().nth(3)),
         _ => {
-            eprintln!("usage: measure stampede|fail-open");
+            eprintln!("usage: measure stampede|fail-open|hit [raw|ours|tagged|msgpack] [seconds]");
             std::process::exit(2);
         }
     }
@@ -152,4 +160,160 @@ async fn fail_open() {
     let lat = time_calls(&frozen, 20).await;
     row("frozen (SIGSTOP)", &lat, frozen.cache.stats().errors);
     server.resume();
+}
+
+mod hit {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+
+    use serde::{Deserialize, Serialize};
+
+    use super::*;
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct Product {
+        id: u64,
+        sku: String,
+        name: String,
+        description: String,
+        category: String,
+        price_cents: i64,
+        currency: String,
+        in_stock: bool,
+        rating: f32,
+        tags: Vec<String>,
+    }
+
+    fn product(id: u64) -> Product {
+        Product {
+            id,
+            sku: format!("SKU-{id:08}"),
+            name: "Everyday Steel Kettle, 1.7 l".into(),
+            description: "Brushed steel kettle with a rapid-boil element and a limescale filter."
+                .into(),
+            category: "kitchen".into(),
+            price_cents: 3_499,
+            currency: "EUR".into(),
+            in_stock: true,
+            rating: 4.6,
+            tags: vec!["kitchen".into(), "steel".into(), "bestseller".into()],
+        }
+    }
+
+    #[cached(ttl = 600)]
+    async fn ours(id: u64) -> Product {
+        product(id)
+    }
+
+    #[cached(ttl = 600, tags = ["items", "item:{id}"])]
+    async fn tagged(id: u64) -> Product {
+        product(id)
+    }
+
+    #[cached(ttl = 600, codec = "msgpack")]
+    async fn msgpack(id: u64) -> Product {
+        product(id)
+    }
+
+    fn cpu() -> Duration {
+        // utime + stime of this process, in clock ticks (100 per second).
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+        let fields: Vec<&str> = stat.rsplit_once(") ").unwrap().1.split(' ').collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        Duration::from_millis(ticks * 10)
+    }
+
+    async fn call(who: &str, conn: &redis::aio::MultiplexedConnection) -> usize {
+        match who {
+            "raw" => {
+                let mut conn = conn.clone();
+                let bytes: Vec<u8> = redis::cmd("GET")
+                    .arg("raw:1")
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                let p: Product = serde_json::from_slice(&bytes).unwrap();
+                p.name.len()
+            }
+            "ours" => ours(1).await.name.len(),
+            "tagged" => tagged(1).await.name.len(),
+            "msgpack" => msgpack(1).await.name.len(),
+            other => panic!("unknown contender {other}"),
+        }
+    }
+
+    pub fn run(only: Option<String>, seconds: Option<String>) {
+        let seconds: f64 = seconds.map_or(2.0, |s| s.parse().unwrap());
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let server = RedisServer::start();
+        runtime.block_on(async {
+            let cache = Cache::builder().redis(server.url()).build().unwrap();
+            cache_runtime::set_default(cache.clone());
+            let client = redis::Client::open(server.url()).unwrap();
+            let conn = client.get_multiplexed_async_connection().await.unwrap();
+            let json = serde_json::to_vec(&product(1)).unwrap();
+            let _: () = redis::cmd("SET")
+                .arg("raw:1")
+                .arg(&json)
+                .query_async(&mut conn.clone())
+                .await
+                .unwrap();
+            println!(
+                "value: {} bytes of JSON; 64 tasks, {seconds} s each; future of a call: {} bytes",
+                json.len(),
+                std::mem::size_of_val(&ours(1))
+            );
+            let all = ["raw", "ours", "tagged", "msgpack"];
+            let who: Vec<&str> = match &only {
+                Some(one) => vec![
+                    all.iter()
+                        .find(|w| *w == one)
+                        .expect("raw|ours|tagged|msgpack"),
+                ],
+                None => all.to_vec(),
+            };
+            for w in &who {
+                for _ in 0..100 {
+                    call(w, &conn).await;
+                }
+            }
+            let hits = cache.stats().hits;
+            for w in who {
+                let stop = Arc::new(AtomicBool::new(false));
+                let (t0, c0) = (Instant::now(), cpu());
+                let tasks: Vec<_> = (0..64)
+                    .map(|_| {
+                        let (stop, conn) = (stop.clone(), conn.clone());
+                        tokio::spawn(async move {
+                            let mut n = 0u64;
+                            while !stop.load(Ordering::Relaxed) {
+                                std::hint::black_box(call(w, &conn).await);
+                                n += 1;
+                            }
+                            n
+                        })
+                    })
+                    .collect();
+                tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+                stop.store(true, Ordering::Relaxed);
+                let mut calls = 0;
+                for t in tasks {
+                    calls += t.await.unwrap();
+                }
+                let (wall, cpu) = (t0.elapsed(), cpu() - c0);
+                println!(
+                    "{w:<8} {:>9.0} calls/s {:>6.2} µs CPU/call",
+                    calls as f64 / wall.as_secs_f64(),
+                    cpu.as_secs_f64() * 1e6 / calls as f64
+                );
+            }
+            let s = cache.stats();
+            assert_eq!(s.computations, 3.min(s.computations), "hits only: {s:?}");
+            assert!(s.hits > hits && s.errors == 0, "{s:?}");
+        });
+    }
 }
