@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use cache_runtime::{Cache, cached};
 use cache_tests::{
-    RedisCluster, RedisServer, backends, redis_cache, shared_url, total_calls, unique_namespace,
+    RedisCluster, RedisServer, backends, command_calls, redis_cache, shared_url, total_calls,
+    unique_namespace,
 };
 
 /// A "database" row: a version bumped by every write.
@@ -373,6 +374,46 @@ async fn a_hit_is_one_round_trip() {
         1,
         "a hit with two tags + the function tag"
     );
+}
+
+/// A miss is three round trips around the body: the read; the missing
+/// versions and the lease, together; the store with the lease's release.
+/// Scripts go by hash, and a server that lost them (`SCRIPT FLUSH`) gets
+/// their text once more.
+#[tokio::test]
+async fn a_miss_is_three_round_trips_with_scripts_by_hash() {
+    let server = RedisServer::start();
+    let cache = redis_cache(&server.url(), "miss");
+    let c = Catalog::new(cache.clone());
+    let mut conn = server.conn();
+    // Load the scripts on this new server (the second fill extends versions
+    // the first created).
+    c.list("warm1".into()).await;
+    c.list("warm2".into()).await;
+    for (i, flush) in [false, true, false].into_iter().enumerate() {
+        if flush {
+            let _: () = redis::cmd("SCRIPT").arg("FLUSH").query(&mut conn).unwrap();
+        }
+        let _: () = redis::cmd("CONFIG")
+            .arg("RESETSTAT")
+            .query(&mut conn)
+            .unwrap();
+        let before = cache.stats();
+        c.list(format!("miss{i}")).await;
+        let after = cache.stats();
+        assert_eq!(after.misses - before.misses, 1);
+        let calls: std::collections::HashMap<String, u64> =
+            command_calls(&mut conn).into_iter().collect();
+        let eval = calls.get("eval").copied().unwrap_or(0);
+        if flush {
+            // Both script round trips are sent again by text.
+            assert_eq!(after.round_trips - before.round_trips, 5, "{calls:?}");
+            assert!(eval > 0, "{calls:?}");
+        } else {
+            assert_eq!(after.round_trips - before.round_trips, 3, "{calls:?}");
+            assert_eq!(eval, 0, "scripts by hash only once loaded: {calls:?}");
+        }
+    }
 }
 
 /// Losing the tag bookkeeping (DEL, FLUSHDB, eviction) invalidates; it never

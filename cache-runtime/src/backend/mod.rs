@@ -138,9 +138,10 @@ pub(crate) struct Store<'a> {
     pub key: &'a str,
     pub value: &'a [u8],
     pub ttl: Duration,
-    /// The version keys the entry carries: each is kept alive at least as
-    /// long as the entry, so versions expire with the last entry using them.
-    pub version_keys: &'a [String],
+    /// The version keys the entry carries that may expire before it: each
+    /// is kept alive at least as long as the entry, so versions expire with
+    /// the last entry using them. (Those the fill created have their TTL.)
+    pub extend: Vec<&'a str>,
 }
 
 /// One of the two storage backends.

@@ -429,7 +429,7 @@ fn lease_cmd(lease: &LeaseTry<'_>) -> Cmd {
 /// at least as long as the entry.
 fn store_cmds(store: &Store<'_>, by_hash: bool) -> Vec<Cmd> {
     let ttl = millis(store.ttl);
-    let mut cmds = Vec::with_capacity(store.version_keys.len() + 1);
+    let mut cmds = Vec::with_capacity(store.extend.len() + 1);
     cmds.push(
         redis::cmd("SET")
             .arg(store.key)
@@ -438,7 +438,7 @@ fn store_cmds(store: &Store<'_>, by_hash: bool) -> Vec<Cmd> {
             .arg(ttl)
             .to_owned(),
     );
-    for k in store.version_keys {
+    for k in &store.extend {
         cmds.push(EXTEND.call(by_hash, k).arg(ttl).to_owned());
     }
     cmds

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use super::Call;
+use super::miss::Versions;
 use crate::backend::Store;
 use crate::entry;
 use crate::lease::LeaseGuard;
@@ -15,7 +16,7 @@ use crate::stats::Counters;
 pub(crate) struct Fill<'c> {
     call: &'c Call<'c>,
     /// The versions the entry carries; `None` when it is not stored.
-    versions: Option<Vec<Vec<u8>>>,
+    versions: Option<Versions>,
     lease: Option<LeaseGuard>,
     flight: Option<Flight<'c>>,
 }
@@ -23,7 +24,7 @@ pub(crate) struct Fill<'c> {
 impl<'c> Fill<'c> {
     pub(super) fn new(
         call: &'c Call<'c>,
-        versions: Vec<Vec<u8>>,
+        versions: Versions,
         lease: Option<LeaseGuard>,
         flight: Option<Flight<'c>>,
     ) -> Self {
@@ -51,7 +52,7 @@ impl<'c> Fill<'c> {
         let Some(versions) = &self.versions else {
             return Vec::new();
         };
-        match entry::header(self.call.spec.options.codec, versions, 256) {
+        match entry::header(self.call.spec.options.codec, &versions.values, 256) {
             Ok(header) => header,
             Err(entry::BadVersion) => {
                 tracing::warn!(
@@ -73,13 +74,19 @@ impl<'c> Fill<'c> {
         let call = self.call;
         let inner = call.inner;
         let store = match (&encoded, &self.versions) {
-            (Some(bytes), Some(_)) => {
+            (Some(bytes), Some(versions)) => {
                 let keys = call.owned();
                 Some(Store {
                     key: &keys.entry,
                     value: bytes,
                     ttl: call.ttl,
-                    version_keys: &keys.versions,
+                    extend: keys
+                        .versions
+                        .iter()
+                        .zip(&versions.created)
+                        .filter(|(_, created)| !**created)
+                        .map(|(k, _)| k.as_str())
+                        .collect(),
                 })
             }
             _ => None,

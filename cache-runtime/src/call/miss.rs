@@ -117,7 +117,7 @@ impl Call<'_> {
         };
         let key = flight_key(
             &self.owned().entry,
-            versions.iter().map(|v| Some(v.as_slice())),
+            versions.values.iter().map(|v| Some(v.as_slice())),
         );
         if key != joined {
             // Another flight of this process that computes under the same
@@ -173,9 +173,11 @@ impl Call<'_> {
         &self,
         read: Vec<Option<Vec<u8>>>,
         lease: Option<&crate::backend::redis::LeaseTry<'_>>,
-    ) -> Option<(Vec<Vec<u8>>, bool)> {
+    ) -> Option<(Versions, bool)> {
+        let created = read.iter().map(Option::is_none).collect();
         if lease.is_none() && read.iter().all(Option::is_some) {
-            return Some((read.into_iter().flatten().collect(), false));
+            let values = read.into_iter().flatten().collect();
+            return Some((Versions { values, created }, false));
         }
         let missing: Vec<(&str, String)> = self
             .owned()
@@ -200,11 +202,29 @@ impl Call<'_> {
                 return None;
             }
         };
-        let mut created = prepared.versions.into_iter();
-        let versions = read
+        // A version this call created has its TTL already; one it adopted
+        // (another caller created it first, maybe with a shorter TTL) is
+        // extended like any other.
+        let mut found = prepared.versions.into_iter().zip(&missing);
+        let mut created = created;
+        let values = read
             .into_iter()
-            .map(|v| v.or_else(|| created.next()))
+            .zip(&mut created)
+            .map(|(v, created)| match v {
+                Some(v) => Some(v),
+                None => found.next().map(|(v, (_, fresh))| {
+                    *created = v == fresh.as_bytes();
+                    v
+                }),
+            })
             .collect::<Option<Vec<_>>>()?;
-        Some((versions, prepared.leased))
+        Some((Versions { values, created }, prepared.leased))
     }
+}
+
+/// The versions a value is stored under, and which of them this call
+/// created.
+pub(crate) struct Versions {
+    pub values: Vec<Vec<u8>>,
+    pub created: Vec<bool>,
 }
