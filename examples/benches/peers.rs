@@ -11,7 +11,9 @@
 //!    time per hit (this process's user + system time over the throughput
 //!    runs, from `getrusage`; Redis runs in its own process) of: raw `redis`
 //!    GET + `serde_json` decode (the floor), raw GET + MessagePack decode
-//!    (the floor of the `cached` crate's format), `#[cached]` without tags,
+//!    (the floor of the `cached` crate's format), raw `MGET` of the value
+//!    and two versions + decode (the floor of any read that checks versions
+//!    in its round trip, as a hit without tags does), `#[cached]` without tags,
 //!    with two tags, and with `codec = "msgpack"`, and the `cached` crate's
 //!    Redis macro (`#[concurrent_cached]` with `AsyncRedisCache`, its 4.x
 //!    name for `#[io_cached]`); then where a hit's CPU goes, without I/O;
@@ -228,6 +230,23 @@ async fn raw_get<V: Value>(who: &Who, id: u64) -> V {
     decode(who.kind, &bytes.expect("warmed"))
 }
 
+/// The version keys the `MGET` floor reads beside the value, as a hit
+/// without tags reads its function's and its own version.
+const RAW_VERSIONS: [&str; 2] = ["rawv:fn", "rawv:call"];
+
+/// The floor of any read that checks versions in the same round trip: one
+/// `MGET` of the value and two 32-digit versions, then decode.
+async fn raw_mget<V: Value>(who: &Who, id: u64) -> V {
+    let mut values: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
+        .arg(who.raw_key(id))
+        .arg(&RAW_VERSIONS[..])
+        .query_async(&mut who.conn.clone())
+        .await
+        .expect("MGET");
+    assert!(values.iter().all(Option::is_some), "warmed");
+    decode(who.kind, &values.swap_remove(0).expect("warmed"))
+}
+
 /// A raw floor's miss, cache-aside: GET (nothing), compute, SET.
 async fn raw_miss<V: Value>(who: &Who, id: u64) -> V {
     let mut conn = who.conn.clone();
@@ -320,6 +339,7 @@ macro_rules! contenders {
                 match who.kind {
                     Kind::RawJson | Kind::RawMsgpack if miss => raw_miss(who, id).await,
                     Kind::RawJson | Kind::RawMsgpack => raw_get(who, id).await,
+                    Kind::RawMget => raw_mget(who, id).await,
                     Kind::Ours => ours(id).await,
                     Kind::OursTagged => ours_tagged(id).await,
                     Kind::OursMsgpack => ours_msgpack(id).await,
@@ -386,6 +406,7 @@ async fn peer_slow(id: u64, pool: bool) -> Result<Vec<Item>, PeerError> {
 enum Kind {
     RawJson,
     RawMsgpack,
+    RawMget,
     Ours,
     OursTagged,
     OursMsgpack,
@@ -399,6 +420,7 @@ impl Kind {
         match self {
             Kind::RawJson => "raw redis GET + serde_json (floor)",
             Kind::RawMsgpack => "raw redis GET + MessagePack (cached crate's format)",
+            Kind::RawMget => "raw redis MGET of the value + 2 versions + serde_json",
             Kind::Ours => "#[cached], no tags",
             Kind::OursTagged => "#[cached], two tags",
             Kind::OursMsgpack => "#[cached], codec = \"msgpack\"",
@@ -541,9 +563,10 @@ const STAMPEDE: usize = 256;
 const STAMPEDE_ROUNDS: u64 = 3;
 
 /// The hit contenders, in the order of the tables.
-const HIT_KINDS: [Kind; 6] = [
+const HIT_KINDS: [Kind; 7] = [
     Kind::RawJson,
     Kind::RawMsgpack,
+    Kind::RawMget,
     Kind::Ours,
     Kind::OursTagged,
     Kind::OursMsgpack,
@@ -701,8 +724,9 @@ fn row(rows: &[HitRow], kind: Kind) -> &HitRow {
 
 /// The ratios that matter on one value, one line each; returns the headline.
 fn hit_ratios(shape: Shape, rows: &[HitRow]) -> String {
-    let [floor, ours, tagged, msgpack, peer] = [
+    let [floor, mget, ours, tagged, msgpack, peer] = [
         Kind::RawJson,
+        Kind::RawMget,
         Kind::Ours,
         Kind::OursTagged,
         Kind::OursMsgpack,
@@ -725,6 +749,12 @@ fn hit_ratios(shape: Shape, rows: &[HitRow]) -> String {
     println!(
         "- {label}: #[cached], two tags / raw GET + serde_json: {}",
         vs(tagged, floor)
+    );
+    println!(
+        "- {label}: raw MGET of 3 keys / raw GET: {}; #[cached] (no tags, 3 keys) / raw MGET of 3 keys: {}, client CPU {:+.1} µs",
+        vs(mget, floor),
+        vs(ours, mget),
+        ours.cpu_us - mget.cpu_us
     );
     println!(
         "- {label}: #[cached], codec = \"msgpack\" / cached crate: {}",
@@ -1033,6 +1063,14 @@ async fn run(url: String) {
     cache_runtime::set_default(cache.clone());
 
     // Fill the floors' keys the way cache-aside would.
+    for version in RAW_VERSIONS {
+        let () = redis::cmd("SET")
+            .arg(version)
+            .arg("0123456789abcdef0123456789abcdef")
+            .query_async(&mut raw.clone())
+            .await
+            .expect("SET");
+    }
     for shape in Shape::ALL {
         for kind in [Kind::RawJson, Kind::RawMsgpack] {
             shape.who(kind, &raw).miss(1).await;

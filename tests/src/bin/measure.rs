@@ -10,9 +10,10 @@
 //! - `measure hit [contender] [seconds]`: hits on a small value (one
 //!   product, ~320 bytes of JSON) by 64 tasks on a 2-worker runtime: calls
 //!   per second and this process's CPU per call, for raw `GET` +
-//!   `serde_json`, `#[cached]` untagged, with two tags, and with
-//!   `codec = "msgpack"`; or only the contender named (`raw`, `ours`,
-//!   `tagged`, `msgpack`), for a profiler (`perf record`) to watch. The
+//!   `serde_json`, raw `MGET` of the value and two versions + `serde_json`
+//!   (what a hit without tags reads), `#[cached]` untagged, with two tags,
+//!   and with `codec = "msgpack"`; or only the contender named (`raw`,
+//!   `mget3`, `ours`, `tagged`, `msgpack`), for a profiler to watch. The
 //!   side-by-side figures are the benchmark's (`BENCHMARKS.md`).
 //!
 //! Run: `cargo run --release -p cache-tests --bin measure -- stampede`
@@ -215,6 +216,9 @@ mod hit {
         product(id)
     }
 
+    /// A value shaped like a tag version: 32 hex digits.
+    const VERSION: &str = "0123456789abcdef0123456789abcdef";
+
     fn cpu() -> Duration {
         // utime + stime of this process, in clock ticks (100 per second).
         let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
@@ -233,6 +237,20 @@ mod hit {
                     .await
                     .unwrap();
                 let p: Product = serde_json::from_slice(&bytes).unwrap();
+                p.name.len()
+            }
+            // The floor of a read that checks versions: the entry and two
+            // more keys in one `MGET`, as a hit without tags reads them.
+            "mget3" => {
+                let mut conn = conn.clone();
+                let mut values: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
+                    .arg("raw:1")
+                    .arg("raw:v1")
+                    .arg("raw:v2")
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                let p: Product = serde_json::from_slice(&values.swap_remove(0).unwrap()).unwrap();
                 p.name.len()
             }
             "ours" => ours(1).await.name.len(),
@@ -262,12 +280,20 @@ mod hit {
                 .query_async(&mut conn.clone())
                 .await
                 .unwrap();
+            for v in ["raw:v1", "raw:v2"] {
+                let _: () = redis::cmd("SET")
+                    .arg(v)
+                    .arg(VERSION)
+                    .query_async(&mut conn.clone())
+                    .await
+                    .unwrap();
+            }
             println!(
                 "value: {} bytes of JSON; 64 tasks, {seconds} s each; future of a call: {} bytes",
                 json.len(),
                 std::mem::size_of_val(&ours(1))
             );
-            let all = ["raw", "ours", "tagged", "msgpack"];
+            let all = ["raw", "mget3", "ours", "tagged", "msgpack"];
             let who: Vec<&str> = match &only {
                 Some(one) => vec![
                     all.iter()
