@@ -57,6 +57,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Barrier, Semaphore};
 
 use cache_tests::RedisServer;
+use cache_tests::fixtures::Product;
 
 // --------------------------------------------------------------- the values
 
@@ -90,38 +91,9 @@ impl Value for Vec<Item> {
 }
 
 /// The small value: one product, about 320 bytes of JSON.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Product {
-    id: u64,
-    sku: String,
-    name: String,
-    description: String,
-    category: String,
-    price_cents: i64,
-    currency: String,
-    in_stock: bool,
-    rating: f32,
-    tags: Vec<String>,
-}
-
 impl Value for Product {
     fn make(seed: u64) -> Self {
-        Product {
-            id: seed,
-            sku: format!("SKU-{seed:06}"),
-            name: "Everyday Steel Kettle, 1.7 l".to_owned(),
-            description:
-                "Brushed stainless steel electric kettle: concealed element, auto shut-off."
-                    .to_owned(),
-            category: "kitchen/small-appliances".to_owned(),
-            price_cents: 4_999,
-            currency: "EUR".to_owned(),
-            in_stock: true,
-            rating: 4.6,
-            tags: ["kettle", "stainless-steel", "electric", "bestseller"]
-                .map(str::to_owned)
-                .to_vec(),
-        }
+        Product::sample(seed)
     }
 }
 

@@ -8,6 +8,44 @@ use std::time::Duration;
 use cache_runtime::{Cache, cached};
 use serde::{Deserialize, Serialize};
 
+/// A small value to cache: one product, about 320 bytes of JSON (the one
+/// the benchmark and `measure hit` read).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Product {
+    pub id: u64,
+    pub sku: String,
+    pub name: String,
+    pub description: String,
+    pub category: String,
+    pub price_cents: i64,
+    pub currency: String,
+    pub in_stock: bool,
+    pub rating: f32,
+    pub tags: Vec<String>,
+}
+
+impl Product {
+    /// The product numbered `seed`.
+    pub fn sample(seed: u64) -> Self {
+        Product {
+            id: seed,
+            sku: format!("SKU-{seed:06}"),
+            name: "Everyday Steel Kettle, 1.7 l".to_owned(),
+            description:
+                "Brushed stainless steel electric kettle: concealed element, auto shut-off."
+                    .to_owned(),
+            category: "kitchen/small-appliances".to_owned(),
+            price_cents: 4_999,
+            currency: "EUR".to_owned(),
+            in_stock: true,
+            rating: 4.6,
+            tags: ["kettle", "stainless-steel", "electric", "bestseller"]
+                .map(str::to_owned)
+                .to_vec(),
+        }
+    }
+}
+
 /// A value with a map in its key, filled by whichever process calls first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Filled {

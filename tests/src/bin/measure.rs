@@ -167,38 +167,12 @@ mod hit {
     use std::sync::Arc;
     use std::sync::atomic::AtomicBool;
 
-    use serde::{Deserialize, Serialize};
+    use cache_tests::fixtures::Product;
 
     use super::*;
 
-    #[derive(Debug, Clone, Serialize, Deserialize)]
-    pub struct Product {
-        id: u64,
-        sku: String,
-        name: String,
-        description: String,
-        category: String,
-        price_cents: i64,
-        currency: String,
-        in_stock: bool,
-        rating: f32,
-        tags: Vec<String>,
-    }
-
     fn product(id: u64) -> Product {
-        Product {
-            id,
-            sku: format!("SKU-{id:08}"),
-            name: "Everyday Steel Kettle, 1.7 l".into(),
-            description: "Brushed steel kettle with a rapid-boil element and a limescale filter."
-                .into(),
-            category: "kitchen".into(),
-            price_cents: 3_499,
-            currency: "EUR".into(),
-            in_stock: true,
-            rating: 4.6,
-            tags: vec!["kitchen".into(), "steel".into(), "bestseller".into()],
-        }
+        Product::sample(id)
     }
 
     #[cached(ttl = 600)]
