@@ -144,7 +144,15 @@ impl Args {
             }),
             "tags" => tags(&value).map(|tags| self.tags = Some(tags)),
             "key" => string(&value, usage)
-                .and_then(|lit| Template::parse(lit, "key"))
+                .and_then(|lit| {
+                    if lit.value().is_empty() {
+                        return Err(syn::Error::new_spanned(
+                            &lit,
+                            "`key` is empty; write a template such as `key = \"product:{id}\"`, or remove it to key by all arguments",
+                        ));
+                    }
+                    Template::parse(lit, "key")
+                })
                 .map(|key| self.key = Some(key)),
             "cache" => {
                 self.cache = Some(value);

@@ -223,13 +223,16 @@ impl<'a> Expand<'a> {
         ident
     }
 
-    /// `format!("product:{}", id)` for the template `"product:{id}"`.
+    /// `format!("product:{}", TemplateValue::new(&id))` for the template
+    /// `"product:{id}"`: each argument escaped and bounded (see the
+    /// runtime's `template` module), at the template's span.
     fn format(&self, template: &Template) -> TokenStream {
         let p = &self.private;
         let format = template.format_string();
-        let args = template
-            .args()
-            .map(|name| self.interpolated(template, name));
+        let args = template.args().map(|name| {
+            let ident = self.interpolated(template, name);
+            quote_spanned!(template.span()=> #p::TemplateValue::new(&#ident))
+        });
         quote!(#p::format!(#format #(, #args)*))
     }
 
@@ -500,7 +503,7 @@ mod tests {
                 ::cache_runtime::__private::ArgsDigest::arg::<String>(&mut __cache_digest, &category);
                 let __cache_key: ::cache_runtime::__private::KeyPart = __cache_digest.finish();
                 let __cache_tags: [::cache_runtime::__private::String; 1] = [
-                    ::cache_runtime::__private::format!("category:{}", category)
+                    ::cache_runtime::__private::format!("category:{}", ::cache_runtime::__private::TemplateValue::new(&category))
                 ];
                 ::cache_runtime::__private::execute::<Result<Vec<u32>, std::io::Error>, ::cache_runtime::__private::OkOnly, _>(
                     __cache_handle,
@@ -546,15 +549,15 @@ mod tests {
                 codec = "msgpack"
             ),
             quote! {
-                pub async fn get<T: Send>(&self, id: u64, db: &mut Db) -> Option<User> { None }
+                pub async fn get<'a>(&self, id: u64, db: &'a mut Db) -> Option<User> { None }
             },
         );
         for expected in [
-            "renamed :: __private :: KeyPart :: template (renamed :: __private :: format ! (\"user:{}\" , id))",
+            "renamed :: __private :: KeyPart :: template (renamed :: __private :: format ! (\"user:{}\" , renamed :: __private :: TemplateValue :: new (& id)))",
             "renamed :: __private :: Some (renamed :: __private :: Cache :: clone (renamed :: __private :: AsCache :: as_cache (& (self . cache))))",
             "renamed :: __private :: SomeOnly { cache_none : true }",
             "Spec :: new (\"get\" , __cache_marker , renamed :: __private :: Options { ttl_secs : renamed :: __private :: Some (3600) , lock_ttl_ms : renamed :: __private :: Some (500) , codec : renamed :: __private :: Codec :: MsgPack , .. renamed :: __private :: Options :: DEFAULT })",
-            "pub async fn get_invalidate < T : Send > (& self , id : & u64)",
+            "pub async fn get_invalidate < 'a > (& self , id : & u64)",
             "pub async fn get_invalidate_all (& self ,)",
         ] {
             assert!(

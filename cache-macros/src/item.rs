@@ -165,8 +165,17 @@ pub(crate) fn check(cx: &Ctxt, args: &Args, item: ItemFn) -> Func {
         }
     }
 
-    // Templates: each `{name}` an argument.
+    // Templates: each `{name}` an argument, placeholders apart.
     let check_template = |template: &Template, option: &str| {
+        if let Some((a, b)) = template.ambiguous_pair() {
+            cx.error_at(
+                template.span(),
+                format!(
+                    "`{{{a}}}` and `{{{b}}}` in `{option}` template must be separated by a character other than a letter, digit, `-`, `_` or `.` (such as `:` or `/`), so that different arguments never render the same {}",
+                    if option == "key" { "key" } else { "tag" }
+                ),
+            );
+        }
         for name in template.args() {
             if name == "self" {
                 cx.error_at(
@@ -185,6 +194,17 @@ pub(crate) fn check(cx: &Ctxt, args: &Args, item: ItemFn) -> Func {
     };
     if let Some(key) = &args.key {
         check_template(key, "key");
+        let generic = sig
+            .generics
+            .params
+            .iter()
+            .any(|p| !matches!(p, syn::GenericParam::Lifetime(_)));
+        if generic {
+            cx.error_spanned_by(
+                &sig.generics,
+                "`key` cannot be used on a generic function: one key would serve every type; remove `key` (the default key includes the type parameters)",
+            );
+        }
     }
     for tag in args.tags.iter().flatten() {
         check_template(tag, "tags");

@@ -122,12 +122,22 @@ use proc_macro::TokenStream;
 /// - **`tags = ["products", "product:{id}"]`**: tags of the entries, for
 ///   `Cache::invalidate_tag`. String literals, in which `{name}` is the
 ///   argument `name` formatted with `Display`, and `{{` and `}}` are literal
-///   braces. Skipped arguments may be interpolated too.
+///   braces. Skipped arguments may be interpolated too. An argument is
+///   written as it is when it has only letters, digits, `-`, `_` and `.`
+///   (`product:42`); any other byte is written `%XX` (`a:b` becomes
+///   `a%3Ab`), and a value longer than 64 bytes so written becomes `~` and a
+///   128-bit hash of it, so that different arguments never render the same
+///   key or tag, and no argument makes a long one. Placeholders must be
+///   separated by another character (`{org}:{name}`, not `{org}-{name}`).
+///   To name such a tag for `Cache::invalidate_tag`, write its arguments
+///   with `cache_runtime::template_value`.
 /// - **`key = "product:{id}"`**: a readable key instead of the hash, with
 ///   the grammar of `tags`. Only the arguments it names are part of the key,
 ///   and they need `Display`, not `Serialize` (nor `skip`). The template
 ///   alone makes the key (under the cache's namespace), without the
 ///   function's path: two functions with the same template share entries.
+///   Not on a generic function (one key would serve every type), and not
+///   empty.
 /// - **`skip(db, client)`**: arguments left out of the key. They need not
 ///   implement `Serialize`, and may be `&mut` references or `impl Trait`.
 /// - **`cache = expr`**: the cache to use instead of the default (set with
@@ -366,7 +376,7 @@ use proc_macro::TokenStream;
 ///     let mut __cache_digest = __private::ArgsDigest::new();
 ///     __private::ArgsDigest::arg::<String>(&mut __cache_digest, &category);
 ///     let __cache_key: __private::KeyPart = __cache_digest.finish();
-///     let __cache_tags: [__private::String; 1] = [__private::format!("category:{}", category)];
+///     let __cache_tags: [__private::String; 1] = [__private::format!("category:{}", __private::TemplateValue::new(&category))];
 ///     __private::execute::<Result<Vec<Product>, DbError>, __private::OkOnly, _>(
 ///         __cache_handle,
 ///         &__CACHE_SPEC,
@@ -416,7 +426,9 @@ use proc_macro::TokenStream;
 /// - an unknown `codec` (the closest valid one suggested);
 /// - a template with an unknown argument (the closest is suggested), `{self}`,
 ///   an unclosed `{`, an unmatched `}`, an empty `{}` or a format spec;
-///   an interpolated argument that does not implement `Display`;
+///   two placeholders not separated by a character other than a letter,
+///   digit, `-`, `_` or `.`; an interpolated argument that does not
+///   implement `Display`; an empty `key`, or `key` on a generic function;
 /// - in `skip`, an unknown argument, an argument named twice, or `self`;
 /// - `crate` that is not a path; `cache_none` without an `Option` (or
 ///   `Result<Option<..>>`) return type;

@@ -48,6 +48,34 @@ impl Template {
         })
     }
 
+    /// Placeholders one after the other with no text between, or with text
+    /// that starts with a character an argument may be written with (a
+    /// letter, digit, `-`, `_` or `.`): then two argument lists could
+    /// render the same string. The names of the first such pair.
+    pub(crate) fn ambiguous_pair(&self) -> Option<(&str, &str)> {
+        let mut previous: Option<&str> = None;
+        let mut separated = true;
+        for piece in &self.pieces {
+            match piece {
+                Piece::Arg(name) => {
+                    if let Some(prev) = previous
+                        && !separated
+                    {
+                        return Some((prev, name));
+                    }
+                    previous = Some(name);
+                    separated = false;
+                }
+                Piece::Text(text) => {
+                    separated = text.chars().next().is_some_and(|c| {
+                        !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                    });
+                }
+            }
+        }
+        None
+    }
+
     /// The text of a template without placeholders; `None` when it has some.
     pub(crate) fn constant(&self) -> Option<String> {
         let mut out = String::new();
@@ -158,6 +186,40 @@ mod tests {
             template.format_string().value(),
             template.args().map(str::to_owned).collect(),
         ))
+    }
+
+    fn ambiguous(s: &str) -> Option<(String, String)> {
+        let template = Template {
+            lit: LitStr::new(s, Span::call_site()),
+            pieces: parse_pieces(s).unwrap(),
+        };
+        template
+            .ambiguous_pair()
+            .map(|(a, b)| (a.to_owned(), b.to_owned()))
+    }
+
+    #[test]
+    fn placeholders_need_a_separator() {
+        for ok in [
+            "user:{org}:{name}",
+            "{a}/{b}",
+            "{a}",
+            "x{a}y",
+            "{a} {b}",
+            "{a}:x-{b}",
+        ] {
+            assert_eq!(ambiguous(ok), None, "{ok}");
+        }
+        for bad in [
+            "{a}{b}",
+            "{a}-{b}",
+            "{a}_{b}",
+            "{a}.{b}",
+            "{a}x:{b}",
+            "p:{a}:{b}{c}",
+        ] {
+            assert!(ambiguous(bad).is_some(), "{bad}");
+        }
     }
 
     #[test]

@@ -147,6 +147,7 @@ mod outcome;
 mod singleflight;
 mod spec;
 mod stats;
+mod template;
 
 #[doc(hidden)]
 #[path = "private.rs"]
@@ -158,6 +159,7 @@ pub use canonical::EncodeError;
 pub use error::Error;
 pub use handle::{AsCache, set_default};
 pub use stats::Stats;
+pub use template::template_value;
 
 #[cfg(feature = "macros")]
 #[doc(inline)]

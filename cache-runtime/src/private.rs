@@ -20,6 +20,7 @@ pub use crate::invalidate::{invalidate_call, invalidate_function};
 pub use crate::key::{ArgsDigest, KeyArg, KeyPart};
 pub use crate::outcome::{OkOnly, OkSome, Plain, SomeOnly, Strategy};
 pub use crate::spec::{Options, Spec};
+pub use crate::template::{TemplateArg, TemplateValue};
 pub use crate::{Cache, Error};
 
 /// Names the version of `cache-macros` this runtime is built for: the

@@ -380,6 +380,90 @@ async fn corrupt_msgpack_is_a_counted_miss_and_is_overwritten() {
     assert_eq!(c.runs.load(Ordering::SeqCst), 4, "the fresh value is a hit");
 }
 
+/// Key and tag templates whose arguments contain the templates' own
+/// separators, or are huge.
+struct Users {
+    cache: Cache,
+    runs: AtomicU64,
+}
+
+impl Users {
+    #[cached(cache = self.cache, key = "user:{org}:{name}", tags = ["org:{org}"])]
+    async fn user(&self, org: String, name: String) -> String {
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        format!("{org}/{name}")
+    }
+}
+
+#[tokio::test]
+async fn template_arguments_never_render_the_same_key() {
+    for cache in backends("template") {
+        let u = Users {
+            cache: cache.clone(),
+            runs: AtomicU64::new(0),
+        };
+        let name = cache.backend_name();
+        assert_eq!(u.user("a:b".into(), "c".into()).await, "a:b/c", "{name}");
+        assert_eq!(u.user("a".into(), "b:c".into()).await, "a/b:c", "{name}");
+        assert_eq!(u.user("a:b".into(), "c".into()).await, "a:b/c", "{name}");
+        assert_eq!(
+            u.runs.load(Ordering::SeqCst),
+            2,
+            "{name}: two keys, one hit"
+        );
+        // The tag of an org with a separator in its name, named by hand.
+        cache
+            .invalidate_tag(format!("org:{}", cache_runtime::template_value(&"a:b")))
+            .await
+            .unwrap();
+        u.user("a:b".into(), "c".into()).await;
+        u.user("a".into(), "b:c".into()).await;
+        assert_eq!(
+            u.runs.load(Ordering::SeqCst),
+            3,
+            "{name}: only org a:b invalidated"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_huge_template_argument_makes_short_keys() {
+    let namespace = unique_namespace("huge");
+    let cache = redis_cache(&shared_url(), &namespace);
+    let u = Users {
+        cache: cache.clone(),
+        runs: AtomicU64::new(0),
+    };
+    let huge = "x".repeat(5 << 20);
+    let other = format!("{huge}y");
+    u.user(huge.clone(), "n".into()).await;
+    u.user(other.clone(), "n".into()).await;
+    u.user(huge.clone(), "n".into()).await;
+    assert_eq!(
+        u.runs.load(Ordering::SeqCst),
+        2,
+        "distinct huge values, distinct keys"
+    );
+    let mut conn = redis::Client::open(shared_url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{namespace}*"))
+        .query(&mut conn)
+        .unwrap();
+    assert!(keys.len() >= 5, "{keys:?}");
+    for key in &keys {
+        assert!(
+            key.len() < 200,
+            "{} bytes: {}",
+            key.len(),
+            &key[..200.min(key.len())]
+        );
+    }
+    assert_eq!(cache.stats().errors, 0);
+}
+
 mod default_cache {
     use super::*;
 

@@ -25,7 +25,7 @@
 //! `products` tag is there for bulk changes (a price import): one
 //! `invalidate_tag("products")` drops every listing.
 
-use cache_runtime::{Cache, cached};
+use cache_runtime::{Cache, cached, template_value};
 
 use super::db::{Db, DbError};
 use super::queries::{self, Dashboard, Product, ProductUpdate, TrendingScore};
@@ -153,14 +153,18 @@ impl Catalog {
 }
 
 /// The tags whose entries showed `before` and must not show it any more.
+///
+/// Arguments are written as the tag templates write them
+/// ([`template_value`]: escaped where they could be taken for the
+/// template's own text).
 pub fn stale_tags(before: &Product, after: &Product) -> Vec<String> {
     let mut tags = vec![
-        format!("product:{}", after.id),
-        format!("category:{}", before.category),
+        format!("product:{}", template_value(&after.id)),
+        format!("category:{}", template_value(&before.category)),
         "listing:all".to_owned(),
     ];
     if before.category != after.category {
-        tags.push(format!("category:{}", after.category));
+        tags.push(format!("category:{}", template_value(&after.category)));
         tags.push("dashboard".to_owned());
     }
     tags
