@@ -214,7 +214,12 @@ fn duration(value: &Expr, option: &str, unit: Unit) -> syn::Result<u64> {
         Unit::Seconds => "`s`, `m`, `h` or `d`",
         Unit::Millis => "`ms`, `s`, `m`, `h` or `d`",
     };
-    let too_large = || syn::Error::new_spanned(value, format!("`{option}` is too large"));
+    let too_large = || {
+        syn::Error::new_spanned(
+            value,
+            format!("`{option}` is too large; at most 100 years (`\"36500d\"`)"),
+        )
+    };
     let amount = match value {
         Expr::Lit(ExprLit {
             lit: Lit::Int(int), ..
@@ -295,10 +300,13 @@ fn duration(value: &Expr, option: &str, unit: Unit) -> syn::Result<u64> {
             ));
         }
     };
-    // Redis takes expiry times in milliseconds as a signed 64-bit integer.
+    // Redis rejects an expiry whose time, in milliseconds since 1970,
+    // overflows a signed 64-bit integer; 100 years is the runtime's bound
+    // for every duration (`cache_runtime`'s `MAX_DURATION`).
+    const MAX_SECS: u64 = 36_500 * 24 * 60 * 60;
     let max = match unit {
-        Unit::Seconds => i64::MAX as u64 / 1000,
-        Unit::Millis => i64::MAX as u64,
+        Unit::Seconds => MAX_SECS,
+        Unit::Millis => MAX_SECS * 1000,
     };
     if amount > max {
         return Err(too_large());
@@ -472,8 +480,10 @@ mod tests {
         ] {
             assert!(seconds(bad).is_err(), "{bad}");
         }
-        assert!(seconds("9223372036854775").is_ok());
-        assert!(millis("9223372036854776").is_err());
+        assert!(seconds(r#""36500d""#).is_ok());
+        assert!(seconds(r#""36501d""#).is_err());
+        assert!(millis(r#""36500d""#).is_ok());
+        assert!(millis(r#""36501d""#).is_err());
     }
 
     #[test]

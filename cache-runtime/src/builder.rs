@@ -19,6 +19,10 @@ enum BackendChoice {
     Memory,
 }
 
+/// The longest TTL, lease or timeout a cache takes: 100 years, far inside
+/// what Redis accepts in `PX` (and what the macro takes in `ttl`).
+pub const MAX_DURATION: Duration = Duration::from_secs(36_500 * 24 * 60 * 60);
+
 /// Configures a [`Cache`]. Made by [`Cache::builder`].
 ///
 /// ```
@@ -105,7 +109,8 @@ impl CacheBuilder {
         self
     }
 
-    /// The TTL of entries whose function sets no `ttl` (default 5 minutes).
+    /// The TTL of entries whose function sets no `ttl` (default 5 minutes;
+    /// at most [`MAX_DURATION`]).
     pub fn default_ttl(mut self, ttl: Duration) -> Self {
         self.default_ttl = ttl;
         self
@@ -137,6 +142,15 @@ impl CacheBuilder {
         }
         if self.lock_ttl < Duration::from_millis(1) {
             return Err(Error::InvalidConfig("`lock_ttl` must be at least 1 ms"));
+        }
+        for (duration, too_long) in [
+            (self.op_timeout, "`op_timeout` must be at most 100 years"),
+            (self.default_ttl, "`default_ttl` must be at most 100 years"),
+            (self.lock_ttl, "`lock_ttl` must be at most 100 years"),
+        ] {
+            if duration > MAX_DURATION {
+                return Err(Error::InvalidConfig(too_long));
+            }
         }
         let stats = Arc::new(Counters::default());
         let backend = match self.backend {
@@ -189,5 +203,41 @@ impl CacheBuilder {
                 notifier,
             }),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::MAX_DURATION;
+    use crate::{Cache, Error};
+
+    #[test]
+    fn durations_past_the_bound_are_rejected_not_a_panic_later() {
+        let too_long = MAX_DURATION + Duration::from_secs(1);
+        for (builder, name) in [
+            (
+                Cache::builder().memory().default_ttl(Duration::MAX),
+                "default_ttl",
+            ),
+            (Cache::builder().memory().lock_ttl(too_long), "lock_ttl"),
+            (
+                Cache::builder().memory().op_timeout(Duration::MAX),
+                "op_timeout",
+            ),
+        ] {
+            match builder.build() {
+                Err(Error::InvalidConfig(msg)) => assert!(msg.contains(name), "{msg}"),
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+        let longest = Cache::builder()
+            .memory()
+            .default_ttl(MAX_DURATION)
+            .lock_ttl(MAX_DURATION)
+            .op_timeout(MAX_DURATION)
+            .build();
+        assert!(longest.is_ok());
     }
 }

@@ -112,7 +112,8 @@ impl<'a> LeaseRequest<'a> {
         guard.armed = false;
         waited();
         loop {
-            let deadline = Instant::now() + self.ttl;
+            let now = Instant::now();
+            let deadline = now.checked_add(self.ttl).unwrap_or(now);
             let mut backoff = FIRST_BACKOFF;
             loop {
                 let notified = self.registration.as_ref().map(|r| r.notify.notified());

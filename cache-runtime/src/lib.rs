@@ -153,7 +153,7 @@ mod template;
 #[path = "private.rs"]
 pub mod __private;
 
-pub use builder::CacheBuilder;
+pub use builder::{CacheBuilder, MAX_DURATION};
 pub use cache::Cache;
 pub use canonical::EncodeError;
 pub use error::Error;

@@ -464,6 +464,44 @@ async fn a_huge_template_argument_makes_short_keys() {
     assert_eq!(cache.stats().errors, 0);
 }
 
+struct Forever {
+    cache: Cache,
+}
+
+impl Forever {
+    #[cached(cache = self.cache, ttl = "36500d", lock_ttl = "36500d")]
+    async fn longest(&self, id: u64) -> u64 {
+        id
+    }
+
+    #[cached(cache = self.cache)]
+    async fn default_ttl(&self, id: u64) -> u64 {
+        id
+    }
+}
+
+/// The longest durations the attribute and the builder take are ones Redis
+/// accepts: the values are stored, with no error and no panic.
+#[tokio::test]
+async fn the_longest_durations_store() {
+    let cache = Cache::builder()
+        .redis(shared_url())
+        .namespace(unique_namespace("forever"))
+        .default_ttl(cache_runtime::MAX_DURATION)
+        .lock_ttl(cache_runtime::MAX_DURATION)
+        .build()
+        .unwrap();
+    let f = Forever {
+        cache: cache.clone(),
+    };
+    for _ in 0..2 {
+        assert_eq!(f.longest(1).await, 1);
+        assert_eq!(f.default_ttl(2).await, 2);
+    }
+    let s = cache.stats();
+    assert_eq!((s.stores, s.hits, s.errors), (2, 2, 0), "{s:?}");
+}
+
 mod default_cache {
     use super::*;
 

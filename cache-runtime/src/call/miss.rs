@@ -193,7 +193,7 @@ impl Call<'_> {
         let prepared = self
             .inner
             .backend
-            .prepare(&missing, self.ttl + self.lock_ttl(), lease)
+            .prepare(&missing, self.ttl.saturating_add(self.lock_ttl()), lease)
             .await;
         let prepared = match prepared {
             Ok(p) => p,
