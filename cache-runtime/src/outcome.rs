@@ -7,6 +7,18 @@ use serde::de::DeserializeOwned;
 
 use crate::codec::{Codec, CodecError};
 
+/// What becomes of a result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// Stored, and handed to the callers waiting for it.
+    Store,
+    /// Handed to the callers waiting for it in this process, not stored
+    /// (`None` without `cache_none`): each of them would get it anyway.
+    Share,
+    /// Neither (`Err`): each waiting caller runs the body for itself.
+    Nothing,
+}
+
 /// How a result is stored and read back.
 #[diagnostic::on_unimplemented(
     message = "`#[cached]` cannot cache a `{R}` as it reads the return type",
@@ -14,10 +26,9 @@ use crate::codec::{Codec, CodecError};
     note = "if it is another type, give it another name at the function (a `type` alias) so that it is cached whole"
 )]
 pub trait Strategy<R> {
-    /// Appends the stored form of `result` to `out`; `None` when this
-    /// result is not cached.
-    fn encode(&self, codec: Codec, result: &R, out: &mut Vec<u8>)
-    -> Option<Result<(), CodecError>>;
+    /// Appends the stored form of `result` to `out` (unless it is kept
+    /// [`Keep::Nothing`]), and says what becomes of it.
+    fn encode(&self, codec: Codec, result: &R, out: &mut Vec<u8>) -> Result<Keep, CodecError>;
     /// A result read back from the cache.
     fn decode(&self, codec: Codec, bytes: &[u8]) -> Result<R, CodecError>;
 }
@@ -27,13 +38,8 @@ pub trait Strategy<R> {
 pub struct Plain;
 
 impl<T: Serialize + DeserializeOwned> Strategy<T> for Plain {
-    fn encode(
-        &self,
-        codec: Codec,
-        result: &T,
-        out: &mut Vec<u8>,
-    ) -> Option<Result<(), CodecError>> {
-        Some(codec.encode_into(result, out))
+    fn encode(&self, codec: Codec, result: &T, out: &mut Vec<u8>) -> Result<Keep, CodecError> {
+        codec.encode_into(result, out).map(|()| Keep::Store)
     }
     fn decode(&self, codec: Codec, bytes: &[u8]) -> Result<T, CodecError> {
         codec.decode(bytes)
@@ -50,9 +56,11 @@ impl<T: Serialize + DeserializeOwned, E> Strategy<Result<T, E>> for OkOnly {
         codec: Codec,
         result: &Result<T, E>,
         out: &mut Vec<u8>,
-    ) -> Option<Result<(), CodecError>> {
-        let value = result.as_ref().ok()?;
-        Some(codec.encode_into(value, out))
+    ) -> Result<Keep, CodecError> {
+        match result {
+            Ok(value) => codec.encode_into(value, out).map(|()| Keep::Store),
+            Err(_) => Ok(Keep::Nothing),
+        }
     }
     fn decode(&self, codec: Codec, bytes: &[u8]) -> Result<Result<T, E>, CodecError> {
         codec.decode(bytes).map(Ok)
@@ -76,11 +84,17 @@ impl<T: Serialize + DeserializeOwned> Strategy<Option<T>> for SomeOnly {
         codec: Codec,
         result: &Option<T>,
         out: &mut Vec<u8>,
-    ) -> Option<Result<(), CodecError>> {
+    ) -> Result<Keep, CodecError> {
         match result {
-            Some(value) => Some(codec.encode_into(&[value], out)),
-            None if self.cache_none => Some(codec.encode_into(&[(); 0], out)),
-            None => None,
+            Some(value) => codec.encode_into(&[value], out).map(|()| Keep::Store),
+            None => {
+                codec.encode_into(&[(); 0], out)?;
+                Ok(if self.cache_none {
+                    Keep::Store
+                } else {
+                    Keep::Share
+                })
+            }
         }
     }
     fn decode(&self, codec: Codec, bytes: &[u8]) -> Result<Option<T>, CodecError> {
@@ -109,11 +123,14 @@ impl<T: Serialize + DeserializeOwned, E> Strategy<Result<Option<T>, E>> for OkSo
         codec: Codec,
         result: &Result<Option<T>, E>,
         out: &mut Vec<u8>,
-    ) -> Option<Result<(), CodecError>> {
-        SomeOnly {
-            cache_none: self.cache_none,
+    ) -> Result<Keep, CodecError> {
+        match result {
+            Ok(value) => SomeOnly {
+                cache_none: self.cache_none,
+            }
+            .encode(codec, value, out),
+            Err(_) => Ok(Keep::Nothing),
         }
-        .encode(codec, result.as_ref().ok()?, out)
     }
     fn decode(&self, codec: Codec, bytes: &[u8]) -> Result<Result<Option<T>, E>, CodecError> {
         SomeOnly {
@@ -130,12 +147,37 @@ mod tests {
 
     const CODECS: [Codec; 2] = [Codec::Json, Codec::MsgPack];
 
+    /// The stored form, when the result is stored.
     fn enc<R, S: Strategy<R>>(s: &S, codec: Codec, r: &R) -> Option<Vec<u8>> {
         let mut out = Vec::new();
-        s.encode(codec, r, &mut out).map(|r| {
-            r.unwrap();
-            out
-        })
+        (s.encode(codec, r, &mut out).unwrap() == Keep::Store).then_some(out)
+    }
+
+    #[test]
+    fn none_is_shared_though_not_stored_and_err_is_neither() {
+        for c in CODECS {
+            let mut out = Vec::new();
+            let s = SomeOnly { cache_none: false };
+            assert_eq!(s.encode(c, &None::<u8>, &mut out).unwrap(), Keep::Share);
+            assert_eq!(s.decode(c, &out).unwrap(), None::<u8>);
+            let mut out = Vec::new();
+            let ok = OkSome { cache_none: false };
+            assert_eq!(
+                ok.encode(c, &Ok::<Option<u8>, ()>(None), &mut out).unwrap(),
+                Keep::Share
+            );
+            assert_eq!(ok.decode(c, &out).unwrap(), Ok::<Option<u8>, ()>(None));
+            let mut out = Vec::new();
+            assert_eq!(
+                ok.encode(c, &Err::<Option<u8>, ()>(()), &mut out).unwrap(),
+                Keep::Nothing
+            );
+            assert_eq!(
+                OkOnly.encode(c, &Err::<u8, ()>(()), &mut out).unwrap(),
+                Keep::Nothing
+            );
+            assert!(out.is_empty());
+        }
     }
 
     #[test]

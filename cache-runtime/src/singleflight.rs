@@ -3,9 +3,15 @@
 //!
 //! The first caller of a key becomes its *leader*; later callers *follow*
 //! and receive the leader's encoded value (no `Clone` of the result needed:
-//! each follower decodes its own copy). A leader that returns a value that
-//! is not cached (`Err`, `None`), panics or is dropped completes its flight
-//! with no value; its followers then start again, and one of them leads.
+//! each follower decodes its own copy). How a flight ends decides what its
+//! followers do:
+//! - a value, stored or not (a `None` is shared though not cached): they
+//!   decode it;
+//! - a result with nothing to share (an `Err`, a value that does not
+//!   encode): they run the body at once, each for itself, rather than
+//!   queueing behind one another (one body time for all, not one each);
+//! - no result (the leader panicked or was cancelled): they start again,
+//!   and one of them leads.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,8 +19,16 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
-/// What a flight ended with: the value's JSON, or nothing to share.
-pub(crate) type Landing = Option<Arc<[u8]>>;
+/// What a flight ended with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Landing {
+    /// The value's encoding.
+    Value(Arc<[u8]>),
+    /// A result with nothing to share (an `Err`).
+    Failed,
+    /// No result: the leader panicked or was dropped.
+    Abandoned,
+}
 
 #[derive(Default)]
 pub(crate) struct Flights {
@@ -94,6 +108,11 @@ impl Flight<'_> {
         self.finish(landing);
     }
 
+    /// Ends the flight with a value for every follower.
+    pub fn land_value(self, value: &[u8]) {
+        self.land(Landing::Value(Arc::from(value)));
+    }
+
     fn finish(&mut self, landing: Landing) {
         if let Some(tx) = self.tx.take() {
             if let Some(key) = self.key.take() {
@@ -113,16 +132,16 @@ impl Flight<'_> {
 impl Drop for Flight<'_> {
     fn drop(&mut self) {
         // The leader panicked or its future was dropped: release the followers.
-        self.finish(None);
+        self.finish(Landing::Abandoned);
     }
 }
 
 impl Follower {
-    /// Waits for the leader; `None` when it left no value to share.
+    /// Waits for the leader.
     pub async fn wait(mut self) -> Landing {
         match self.0.wait_for(Option::is_some).await {
-            Ok(landing) => landing.clone().flatten(),
-            Err(_) => None,
+            Ok(landing) => landing.clone().unwrap_or(Landing::Abandoned),
+            Err(_) => Landing::Abandoned,
         }
     }
 }
@@ -140,8 +159,8 @@ mod tests {
         let Join::Follower(f) = flights.join(b"k".to_vec()) else {
             panic!("second caller must follow")
         };
-        leader.land(Some(Arc::from(&b"42"[..])));
-        assert_eq!(f.wait().await.as_deref(), Some(&b"42"[..]));
+        leader.land_value(b"42");
+        assert_eq!(f.wait().await, Landing::Value(Arc::from(&b"42"[..])));
         assert!(
             matches!(flights.join(b"k".to_vec()), Join::Leader(_)),
             "a landed flight is gone"
@@ -171,9 +190,9 @@ mod tests {
         );
         drop(other); // unregistered: must not remove the leader's entry
         assert!(matches!(flights.join(b"new".to_vec()), Join::Follower(_)));
-        leader.land(Some(Arc::from(&b"1"[..])));
-        assert_eq!(early.wait().await.as_deref(), Some(&b"1"[..]));
-        assert_eq!(late.wait().await.as_deref(), Some(&b"1"[..]));
+        leader.land_value(b"1");
+        assert_eq!(early.wait().await, Landing::Value(Arc::from(&b"1"[..])));
+        assert_eq!(late.wait().await, Landing::Value(Arc::from(&b"1"[..])));
     }
 
     #[tokio::test]
@@ -184,6 +203,14 @@ mod tests {
             panic!("second caller must follow")
         };
         drop(leader);
-        assert_eq!(f.wait().await, None);
+        assert_eq!(f.wait().await, Landing::Abandoned);
+        let Join::Leader(leader) = flights.join(b"k".to_vec()) else {
+            panic!("a dropped flight is gone")
+        };
+        let Join::Follower(f) = flights.join(b"k".to_vec()) else {
+            panic!("second caller must follow")
+        };
+        leader.land(Landing::Failed);
+        assert_eq!(f.wait().await, Landing::Failed);
     }
 }

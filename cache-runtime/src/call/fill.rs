@@ -2,14 +2,13 @@
 //! before it ran, the lease's release, and the value for the callers that
 //! waited in this process.
 
-use std::sync::Arc;
-
 use super::Call;
 use super::miss::Versions;
 use crate::backend::Store;
 use crate::entry;
 use crate::lease::LeaseGuard;
-use crate::singleflight::Flight;
+use crate::outcome::Keep;
+use crate::singleflight::{Flight, Landing};
 use crate::stats::Counters;
 
 /// The writes pending on the body's result.
@@ -67,18 +66,20 @@ impl<'c> Fill<'c> {
     }
 
     /// Stores `encoded` (the buffer of [`start`](Self::start) with the
-    /// value from `at`; `None` when the result is not cached), releases the
-    /// lease and lands the flight. After a backend failure in the call it
-    /// writes nothing: the lease, if any, is released from its guard's drop.
-    pub(crate) async fn finish(mut self, encoded: Option<Vec<u8>>, at: usize) {
+    /// value from `at`) if it is to be kept, releases the lease and lands
+    /// the flight: with the value for the callers waiting in this process,
+    /// or, when there is nothing to share, telling them to run the body
+    /// themselves. After a backend failure in the call it writes nothing:
+    /// the lease, if any, is released from its guard's drop.
+    pub(crate) async fn finish(mut self, encoded: Vec<u8>, at: usize, keep: Keep) {
         let call = self.call;
         let inner = call.inner;
-        let store = match (&encoded, &self.versions) {
-            (Some(bytes), Some(versions)) => {
+        let store = match (keep, &self.versions) {
+            (Keep::Store, Some(versions)) => {
                 let keys = call.owned();
                 Some(Store {
                     key: &keys.entry,
-                    value: bytes,
+                    value: &encoded,
                     ttl: call.ttl,
                     extend: keys
                         .versions
@@ -106,7 +107,10 @@ impl<'c> Fill<'c> {
             }
         }
         if let Some(flight) = self.flight.take() {
-            flight.land(encoded.map(|bytes| Arc::from(&bytes[at..])));
+            match keep {
+                Keep::Store | Keep::Share => flight.land_value(&encoded[at..]),
+                Keep::Nothing => flight.land(Landing::Failed),
+            }
         }
     }
 }

@@ -13,12 +13,10 @@
 //!   moves under them, where only callers that read those same versions
 //!   find it.
 
-use std::sync::Arc;
-
 use super::{Call, Fill, Found, Step};
 use crate::entry::Check;
 use crate::lease::{Acquired, LeaseRequest, Wait};
-use crate::singleflight::{Flight, Join};
+use crate::singleflight::{Flight, Join, Landing};
 use crate::stats::Counters;
 
 /// The in-process flight of an entry under versions (`None` where one is
@@ -53,11 +51,16 @@ impl Call<'_> {
             match self.inner.flights.join(key.clone()) {
                 Join::Follower(follower) => {
                     epoch = self.inner.flights.epoch();
-                    if let Some(bytes) = follower.wait().await {
-                        return Step::Serve(Found::Shared(bytes));
+                    match follower.wait().await {
+                        Landing::Value(bytes) => return Step::Serve(Found::Shared(bytes)),
+                        // The leader's result had nothing to share (an
+                        // `Err`): run the body now, rather than queue
+                        // behind the next leader (the convoy).
+                        Landing::Failed => return Step::Compute(Fill::uncached(self, None)),
+                        // The leader panicked or was cancelled: start
+                        // again; one of us leads.
+                        Landing::Abandoned => {}
                     }
-                    // The leader left no value (error, `None`, panic or
-                    // cancellation): start again; one of us leads.
                 }
                 Join::Leader(flight) => {
                     if flight.landed_since(epoch) {
@@ -77,7 +80,9 @@ impl Call<'_> {
                             }
                         };
                         if let Check::Current(at) = self.check(&snap) {
-                            flight.land(snap.entry().map(|entry| Arc::from(&entry[at..])));
+                            if let Some(entry) = snap.entry() {
+                                flight.land_value(&entry[at..]);
+                            }
                             return Step::Serve(Found::Read {
                                 snap,
                                 at,
@@ -127,8 +132,8 @@ impl Call<'_> {
                 if taken {
                     break;
                 }
-                if let Some(bytes) = other.wait().await {
-                    flight.land(Some(bytes.clone()));
+                if let Landing::Value(bytes) = other.wait().await {
+                    flight.land(Landing::Value(bytes.clone()));
                     return Step::Serve(Found::Shared(bytes));
                 }
             }
@@ -152,7 +157,9 @@ impl Call<'_> {
                 Step::Compute(Fill::new(self, versions, Some(guard), Some(flight)))
             }
             Ok(Acquired::Filled(snap, at)) => {
-                flight.land(snap.entry().map(|entry| Arc::from(&entry[at..])));
+                if let Some(entry) = snap.entry() {
+                    flight.land_value(&entry[at..]);
+                }
                 Step::Serve(Found::Read {
                     snap,
                     at,

@@ -40,7 +40,7 @@ use crate::codec::CodecError;
 use crate::entry::{self, Check};
 use crate::error::Error;
 use crate::key::{CallPart, KeyPart};
-use crate::outcome::Strategy;
+use crate::outcome::{Keep, Strategy};
 use crate::spec::{KeysRef, Spec};
 use crate::stats::Counters;
 
@@ -94,16 +94,15 @@ where
                 let result = body.await;
                 let mut out = fill.start();
                 let at = out.len();
-                let encoded = match strategy.encode(codec, &result, &mut out) {
-                    None => false,
-                    Some(Ok(())) => true,
-                    Some(Err(error)) => {
+                let keep = match strategy.encode(codec, &result, &mut out) {
+                    Ok(keep) => keep,
+                    Err(error) => {
                         call.unencodable(&error);
-                        false
+                        Keep::Nothing
                     }
                 };
                 // Boxed, like the miss: a hit's future carries none of it.
-                Box::pin(fill.finish(encoded.then_some(out), at)).await;
+                Box::pin(fill.finish(out, at, keep)).await;
                 return result;
             }
         };

@@ -1,7 +1,7 @@
 //! The call without the cache, after a backend failure.
 
 use super::{Call, Fill, Found, Step};
-use crate::singleflight::Join;
+use crate::singleflight::{Join, Landing};
 
 impl Call<'_> {
     /// The backend failed: run the body without the cache, still sharing
@@ -24,11 +24,11 @@ impl Call<'_> {
         loop {
             match self.inner.flights.join(key.clone()) {
                 Join::Leader(flight) => return Step::Compute(Fill::uncached(self, Some(flight))),
-                Join::Follower(follower) => {
-                    if let Some(bytes) = follower.wait().await {
-                        return Step::Serve(Found::Shared(bytes));
-                    }
-                }
+                Join::Follower(follower) => match follower.wait().await {
+                    Landing::Value(bytes) => return Step::Serve(Found::Shared(bytes)),
+                    Landing::Failed => return Step::Compute(Fill::uncached(self, None)),
+                    Landing::Abandoned => {}
+                },
             }
         }
     }
