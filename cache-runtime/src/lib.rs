@@ -50,7 +50,18 @@
 //!   entry filled from data read before an invalidation is never served after
 //!   it; a lost tag version invalidates, never revalidates.
 //! - **One computation per key**: concurrent callers in a process share one
-//!   run of the body, and processes sharing a Redis take a lease.
+//!   run of the body, and processes sharing a Redis take a lease. What the
+//!   waiters get when that run's result is not cached:
+//!   - a `None` (without `cache_none`): they get it too, though it is not
+//!     stored (one query for a burst of callers of a missing row);
+//!   - an `Err` (or a value that does not encode): it cannot be shared
+//!     without `Clone`, so each waiter runs the body at once, for itself.
+//!     Queueing them behind one new leader after another would make the
+//!     last of N callers wait N query times while the database fails; this
+//!     way they wait one, and the runs are bounded by the callers that were
+//!     already waiting (later callers start a new flight).
+//!   - nothing (the leader panicked or was cancelled): one of them takes
+//!     over.
 //!
 //! # Keys
 //! An entry's key is `{namespace}:{module path}::{fn name}:{digest}` (with
