@@ -23,6 +23,9 @@ enum BackendChoice {
 /// what Redis accepts in `PX` (and what the macro takes in `ttl`).
 pub const MAX_DURATION: Duration = Duration::from_secs(36_500 * 24 * 60 * 60);
 
+/// The default of [`CacheBuilder::max_value_bytes`]: 8 MiB.
+pub const DEFAULT_MAX_VALUE_BYTES: usize = 8 << 20;
+
 /// Configures a [`Cache`]. Made by [`Cache::builder`].
 ///
 /// ```
@@ -45,6 +48,7 @@ pub struct CacheBuilder {
     default_ttl: Duration,
     lock_ttl: Duration,
     memory_capacity: u64,
+    max_value_bytes: usize,
 }
 
 impl std::fmt::Debug for CacheBuilder {
@@ -67,6 +71,7 @@ impl Default for CacheBuilder {
             default_ttl: Duration::from_secs(300),
             lock_ttl: Duration::from_secs(10),
             memory_capacity: 100_000,
+            max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
         }
     }
 }
@@ -123,6 +128,17 @@ impl CacheBuilder {
         self
     }
 
+    /// The largest value stored, in bytes as encoded (default 8 MiB). A
+    /// larger one is returned to its caller but not stored: counted in
+    /// [`Stats::oversized`](crate::Stats::oversized) and logged once per
+    /// function. Keep it to what the op timeout can read: a stored entry
+    /// larger than this whose read times out is deleted in the background,
+    /// so that it does not cost every later call the timeout.
+    pub fn max_value_bytes(mut self, bytes: usize) -> Self {
+        self.max_value_bytes = bytes;
+        self
+    }
+
     /// The most entries the in-process backend keeps (default 100 000).
     pub fn memory_capacity(mut self, entries: u64) -> Self {
         self.memory_capacity = entries;
@@ -142,6 +158,11 @@ impl CacheBuilder {
         }
         if self.lock_ttl < Duration::from_millis(1) {
             return Err(Error::InvalidConfig("`lock_ttl` must be at least 1 ms"));
+        }
+        if self.max_value_bytes == 0 {
+            return Err(Error::InvalidConfig(
+                "`max_value_bytes` must be greater than zero",
+            ));
         }
         for (duration, too_long) in [
             (self.op_timeout, "`op_timeout` must be at most 100 years"),
@@ -198,9 +219,11 @@ impl CacheBuilder {
                 namespace: self.namespace,
                 default_ttl: self.default_ttl,
                 lock_ttl: self.lock_ttl,
+                max_value_bytes: self.max_value_bytes,
                 stats,
                 flights: Flights::default(),
                 notifier,
+                sweeping: Default::default(),
             }),
         })
     }

@@ -37,10 +37,13 @@ pub(crate) struct Inner {
     pub namespace: String,
     pub default_ttl: Duration,
     pub lock_ttl: Duration,
+    pub max_value_bytes: usize,
     pub stats: Arc<Counters>,
     pub flights: Flights,
     /// Fill announcements (single-node Redis only).
     pub notifier: Option<Arc<Notifier>>,
+    /// Whether a check for an oversized entry runs (at most one at a time).
+    pub sweeping: Arc<std::sync::atomic::AtomicBool>,
 }
 
 // Entries live under `{ns}:`; the cache's own keys under `{ns}#`, so that no

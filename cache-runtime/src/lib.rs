@@ -164,7 +164,7 @@ mod template;
 #[path = "private.rs"]
 pub mod __private;
 
-pub use builder::{CacheBuilder, MAX_DURATION};
+pub use builder::{CacheBuilder, DEFAULT_MAX_VALUE_BYTES, MAX_DURATION};
 pub use cache::Cache;
 pub use canonical::EncodeError;
 pub use error::Error;

@@ -1,6 +1,7 @@
 //! The static description of one `#[cached]` function.
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::codec::Codec;
 
@@ -41,6 +42,7 @@ pub struct Spec {
     /// The options.
     pub options: Options,
     keys: OnceLock<FunctionKeys>,
+    warned_oversized: AtomicBool,
 }
 
 /// The keys every call of a function shares, under one namespace.
@@ -67,6 +69,7 @@ impl Spec {
             path: OnceLock::new(),
             options,
             keys: OnceLock::new(),
+            warned_oversized: AtomicBool::new(false),
         }
     }
 
@@ -76,6 +79,12 @@ impl Spec {
     pub fn path(&self) -> &str {
         self.path
             .get_or_init(|| function_path((self.marker)(), self.name))
+    }
+
+    /// Whether this is the function's first value too large to store (it is
+    /// logged once).
+    pub(crate) fn first_oversized(&self) -> bool {
+        !self.warned_oversized.swap(true, Ordering::Relaxed)
     }
 
     /// The function's keys under `namespace`: made once for the first

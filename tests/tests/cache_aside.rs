@@ -569,3 +569,57 @@ mod same_name_in_two_impls {
         }
     }
 }
+
+struct Big {
+    cache: Cache,
+    runs: AtomicU64,
+}
+
+impl Big {
+    #[cached(cache = self.cache, key = "big:{id}")]
+    async fn value(&self, id: u64, bytes: usize) -> String {
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        format!("{id}:{}", "x".repeat(bytes))
+    }
+}
+
+/// A value larger than `max_value_bytes` is returned, not stored, and
+/// counted.
+#[tokio::test]
+async fn a_value_over_max_value_bytes_is_returned_not_stored() {
+    for backend in ["memory", "redis"] {
+        let builder = Cache::builder().max_value_bytes(1_000);
+        let cache = match backend {
+            "memory" => builder.memory(),
+            _ => builder
+                .redis(shared_url())
+                .namespace(unique_namespace("max")),
+        }
+        .build()
+        .unwrap();
+        let big = Big {
+            cache: cache.clone(),
+            runs: AtomicU64::new(0),
+        };
+        assert_eq!(big.value(1, 5_000).await.len(), 5_002);
+        assert_eq!(big.value(1, 5_000).await.len(), 5_002);
+        assert_eq!(
+            big.runs.load(Ordering::SeqCst),
+            2,
+            "{backend}: never stored"
+        );
+        big.value(2, 10).await;
+        big.value(2, 10).await;
+        assert_eq!(
+            big.runs.load(Ordering::SeqCst),
+            3,
+            "{backend}: a small one is"
+        );
+        let s = cache.stats();
+        assert_eq!(
+            (s.oversized, s.stores, s.errors),
+            (2, 1, 0),
+            "{backend}: {s:?}"
+        );
+    }
+}

@@ -182,3 +182,71 @@ fn building_a_cache_does_no_io() {
         Err(cache_runtime::Error::NoBackend)
     ));
 }
+
+struct Big {
+    cache: Cache,
+    runs: AtomicU64,
+}
+
+impl Big {
+    #[cached(cache = self.cache, key = "big:{id}")]
+    async fn value(&self, id: u32) -> String {
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        format!("value {id}")
+    }
+}
+
+/// An entry larger than `max_value_bytes` (written by other code, or before
+/// the bound) whose read times out is deleted in the background, so that it
+/// does not cost every later call the op timeout until it expires.
+#[tokio::test]
+async fn an_oversized_entry_whose_read_timed_out_is_deleted() {
+    let server = RedisServer::start();
+    let cache = Cache::builder()
+        .redis(server.url())
+        .namespace("big")
+        .op_timeout(Duration::from_millis(100))
+        .max_value_bytes(1 << 20)
+        .build()
+        .unwrap();
+    let big = Big {
+        cache: cache.clone(),
+        runs: AtomicU64::new(0),
+    };
+    big.value(0).await; // connected
+    let mut conn = server.conn();
+    let _: () = redis::cmd("SET")
+        .arg("big:big:1")
+        .arg(vec![b'x'; 2 << 20])
+        .query(&mut conn)
+        .unwrap();
+    // The read of it times out (Redis answers nobody for 400 ms); the body
+    // runs.
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(400)
+        .arg("ALL")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(no_hang(3, "call", big.value(1)).await, "value 1");
+    assert!(cache.stats().timeouts >= 1, "{:?}", cache.stats());
+    let mut gone = false;
+    for _ in 0..50 {
+        let exists: bool = redis::cmd("EXISTS")
+            .arg("big:big:1")
+            .query(&mut conn)
+            .unwrap();
+        if !exists {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(gone, "the oversized entry is deleted");
+    assert_eq!(cache.stats().oversized, 1);
+    // Small entries are stored and served as before.
+    big.value(2).await;
+    let runs = big.runs.load(Ordering::SeqCst);
+    big.value(2).await;
+    assert_eq!(big.runs.load(Ordering::SeqCst), runs, "a hit");
+}

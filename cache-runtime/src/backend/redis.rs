@@ -85,6 +85,11 @@ if t >= 0 and t < tonumber(ARGV[1]) then redis.call('pexpire', KEYS[1], ARGV[1])
 return t"
 );
 
+/// Deletes the key if its value is longer than `ARGV[1]` bytes.
+static DROP_LARGE: Lua = lua!(
+    "if redis.call('strlen', KEYS[1]) > tonumber(ARGV[1]) then return redis.call('del', KEYS[1]) else return 0 end"
+);
+
 pub(crate) enum Target {
     Single(redis::Client),
     Cluster(Box<ClusterClient>),
@@ -185,6 +190,10 @@ impl RedisBackend {
     /// timer of the operation: the connection has no response timeout of
     /// its own).
     async fn exec(&self, cmds: Vec<Cmd>) -> Result<Vec<Value>, Error> {
+        self.exec_within(cmds, self.op_timeout).await
+    }
+
+    async fn exec_within(&self, cmds: Vec<Cmd>, timeout: Duration) -> Result<Vec<Value>, Error> {
         Counters::add(&self.stats.round_trips);
         let run = async {
             match self.conn().await? {
@@ -210,9 +219,9 @@ impl RedisBackend {
                 .await?),
             }
         };
-        match tokio::time::timeout(self.op_timeout, run).await {
+        match tokio::time::timeout(timeout, run).await {
             Ok(r) => r,
-            Err(_) => Err(Error::Timeout(self.op_timeout)),
+            Err(_) => Err(Error::Timeout(timeout)),
         }
     }
 
@@ -372,6 +381,20 @@ impl RedisBackend {
             .map(|k| redis::cmd("DEL").arg(k).to_owned())
             .collect();
         self.exec(cmds).await.map(drop)
+    }
+
+    /// Deletes `key` if its value is longer than `max` bytes: whether it
+    /// did. Off any call's path, so bounded by `timeout` rather than the op
+    /// timeout (a rare operation: the script goes by text).
+    pub async fn drop_if_larger(
+        &self,
+        key: &str,
+        max: usize,
+        timeout: Duration,
+    ) -> Result<bool, Error> {
+        let cmd = DROP_LARGE.call(false, key).arg(max).to_owned();
+        let values = self.exec_within(vec![cmd], timeout).await?;
+        Ok(int(values.into_iter().next())? > 0)
     }
 
     /// `SET lease token NX PX ttl`: whether we got the lease.

@@ -74,6 +74,23 @@ impl<'c> Fill<'c> {
     pub(crate) async fn finish(mut self, encoded: Vec<u8>, at: usize, keep: Keep) {
         let call = self.call;
         let inner = call.inner;
+        // Too large to store: still the callers' value.
+        let keep = match keep {
+            Keep::Store if encoded.len() - at > inner.max_value_bytes => {
+                Counters::add(&inner.stats.oversized);
+                if call.spec.first_oversized() {
+                    tracing::warn!(
+                        target: "cache_runtime",
+                        function = call.spec.path(),
+                        bytes = encoded.len() - at,
+                        max_value_bytes = inner.max_value_bytes,
+                        "value larger than `max_value_bytes`: returned, not stored (logged once per function)"
+                    );
+                }
+                Keep::Share
+            }
+            keep => keep,
+        };
         let store = match (keep, &self.versions) {
             (Keep::Store, Some(versions)) => {
                 let keys = call.owned();

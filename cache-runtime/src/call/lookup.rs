@@ -1,6 +1,8 @@
 //! What a hit does: one read of the entry and its versions (one `MGET` on a
 //! single node, its keys written from their pieces), checked as bytes.
 
+use std::sync::atomic::Ordering;
+
 use super::{Call, Found, Step};
 use crate::entry::Check;
 use crate::stats::Counters;
@@ -19,6 +21,9 @@ impl Call<'_> {
             Ok(snap) => snap,
             Err(e) => {
                 self.fail(&e, "read");
+                if e.is_timeout() {
+                    self.sweep_oversized();
+                }
                 return Box::pin(self.offline()).await;
             }
         };
@@ -40,5 +45,47 @@ impl Call<'_> {
         // Boxed: a hit's future stays small (it is moved and polled on
         // every call), and only a miss pays for the miss's state.
         Box::pin(self.miss(snap.into_versions(), epoch)).await
+    }
+}
+
+/// How long the check for an oversized entry may take.
+const SWEEP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl Call<'_> {
+    /// After a read timed out: in the background, deletes the entry if it is
+    /// larger than `max_value_bytes` (written before that bound, or by other
+    /// code), so that it does not cost every later call the op timeout
+    /// until it expires. One such check at a time per cache, so that an
+    /// outage, where every read times out, does not double the load.
+    fn sweep_oversized(&self) {
+        let inner = self.inner;
+        let (Some(redis), Ok(runtime)) = (
+            inner.backend.as_redis(),
+            tokio::runtime::Handle::try_current(),
+        ) else {
+            return;
+        };
+        if inner.sweeping.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let redis = redis.clone();
+        let key = self.entry().to_string();
+        let max = inner.max_value_bytes;
+        let stats = inner.stats.clone();
+        let done = inner.sweeping.clone();
+        runtime.spawn(async move {
+            // Longer than the op timeout: the read may have timed out
+            // because Redis was slow, and this runs off the call's path.
+            if let Ok(true) = redis.drop_if_larger(&key, max, SWEEP_TIMEOUT).await {
+                Counters::add(&stats.oversized);
+                tracing::warn!(
+                    target: "cache_runtime",
+                    %key,
+                    max_value_bytes = max,
+                    "deleted an entry larger than `max_value_bytes` whose read timed out"
+                );
+            }
+            done.store(false, Ordering::Release);
+        });
     }
 }
