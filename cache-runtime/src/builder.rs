@@ -48,6 +48,7 @@ pub struct CacheBuilder {
     default_ttl: Duration,
     lock_ttl: Duration,
     memory_capacity: u64,
+    memory_max_bytes: u64,
     max_value_bytes: usize,
 }
 
@@ -71,6 +72,7 @@ impl Default for CacheBuilder {
             default_ttl: Duration::from_secs(300),
             lock_ttl: Duration::from_secs(10),
             memory_capacity: 100_000,
+            memory_max_bytes: 256 << 20,
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
         }
     }
@@ -145,6 +147,16 @@ impl CacheBuilder {
         self
     }
 
+    /// About the most bytes of entries the in-process backend keeps
+    /// (default 256 MiB): an entry counts as its share of them, and at
+    /// least as one of [`memory_capacity`](Self::memory_capacity)'s
+    /// entries. The tag versions that live entries carry are never evicted
+    /// before them.
+    pub fn memory_max_bytes(mut self, bytes: u64) -> Self {
+        self.memory_max_bytes = bytes;
+        self
+    }
+
     /// Makes the cache. Does no I/O: Redis is connected on first use, and a
     /// Redis that is down is not an error here.
     pub fn build(self) -> Result<Cache, Error> {
@@ -176,7 +188,10 @@ impl CacheBuilder {
         let stats = Arc::new(Counters::default());
         let backend = match self.backend {
             BackendChoice::None => return Err(Error::NoBackend),
-            BackendChoice::Memory => Backend::Memory(MemoryBackend::new(self.memory_capacity)),
+            BackendChoice::Memory => Backend::Memory(MemoryBackend::new(
+                self.memory_capacity,
+                self.memory_max_bytes,
+            )),
             BackendChoice::Redis(url) => {
                 let client = redis::Client::open(url.as_str())
                     .map_err(|source| Error::InvalidUrl { url, source })?;

@@ -1,13 +1,27 @@
-//! The in-process backend: the same bytes Redis would hold, in bounded
-//! `moka` maps, with per-entry TTLs. Tag versions live in a map of their own
-//! whose evictions, like Redis's, make entries invalid, never valid again.
+//! The in-process backend: the same bytes Redis would hold, with per-entry
+//! TTLs, bounded by entry count and by bytes.
+//!
+//! Entries live in a `moka` map whose weigher counts an entry as its share
+//! of the byte budget (at least one slot), so that the map holds at most
+//! `memory_capacity` entries and about `memory_max_bytes` bytes.
+//!
+//! Tag versions live in a map of their own, which nothing evicts while an
+//! entry carries them: each stored entry holds a reference on the versions
+//! it recorded, released when the entry goes (expired, evicted, replaced or
+//! invalidated). A version nobody holds lives for the window it was created
+//! with (the entry's TTL and the lease's, room for the body to run), then
+//! goes. So versions never cost a live entry a false miss, and they are
+//! bounded by the live entries and the fills under way. As in Redis, a
+//! version that is gone (invalidated) makes entries invalid, never valid
+//! again.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use moka::Expiry;
 use moka::sync::Cache as Map;
-
 use redis::Value;
 
 use super::{KeyName, Snapshot};
@@ -16,6 +30,8 @@ use super::{KeyName, Snapshot};
 struct Stored {
     bytes: Arc<[u8]>,
     ttl: Duration,
+    /// The versions this entry holds: (key, value).
+    holds: Arc<[(String, Arc<[u8]>)]>,
 }
 
 struct PerEntryTtl;
@@ -40,28 +56,145 @@ impl Expiry<String, Stored> for PerEntryTtl {
     }
 }
 
+struct Version {
+    value: Arc<[u8]>,
+    /// Entries that hold it.
+    holders: usize,
+    /// Kept at least until then, held or not.
+    until: Instant,
+}
+
+/// The tag versions, by key.
+#[derive(Default)]
+struct Versions {
+    map: Mutex<HashMap<String, Version>>,
+    /// Operations since the last sweep of versions nobody holds.
+    ops: AtomicU64,
+}
+
+/// How often (in version operations) versions nobody holds are swept.
+const SWEEP_EVERY: u64 = 1024;
+
+impl Versions {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Version>> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn live(v: &Version, now: Instant) -> bool {
+        v.holders > 0 || now < v.until
+    }
+
+    fn tick(&self, map: &mut HashMap<String, Version>, now: Instant) {
+        if self.ops.fetch_add(1, Ordering::Relaxed).is_multiple_of(SWEEP_EVERY) {
+            map.retain(|_, v| Self::live(v, now));
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<Arc<[u8]>> {
+        let now = Instant::now();
+        let mut map = self.lock();
+        self.tick(&mut map, now);
+        match map.get(key) {
+            Some(v) if Self::live(v, now) => Some(v.value.clone()),
+            Some(_) => {
+                map.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn get_or_set(&self, key: &str, fresh: &str, window: Duration) -> Arc<[u8]> {
+        let now = Instant::now();
+        let mut map = self.lock();
+        self.tick(&mut map, now);
+        let until = now.checked_add(window).unwrap_or(now);
+        let slot = map.entry(key.to_owned()).or_insert_with(|| Version {
+            value: Arc::from(fresh.as_bytes()),
+            holders: 0,
+            until,
+        });
+        if !Self::live(slot, now) {
+            *slot = Version {
+                value: Arc::from(fresh.as_bytes()),
+                holders: 0,
+                until,
+            };
+        }
+        slot.value.clone()
+    }
+
+    /// Holds the versions an entry recorded, where they are still current:
+    /// which ones it holds.
+    fn hold(&self, versions: &[(&str, &[u8])]) -> Arc<[(String, Arc<[u8]>)]> {
+        let mut map = self.lock();
+        versions
+            .iter()
+            .filter_map(|(key, value)| {
+                let v = map.get_mut(*key).filter(|v| &*v.value == *value)?;
+                v.holders += 1;
+                Some((key.to_string(), v.value.clone()))
+            })
+            .collect()
+    }
+
+    fn release(&self, holds: &[(String, Arc<[u8]>)]) {
+        let now = Instant::now();
+        let mut map = self.lock();
+        for (key, value) in holds {
+            if let Some(v) = map.get_mut(key).filter(|v| v.value == *value) {
+                v.holders = v.holders.saturating_sub(1);
+                if !Self::live(v, now) {
+                    map.remove(key);
+                }
+            }
+        }
+    }
+
+    fn delete(&self, key: &str) {
+        self.lock().remove(key);
+    }
+
+    fn len(&self) -> usize {
+        self.lock().len()
+    }
+}
+
 pub(crate) struct MemoryBackend {
     entries: Map<String, Stored>,
-    versions: Map<String, Arc<[u8]>>,
+    versions: Arc<Versions>,
 }
 
 impl std::fmt::Debug for MemoryBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MemoryBackend")
             .field("entries", &self.entries.entry_count())
-            .field("versions", &self.versions.entry_count())
+            .field("versions", &self.versions.len())
             .finish()
     }
 }
 
 impl MemoryBackend {
-    pub fn new(capacity: u64) -> Self {
+    /// At most `capacity` entries and about `max_bytes` bytes of them.
+    pub fn new(capacity: u64, max_bytes: u64) -> Self {
+        let capacity = capacity.max(1);
+        // An entry weighs its share of the byte budget, at least one slot.
+        let slot = (max_bytes / capacity).max(1);
+        let versions = Arc::new(Versions::default());
+        let released = versions.clone();
         MemoryBackend {
             entries: Map::builder()
                 .max_capacity(capacity)
+                .weigher(move |key: &String, value: &Stored| {
+                    let bytes = (key.len() + value.bytes.len()) as u64;
+                    u32::try_from(bytes.div_ceil(slot).max(1)).unwrap_or(u32::MAX)
+                })
                 .expire_after(PerEntryTtl)
+                .eviction_listener(move |_key, value: Stored, _cause| {
+                    released.release(&value.holds);
+                })
                 .build(),
-            versions: Map::builder().max_capacity(capacity.max(1024)).build(),
+            versions,
         }
     }
 
@@ -85,24 +218,21 @@ impl MemoryBackend {
         }
     }
 
-    /// TTLs are not kept here: the map is bounded, and an evicted version
-    /// only invalidates.
-    pub fn get_or_set(&self, keys: &[(&str, String)]) -> Vec<Vec<u8>> {
+    /// For each key its version, or the fresh one, kept at least `window`.
+    pub fn get_or_set(&self, keys: &[(&str, String)], window: Duration) -> Vec<Vec<u8>> {
         keys.iter()
-            .map(|(k, fresh)| {
-                self.versions
-                    .get_with(k.to_string(), || Arc::from(fresh.as_bytes()))
-                    .to_vec()
-            })
+            .map(|(k, fresh)| self.versions.get_or_set(k, fresh, window).to_vec())
             .collect()
     }
 
-    pub fn store(&self, key: &str, value: &[u8], ttl: Duration) {
+    pub fn store(&self, key: &str, value: &[u8], ttl: Duration, versions: &[(&str, &[u8])]) {
+        let holds = self.versions.hold(versions);
         self.entries.insert(
             key.to_owned(),
             Stored {
                 bytes: value.into(),
                 ttl,
+                holds,
             },
         );
     }
@@ -110,7 +240,7 @@ impl MemoryBackend {
     pub fn delete(&self, keys: &[String]) {
         for k in keys {
             self.entries.invalidate(k);
-            self.versions.invalidate(k);
+            self.versions.delete(k);
         }
     }
 }

@@ -142,6 +142,9 @@ pub(crate) struct Store<'a> {
     /// is kept alive at least as long as the entry, so versions expire with
     /// the last entry using them. (Those the fill created have their TTL.)
     pub extend: Vec<&'a str>,
+    /// Every version the entry recorded, by key (for the in-process
+    /// backend, whose entries hold their versions).
+    pub versions: Vec<(&'a str, &'a [u8])>,
 }
 
 /// One of the two storage backends.
@@ -178,7 +181,7 @@ impl Backend {
         match self {
             Backend::Redis(b) => b.prepare(missing, version_ttl, lease).await,
             Backend::Memory(b) => Ok(Prepared {
-                versions: b.get_or_set(missing),
+                versions: b.get_or_set(missing, version_ttl),
                 leased: false,
             }),
         }
@@ -189,7 +192,7 @@ impl Backend {
         match self {
             Backend::Redis(b) => b.store(store).await,
             Backend::Memory(b) => {
-                b.store(store.key, store.value, store.ttl);
+                b.store(store.key, store.value, store.ttl, &store.versions);
                 Ok(())
             }
         }

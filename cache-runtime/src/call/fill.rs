@@ -105,6 +105,12 @@ impl<'c> Fill<'c> {
                         .filter(|(_, created)| !**created)
                         .map(|(k, _)| k.as_str())
                         .collect(),
+                    versions: keys
+                        .versions
+                        .iter()
+                        .map(String::as_str)
+                        .zip(versions.values.iter().map(Vec::as_slice))
+                        .collect(),
                 })
             }
             _ => None,
