@@ -841,6 +841,21 @@ struct StampedeRow {
     max: Duration,
 }
 
+impl StampedeRow {
+    /// The table cells after the name: computations per round, p50, p99,
+    /// max.
+    fn cells(&self) -> String {
+        let computations: Vec<String> = self.computations.iter().map(u64::to_string).collect();
+        format!(
+            "{} | {} | {} | {}",
+            computations.join(", "),
+            ms(self.lat.p50),
+            ms(self.lat.p99),
+            ms(self.max)
+        )
+    }
+}
+
 #[derive(Clone, Copy)]
 enum Herd {
     Ours,
@@ -1206,18 +1221,7 @@ async fn run(url: String) {
             r.computations.iter().sum::<u64>() / STAMPEDE_ROUNDS,
             r.lat.p99,
         ));
-        println!(
-            "| {} | {what} | {} | {} | {} | {} |",
-            r.name,
-            r.computations
-                .iter()
-                .map(u64::to_string)
-                .collect::<Vec<_>>()
-                .join(", "),
-            ms(r.lat.p50),
-            ms(r.lat.p99),
-            ms(r.max)
-        );
+        println!("| {} | {what} | {} |", r.name, r.cells());
     }
 
     println!();
@@ -1236,18 +1240,7 @@ async fn run(url: String) {
     .enumerate()
     {
         let r = stampede(name, herd, false, 9_500_000 + 10 * i as u64).await;
-        println!(
-            "| {} | {} | {} | {} | {} |",
-            r.name,
-            r.computations
-                .iter()
-                .map(u64::to_string)
-                .collect::<Vec<_>>()
-                .join(", "),
-            ms(r.lat.p50),
-            ms(r.lat.p99),
-            ms(r.max)
-        );
+        println!("| {} | {} |", r.name, r.cells());
         failing.push(r.max);
     }
     headline.push(format!(

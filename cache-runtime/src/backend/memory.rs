@@ -85,7 +85,11 @@ impl Versions {
     }
 
     fn tick(&self, map: &mut HashMap<String, Version>, now: Instant) {
-        if self.ops.fetch_add(1, Ordering::Relaxed).is_multiple_of(SWEEP_EVERY) {
+        if self
+            .ops
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(SWEEP_EVERY)
+        {
             map.retain(|_, v| Self::live(v, now));
         }
     }
