@@ -85,6 +85,23 @@ impl<'a> LeaseRequest<'a> {
         }
     }
 
+    /// Gives up after the first attempt failed or timed out: Redis may
+    /// have applied it, so the lease is released (off the caller's path),
+    /// and no lease of ours is left for others to wait out.
+    pub fn abandon(self) {
+        drop(self.guard(true));
+    }
+
+    fn guard(&self, armed: bool) -> LeaseGuard {
+        LeaseGuard {
+            redis: self.redis.clone(),
+            channel: self.notifier.map(|n| n.channel().clone()),
+            key: self.key.clone(),
+            token: self.token.clone(),
+            armed,
+        }
+    }
+
     /// Takes the lease, given whether the first attempt (sent with the
     /// versions) took it; or waits until whoever holds it has filled the
     /// entry (or given up, or died and let it expire). `waited` is called
@@ -99,13 +116,7 @@ impl<'a> LeaseRequest<'a> {
         // have landed: if a later one timed out but Redis applied it,
         // dropping the guard releases the lease, so none of ours is left for
         // others to wait out.
-        let mut guard = LeaseGuard {
-            redis: self.redis.clone(),
-            channel: self.notifier.map(|n| n.channel().clone()),
-            key: self.key,
-            token: self.token,
-            armed: true,
-        };
+        let mut guard = self.guard(true);
         if taken {
             return Ok(Acquired::Held(guard));
         }

@@ -250,3 +250,43 @@ async fn an_oversized_entry_whose_read_timed_out_is_deleted() {
     big.value(2).await;
     assert_eq!(big.runs.load(Ordering::SeqCst), runs, "a hit");
 }
+
+/// A lease attempt that timed out may still have been applied by Redis: the
+/// caller releases it, so that no other process waits out its `lock_ttl`.
+#[tokio::test]
+async fn a_lease_attempt_that_timed_out_is_released() {
+    let server = RedisServer::start();
+    let build = |op_timeout| {
+        Cache::builder()
+            .redis(server.url())
+            .namespace("abandon")
+            .op_timeout(op_timeout)
+            .lock_ttl(Duration::from_secs(30))
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (
+        Big {
+            cache: build(Duration::from_millis(100)),
+            runs: AtomicU64::new(0),
+        },
+        Big {
+            cache: build(Duration::from_secs(2)),
+            runs: AtomicU64::new(0),
+        },
+    );
+    a.value(0).await; // connected, scripts loaded
+    // Writes wait 400 ms: `a` reads, then its versions and lease attempt
+    // time out, to be applied when the pause ends.
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(400)
+        .arg("WRITE")
+        .query(&mut server.conn())
+        .unwrap();
+    assert_eq!(a.value(1).await, "value 1");
+    assert!(a.cache.stats().timeouts >= 1, "{:?}", a.cache.stats());
+    // Another process finds no lease of `a`'s to wait 30 s for.
+    assert_eq!(no_hang(5, "call", b.value(1)).await, "value 1");
+    assert_eq!(b.cache.stats().stores, 1, "{:?}", b.cache.stats());
+}

@@ -117,6 +117,9 @@ impl Call<'_> {
         });
         let attempt = request.as_ref().map(LeaseRequest::attempt);
         let Some((versions, taken)) = self.versions(read, attempt.as_ref()).await else {
+            if let Some(request) = request {
+                request.abandon();
+            }
             drop(flight);
             return self.offline().await;
         };
