@@ -94,18 +94,23 @@ impl Versions {
         }
     }
 
-    fn get(&self, key: &str) -> Option<Arc<[u8]>> {
+    /// The current value of each key, under one lock.
+    fn get_all<'k>(&self, keys: impl Iterator<Item = KeyName<'k>>) -> Vec<Value> {
         let now = Instant::now();
         let mut map = self.lock();
         self.tick(&mut map, now);
-        match map.get(key) {
-            Some(v) if Self::live(v, now) => Some(v.value.clone()),
-            Some(_) => {
-                map.remove(key);
-                None
+        keys.map(|key| {
+            let key = key.to_string();
+            match map.get(&key) {
+                Some(v) if Self::live(v, now) => Value::BulkString(v.value.to_vec()),
+                Some(_) => {
+                    map.remove(&key);
+                    Value::Nil
+                }
+                None => Value::Nil,
             }
-            None => None,
-        }
+        })
+        .collect()
     }
 
     fn get_or_set(&self, key: &str, fresh: &str, window: Duration) -> Arc<[u8]> {
@@ -207,15 +212,9 @@ impl MemoryBackend {
         entry_key: KeyName<'_>,
         version_keys: impl Iterator<Item = KeyName<'k>>,
     ) -> Snapshot {
-        let string =
-            |bytes: Option<&[u8]>| bytes.map_or(Value::Nil, |b| Value::BulkString(b.to_vec()));
-        let mut items = vec![string(
-            self.entries
-                .get(&entry_key.to_string())
-                .as_ref()
-                .map(|s| &*s.bytes),
-        )];
-        items.extend(version_keys.map(|k| string(self.versions.get(&k.to_string()).as_deref())));
+        let entry = self.entries.get(&entry_key.to_string());
+        let mut items = vec![entry.map_or(Value::Nil, |s| Value::BulkString(s.bytes.to_vec()))];
+        items.extend(self.versions.get_all(version_keys));
         Snapshot {
             items,
             leased: false,
