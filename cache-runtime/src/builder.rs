@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::backend::Backend;
 use crate::backend::memory::MemoryBackend;
 use crate::backend::redis::{RedisBackend, Target};
+use crate::breaker::Breaker;
 use crate::cache::{self, Cache, Inner};
 use crate::error::Error;
 use crate::notify::Notifier;
@@ -50,6 +51,7 @@ pub struct CacheBuilder {
     memory_capacity: u64,
     memory_max_bytes: u64,
     max_value_bytes: usize,
+    breaker: (u32, Duration),
 }
 
 impl std::fmt::Debug for CacheBuilder {
@@ -74,6 +76,7 @@ impl Default for CacheBuilder {
             memory_capacity: 100_000,
             memory_max_bytes: 256 << 20,
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
+            breaker: (5, Duration::from_secs(1)),
         }
     }
 }
@@ -141,6 +144,19 @@ impl CacheBuilder {
         self
     }
 
+    /// The circuit breaker (on by default: 5 failures, 1 s): after
+    /// `failures` consecutive operations that could not reach Redis
+    /// (timeouts, refused or broken connections), calls skip Redis and run
+    /// uncached at once, counted in [`Stats::skipped`](crate::Stats::skipped),
+    /// until `open_for` has passed; then one call probes Redis, and its
+    /// outcome closes the breaker or opens it for another `open_for`. So a
+    /// frozen Redis costs a few calls the op timeout, not every call.
+    /// Invalidations always ask Redis. `failures = 0` turns it off.
+    pub fn circuit_breaker(mut self, failures: u32, open_for: Duration) -> Self {
+        self.breaker = (failures, open_for);
+        self
+    }
+
     /// The most entries the in-process backend keeps (default 100 000).
     pub fn memory_capacity(mut self, entries: u64) -> Self {
         self.memory_capacity = entries;
@@ -180,6 +196,10 @@ impl CacheBuilder {
             (self.op_timeout, "`op_timeout` must be at most 100 years"),
             (self.default_ttl, "`default_ttl` must be at most 100 years"),
             (self.lock_ttl, "`lock_ttl` must be at most 100 years"),
+            (
+                self.breaker.1,
+                "`circuit_breaker`'s `open_for` must be at most 100 years",
+            ),
         ] {
             if duration > MAX_DURATION {
                 return Err(Error::InvalidConfig(too_long));
@@ -199,6 +219,7 @@ impl CacheBuilder {
                     Target::Single(client),
                     self.op_timeout,
                     stats.clone(),
+                    Breaker::new(self.breaker.0, self.breaker.1),
                 )))
             }
             BackendChoice::Cluster(urls) => {
@@ -221,6 +242,7 @@ impl CacheBuilder {
                     Target::Cluster(Box::new(client)),
                     self.op_timeout,
                     stats.clone(),
+                    Breaker::new(self.breaker.0, self.breaker.1),
                 )))
             }
         };

@@ -177,6 +177,9 @@ impl Cache {
 impl Inner {
     /// Counts and logs a backend failure.
     pub(crate) fn record_error(&self, error: &Error, op: &'static str) {
+        if matches!(error, Error::CircuitOpen) {
+            return; // counted in `skipped` where it was decided
+        }
         Counters::add(&self.stats.errors);
         if error.is_timeout() {
             Counters::add(&self.stats.timeouts);

@@ -43,12 +43,31 @@ pub enum Error {
         "no cache to use: pass `#[cached(cache = ...)]` or call `cache_runtime::set_default` first"
     )]
     NoCache,
+    /// Redis was not asked: the circuit breaker is open after consecutive
+    /// failures to reach it.
+    #[error("Redis skipped: the circuit breaker is open after consecutive failures to reach it")]
+    CircuitOpen,
     /// A key argument could not be encoded.
     #[error(transparent)]
     Key(#[from] crate::canonical::EncodeError),
 }
 
 impl Error {
+    /// Whether Redis could not be reached (a timeout, a refused or broken
+    /// connection), as opposed to an answer that was an error.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            Error::Timeout(_) | Error::Connect(_) | Error::CircuitOpen => true,
+            Error::Redis(e) => {
+                e.is_timeout()
+                    || e.is_io_error()
+                    || e.is_connection_refusal()
+                    || e.is_connection_dropped()
+            }
+            _ => false,
+        }
+    }
+
     /// Whether this is a timeout (as opposed to a refused or broken connection).
     pub fn is_timeout(&self) -> bool {
         match self {

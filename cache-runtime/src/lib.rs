@@ -141,6 +141,7 @@
 #![warn(missing_docs)]
 
 mod backend;
+mod breaker;
 mod builder;
 mod cache;
 mod call;

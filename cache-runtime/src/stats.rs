@@ -57,6 +57,9 @@ counters! {
     invalidations,
     /// Round trips to Redis (a pipeline is one; always 0 in memory).
     round_trips,
+    /// Calls that skipped Redis, running uncached at once, because the
+    /// circuit breaker was open.
+    skipped,
     /// Values returned but not stored, being larger than `max_value_bytes`;
     /// and stored entries that large, deleted after a read of them timed out.
     oversized,

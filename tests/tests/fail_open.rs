@@ -290,3 +290,48 @@ async fn a_lease_attempt_that_timed_out_is_released() {
     assert_eq!(no_hang(5, "call", b.value(1)).await, "value 1");
     assert_eq!(b.cache.stats().stores, 1, "{:?}", b.cache.stats());
 }
+
+/// With Redis frozen, the circuit breaker opens after `failures` timeouts:
+/// later calls skip Redis at once (counted), until `open_for` has passed and
+/// one call probes; once Redis is back, the probe closes it and caching
+/// resumes.
+#[tokio::test]
+async fn the_circuit_breaker_skips_a_frozen_redis_and_closes_after_it_recovers() {
+    let server = RedisServer::start();
+    let cache = Cache::builder()
+        .redis(server.url())
+        .op_timeout(Duration::from_millis(50))
+        .circuit_breaker(3, Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let api = Api {
+        cache: cache.clone(),
+        runs: AtomicU64::new(0),
+    };
+    api.get(1).await.unwrap();
+    server.pause();
+    for _ in 0..20 {
+        assert_eq!(no_hang(3, "call", api.get(1)).await.unwrap(), "value 1");
+    }
+    let s = cache.stats();
+    assert_eq!(s.timeouts, 3, "only the calls that opened it waited: {s:?}");
+    assert_eq!(s.skipped, 17, "{s:?}");
+    assert_eq!(s.errors, 3, "skips are not errors: {s:?}");
+    // Still frozen after `open_for`: the probe times out and it reopens.
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    api.get(1).await.unwrap();
+    api.get(1).await.unwrap();
+    let s = cache.stats();
+    assert_eq!(
+        (s.timeouts, s.skipped),
+        (4, 18),
+        "one probe, then open again: {s:?}"
+    );
+    server.resume();
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert!(
+        resumes_caching(&api, 1).await,
+        "caching resumes once the probe reaches Redis: {:?}",
+        cache.stats()
+    );
+}

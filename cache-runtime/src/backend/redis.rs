@@ -16,6 +16,7 @@
 //! (restarted, `SCRIPT FLUSH`) gets the operation again with the scripts'
 //! text (`EVAL`), which also loads them.
 
+use std::future::Future;
 use std::sync::{Arc, LazyLock, OnceLock};
 use std::time::Duration;
 
@@ -26,6 +27,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, ErrorKind, ServerErrorKind, Value};
 
 use super::{KeyName, Prepared, Snapshot, Store};
+use crate::breaker::{Admit, Breaker};
 use crate::error::Error;
 use crate::stats::Counters;
 
@@ -90,6 +92,13 @@ static DROP_LARGE: Lua = lua!(
     "if redis.call('strlen', KEYS[1]) > tonumber(ARGV[1]) then return redis.call('del', KEYS[1]) else return 0 end"
 );
 
+/// Whether an operation goes through the circuit breaker.
+#[derive(Clone, Copy)]
+enum Gate {
+    Breaker,
+    Always,
+}
+
 pub(crate) enum Target {
     Single(redis::Client),
     Cluster(Box<ClusterClient>),
@@ -106,6 +115,7 @@ pub(crate) struct RedisBackend {
     single: OnceLock<Result<ConnectionManager, String>>,
     cluster: tokio::sync::OnceCell<ClusterConnection>,
     stats: Arc<Counters>,
+    breaker: Breaker,
 }
 
 impl std::fmt::Debug for RedisBackend {
@@ -129,14 +139,46 @@ pub(crate) struct LeaseTry<'a> {
 }
 
 impl RedisBackend {
-    pub fn new(target: Target, op_timeout: Duration, stats: Arc<Counters>) -> Self {
+    pub fn new(
+        target: Target,
+        op_timeout: Duration,
+        stats: Arc<Counters>,
+        breaker: Breaker,
+    ) -> Self {
         RedisBackend {
             target,
             op_timeout,
             single: OnceLock::new(),
             cluster: tokio::sync::OnceCell::new(),
             stats,
+            breaker,
         }
+    }
+
+    /// Runs `op` unless the circuit breaker skips Redis (or `gate` is
+    /// off), and tells the breaker whether Redis was reached.
+    async fn gated<T>(
+        &self,
+        gate: Gate,
+        op: impl Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        let admitted = match gate {
+            Gate::Breaker => self.breaker.admit(),
+            Gate::Always => Admit::Go,
+        };
+        if admitted == Admit::Skip {
+            Counters::add(&self.stats.skipped);
+            return Err(Error::CircuitOpen);
+        }
+        let result = op.await;
+        let reached = !matches!(&result, Err(e) if e.is_unreachable());
+        if self.breaker.record(admitted, reached) {
+            tracing::warn!(
+                target: "cache_runtime",
+                "Redis unreachable: circuit breaker open, calls skip the cache for a while"
+            );
+        }
+        result
     }
 
     /// The client of a single-node backend (for pub/sub); `None` on a cluster.
@@ -190,7 +232,8 @@ impl RedisBackend {
     /// timer of the operation: the connection has no response timeout of
     /// its own).
     async fn exec(&self, cmds: Vec<Cmd>) -> Result<Vec<Value>, Error> {
-        self.exec_within(cmds, self.op_timeout).await
+        self.gated(Gate::Breaker, self.exec_within(cmds, self.op_timeout))
+            .await
     }
 
     async fn exec_within(&self, cmds: Vec<Cmd>, timeout: Duration) -> Result<Vec<Value>, Error> {
@@ -228,6 +271,10 @@ impl RedisBackend {
     /// One command, in one round trip, bounded by the op timeout: the
     /// path of a hit.
     async fn exec_one(&self, cmd: &Cmd) -> Result<Value, Error> {
+        self.gated(Gate::Breaker, self.exec_one_ungated(cmd)).await
+    }
+
+    async fn exec_one_ungated(&self, cmd: &Cmd) -> Result<Value, Error> {
         Counters::add(&self.stats.round_trips);
         let run = async {
             match self.conn().await? {
@@ -375,12 +422,17 @@ impl RedisBackend {
             .map(drop)
     }
 
+    /// Deletes keys. An invalidation is asked of Redis even while the
+    /// breaker is open (its caller must know whether it happened), and its
+    /// outcome tells the breaker.
     pub async fn delete(&self, keys: &[String]) -> Result<(), Error> {
         let cmds = keys
             .iter()
             .map(|k| redis::cmd("DEL").arg(k).to_owned())
             .collect();
-        self.exec(cmds).await.map(drop)
+        self.gated(Gate::Always, self.exec_within(cmds, self.op_timeout))
+            .await
+            .map(drop)
     }
 
     /// Deletes `key` if its value is longer than `max` bytes: whether it

@@ -5,8 +5,9 @@
 //!   computations, and each caller's latency after the value was first
 //!   available anywhere (p50/p99/max).
 //! - `measure fail-open`: latency of a cached call when Redis refuses
-//!   connections and when it is frozen (SIGSTOP), op timeout 100 ms, against
-//!   the body alone.
+//!   connections and when it is frozen (SIGSTOP), op timeout 100 ms, with
+//!   the circuit breaker off, then on (the default): the calls that open
+//!   it, and those after.
 //! - `measure hit [contender] [seconds]`: hits on a small value (one
 //!   product, ~320 bytes of JSON) by 64 tasks on a 2-worker runtime: calls
 //!   per second and this process's CPU per call, for raw `GET` +
@@ -118,48 +119,59 @@ async fn time_calls(api: &Api, n: u32) -> Vec<f64> {
 #[tokio::main(flavor = "current_thread")]
 async fn fail_open() {
     let op_timeout = Duration::from_millis(100);
-    let build = |url: String| {
-        let cache = Cache::builder()
-            .redis(url)
-            .op_timeout(op_timeout)
-            .build()
-            .unwrap();
+    let build = |url: String, breaker: bool| {
+        let builder = Cache::builder().redis(url).op_timeout(op_timeout);
+        let builder = if breaker {
+            builder // the default: 5 failures, open for 1 s
+        } else {
+            builder.circuit_breaker(0, Duration::from_secs(1))
+        };
         Api {
-            cache,
+            cache: builder.build().unwrap(),
             runs: AtomicU64::new(0),
         }
     };
     println!("op timeout {op_timeout:?}; latency of one cached call (miss path)");
     println!(
-        "{:<28} {:>10} {:>10} {:>10} {:>8}",
-        "redis", "p50 ms", "p99 ms", "max ms", "errors"
+        "{:<44} {:>10} {:>10} {:>10} {:>8} {:>8}",
+        "redis", "p50 ms", "p99 ms", "max ms", "errors", "skipped"
     );
-    let row = |label: &str, lat: &[f64], errors: u64| {
+    let row = |label: &str, lat: &[f64], api: &Api| {
+        let s = api.cache.stats();
         println!(
-            "{label:<28} {:>10.3} {:>10.3} {:>10.3} {errors:>8}",
+            "{label:<44} {:>10.3} {:>10.3} {:>10.3} {:>8} {:>8}",
             percentile(lat, 0.5),
             percentile(lat, 0.99),
-            lat[lat.len() - 1]
+            lat[lat.len() - 1],
+            s.errors,
+            s.skipped
         );
     };
     let server = RedisServer::start();
-    let up = build(server.url());
+    let up = build(server.url(), true);
     let lat = time_calls(&up, 200).await;
-    row("up (miss + store)", &lat, up.cache.stats().errors);
+    row("up (miss + store)", &lat, &up);
 
-    let refused = build(format!("redis://127.0.0.1:{}/", free_port()));
+    let refused = build(format!("redis://127.0.0.1:{}/", free_port()), false);
     let lat = time_calls(&refused, 200).await;
-    row(
-        "down (connection refused)",
-        &lat,
-        refused.cache.stats().errors,
-    );
+    row("down (connection refused), breaker off", &lat, &refused);
 
-    let frozen = build(server.url());
+    let frozen = build(server.url(), false);
     frozen.get(0).await; // connect first, then freeze
     server.pause();
     let lat = time_calls(&frozen, 20).await;
-    row("frozen (SIGSTOP)", &lat, frozen.cache.stats().errors);
+    row("frozen (SIGSTOP), breaker off", &lat, &frozen);
+    server.resume();
+
+    // The default breaker: after 5 timeouts it opens; the calls after those
+    // skip Redis until it has been open 1 s.
+    let breaker = build(server.url(), true);
+    breaker.get(0).await;
+    server.pause();
+    let opening = time_calls(&breaker, 5).await;
+    row("frozen, breaker on: the 5 calls that open it", &opening, &breaker);
+    let lat = time_calls(&breaker, 500).await;
+    row("frozen, breaker on: the 500 calls after", &lat, &breaker);
     server.resume();
 }
 
