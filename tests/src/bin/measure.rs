@@ -169,7 +169,11 @@ async fn fail_open() {
     breaker.get(0).await;
     server.pause();
     let opening = time_calls(&breaker, 5).await;
-    row("frozen, breaker on: the 5 calls that open it", &opening, &breaker);
+    row(
+        "frozen, breaker on: the 5 calls that open it",
+        &opening,
+        &breaker,
+    );
     let lat = time_calls(&breaker, 500).await;
     row("frozen, breaker on: the 500 calls after", &lat, &breaker);
     server.resume();
