@@ -213,8 +213,11 @@ impl CacheBuilder {
                 self.memory_max_bytes,
             )),
             BackendChoice::Redis(url) => {
-                let client = redis::Client::open(url.as_str())
-                    .map_err(|source| Error::InvalidUrl { url, source })?;
+                let client =
+                    redis::Client::open(url.as_str()).map_err(|source| Error::InvalidUrl {
+                        url: crate::error::redact(&url),
+                        source,
+                    })?;
                 Backend::Redis(Arc::new(RedisBackend::new(
                     Target::Single(client),
                     self.op_timeout,
@@ -235,7 +238,11 @@ impl CacheBuilder {
                         .retries(1)
                         .build()
                         .map_err(|source| Error::InvalidUrl {
-                            url: urls.join(","),
+                            url: urls
+                                .iter()
+                                .map(|u| crate::error::redact(u))
+                                .collect::<Vec<_>>()
+                                .join(","),
                             source,
                         })?;
                 Backend::Redis(Arc::new(RedisBackend::new(

@@ -17,7 +17,7 @@ pub enum Error {
     /// The Redis URL could not be parsed.
     #[error("invalid Redis URL `{url}`: {source}")]
     InvalidUrl {
-        /// The URL as given.
+        /// The URL as given, its password replaced by `***`.
         url: String,
         /// Why it was rejected.
         #[source]
@@ -74,6 +74,73 @@ impl Error {
             Error::Timeout(_) => true,
             Error::Redis(e) => e.is_timeout(),
             _ => false,
+        }
+    }
+}
+
+/// `url` with any password replaced by `***` (`redis://user:***@host/`),
+/// for messages and logs.
+pub(crate) fn redact(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let mut out = String::with_capacity(url.len());
+    if !scheme.is_empty() {
+        out.push_str(scheme);
+        out.push_str("://");
+    }
+    match rest[..end].rfind('@') {
+        Some(at) => {
+            match rest[..at].split_once(':') {
+                Some((user, _)) => {
+                    out.push_str(user);
+                    out.push_str(":***");
+                }
+                None => out.push_str("***"),
+            }
+            out.push_str(&rest[at..end]);
+        }
+        None => out.push_str(&rest[..end]),
+    }
+    // A password in the query (`?password=...`) too.
+    let mut query = rest[end..].split_inclusive('&').peekable();
+    while let Some(part) = query.next() {
+        match part.find("password=") {
+            Some(i) => {
+                out.push_str(&part[..i + "password=".len()]);
+                out.push_str("***");
+                if part.ends_with('&') {
+                    out.push('&');
+                }
+            }
+            None => out.push_str(part),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_never_show() {
+        for (url, shown) in [
+            (
+                "redis://user:s3cret@host:6379/0",
+                "redis://user:***@host:6379/0",
+            ),
+            ("redis://:s3cret@host/", "redis://:***@host/"),
+            ("rediss://s3cret@host", "rediss://***@host"),
+            (
+                "redis://host:6379/?password=s3cret&db=1",
+                "redis://host:6379/?password=***&db=1",
+            ),
+            ("redis://host/", "redis://host/"),
+            ("user:s3cret@host", "user:***@host"),
+            ("redis://u:p@ss@host/", "redis://u:***@host/"),
+        ] {
+            assert_eq!(redact(url), shown, "{url}");
+            assert!(!redact(url).contains("s3cret"));
         }
     }
 }

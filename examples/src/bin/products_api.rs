@@ -77,7 +77,11 @@ async fn run() -> Result<(), BoxError> {
         .op_timeout(Duration::from_millis(100))
         .build()?;
     let backend = match std::env::var("REDIS_URL") {
-        Ok(url) if !url.is_empty() => format!("redis ({url})"),
+        // The host only: the URL may carry a password.
+        Ok(url) if !url.is_empty() => format!(
+            "redis ({})",
+            url.rsplit_once('@').map_or(url.as_str(), |(_, host)| host)
+        ),
         _ => "memory (in process; set REDIS_URL to use Redis)".to_owned(),
     };
 
