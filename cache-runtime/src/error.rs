@@ -102,8 +102,7 @@ pub(crate) fn redact(url: &str) -> String {
         None => out.push_str(&rest[..end]),
     }
     // A password in the query (`?password=...`) too.
-    let mut query = rest[end..].split_inclusive('&').peekable();
-    while let Some(part) = query.next() {
+    for part in rest[end..].split_inclusive('&') {
         match part.find("password=") {
             Some(i) => {
                 out.push_str(&part[..i + "password=".len()]);
