@@ -117,6 +117,10 @@ impl Notifier {
 /// waiters of each announced key. Ends with the notifier.
 async fn subscribe(notifier: Weak<Notifier>) {
     let connect_timeout = Duration::from_secs(1);
+    // After a failure, the next try waits longer (250 ms doubling to 30 s):
+    // a user without channel rights must not make a subscription every
+    // 250 ms forever.
+    let mut retry = FIRST_RETRY;
     loop {
         let Some((client, channel)) = notifier
             .upgrade()
@@ -132,6 +136,7 @@ async fn subscribe(notifier: Weak<Notifier>) {
         .await;
         match connected {
             Ok(Ok(pubsub)) => {
+                retry = FIRST_RETRY;
                 tracing::debug!(target: "cache_runtime", %channel, "subscribed to fill announcements");
                 let mut messages = pubsub.into_on_message();
                 while let Some(msg) = messages.next().await {
@@ -152,6 +157,10 @@ async fn subscribe(notifier: Weak<Notifier>) {
         if notifier.strong_count() == 0 {
             return;
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(retry).await;
+        retry = (retry * 2).min(MAX_RETRY);
     }
 }
+
+const FIRST_RETRY: Duration = Duration::from_millis(250);
+const MAX_RETRY: Duration = Duration::from_secs(30);

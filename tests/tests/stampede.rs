@@ -414,3 +414,63 @@ fn four_processes_compute_a_cold_key_once() {
     assert_eq!(total, 1, "computations across 4 processes x 200 callers");
     assert_eq!(local_runs, 1);
 }
+
+/// An ACL user without channel rights (Redis 7's default for new users):
+/// fills succeed quietly without announcements, the other process's waiters
+/// poll for the value, and the subscriber backs off instead of retrying
+/// every 250 ms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acl_user_without_channel_rights_fills_quietly() {
+    let server = RedisServer::start();
+    let _: () = redis::cmd("ACL")
+        .arg(&[
+            "SETUSER",
+            "cacheuser",
+            "on",
+            ">pw",
+            "~*",
+            "resetchannels",
+            "+@all",
+        ])
+        .query(&mut server.conn())
+        .unwrap();
+    let url = server
+        .url()
+        .replacen("redis://", "redis://cacheuser:pw@", 1);
+    let caches = [redis_cache(&url, "acl"), redis_cache(&url, "acl")];
+    let svcs: Vec<_> = caches.iter().map(|c| Svc::new(c.clone())).collect();
+    let calls: Vec<_> = (0..20)
+        .map(|i| {
+            let svc = svcs[i % 2].clone();
+            tokio::spawn(async move { svc.cold("k".into()).await })
+        })
+        .collect();
+    for c in calls {
+        assert_eq!(no_hang(8, "caller", c).await.unwrap(), "value of k");
+    }
+    let runs: u64 = svcs.iter().map(|s| s.runs()).sum();
+    assert_eq!(runs, 1, "one computation across the two processes");
+    for cache in &caches {
+        let s = cache.stats();
+        assert_eq!(s.errors, 0, "fills succeed without announcing: {s:?}");
+    }
+    // Two seconds of a subscriber without rights: a few tries, not eight a
+    // second (Redis counts the denials in its ACL log).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let log: redis::Value = redis::cmd("ACL")
+        .arg("LOG")
+        .query(&mut server.conn())
+        .unwrap();
+    let denied = format!("{log:?}");
+    let count = denied
+        .split("count")
+        .skip(1)
+        .filter_map(|rest| {
+            rest.split(|c: char| !c.is_ascii_digit())
+                .find(|s| !s.is_empty())?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum::<u64>();
+    assert!(count <= 12, "{count} denials in 2 s: {denied}");
+}

@@ -17,6 +17,7 @@
 //! text (`EVAL`), which also loads them.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, OnceLock};
 use std::time::Duration;
 
@@ -116,6 +117,8 @@ pub(crate) struct RedisBackend {
     cluster: tokio::sync::OnceCell<ClusterConnection>,
     stats: Arc<Counters>,
     breaker: Breaker,
+    /// Cleared when the user may not publish on the fill channel.
+    can_publish: AtomicBool,
 }
 
 impl std::fmt::Debug for RedisBackend {
@@ -152,6 +155,7 @@ impl RedisBackend {
             cluster: tokio::sync::OnceCell::new(),
             stats,
             breaker,
+            can_publish: AtomicBool::new(true),
         }
     }
 
@@ -466,6 +470,32 @@ impl RedisBackend {
         token: &str,
         channel: Option<&str>,
     ) -> Result<(), Error> {
+        let channel = channel.filter(|_| self.can_publish.load(Ordering::Relaxed));
+        let result = self.finish_lease_on(store, lease_key, token, channel).await;
+        match result {
+            Err(Error::Redis(e)) if channel.is_some() && is_no_channel_rights(&e) => {
+                // An ACL user without channel rights: fills go on without
+                // announcements (waiters in other processes poll).
+                if self.can_publish.swap(false, Ordering::Relaxed) {
+                    tracing::warn!(
+                        target: "cache_runtime",
+                        error = %e,
+                        "no rights to publish fill announcements; other processes' waiters will poll"
+                    );
+                }
+                self.finish_lease_on(store, lease_key, token, None).await
+            }
+            other => other,
+        }
+    }
+
+    async fn finish_lease_on(
+        &self,
+        store: Option<&Store<'_>>,
+        lease_key: &str,
+        token: &str,
+        channel: Option<&str>,
+    ) -> Result<(), Error> {
         let release = |by_hash: bool| {
             let mut cmds = vec![RELEASE.call(by_hash, lease_key).arg(token).to_owned()];
             if let Some(channel) = channel {
@@ -488,6 +518,12 @@ impl RedisBackend {
                 .map(drop),
         }
     }
+}
+
+/// `NOPERM` about a channel: an ACL user without channel rights (Redis 7's
+/// default `acl-pubsub-default resetchannels`).
+pub(crate) fn is_no_channel_rights(e: &redis::RedisError) -> bool {
+    e.kind() == ErrorKind::Server(ServerErrorKind::NoPerm) && e.to_string().contains("channel")
 }
 
 fn lease_cmd(lease: &LeaseTry<'_>) -> Cmd {
