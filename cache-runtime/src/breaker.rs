@@ -76,7 +76,11 @@ impl Breaker {
             return false;
         }
         if reached {
-            self.failures.store(0, Ordering::Relaxed);
+            // Written only when there is something to reset: every hit
+            // passes here, and a shared write per hit would contend.
+            if self.failures.load(Ordering::Relaxed) != 0 {
+                self.failures.store(0, Ordering::Relaxed);
+            }
             if admitted == Admit::Probe || self.opened_at.load(Ordering::Relaxed) != 0 {
                 self.opened_at.store(0, Ordering::Release);
             }

@@ -3,20 +3,18 @@
 
 /// A fresh random identifier.
 pub(crate) fn random_id() -> String {
-    hex(&rand::random::<[u8; 16]>())
+    hex16(&rand::random::<[u8; 16]>()).as_str().to_owned()
+}
+
+/// The first 128 bits of a BLAKE3 hash (what keys and hashed template
+/// arguments use).
+pub(crate) fn first16(hash: &blake3::Hash) -> [u8; 16] {
+    let mut out = [0; 16];
+    out.copy_from_slice(&hash.as_bytes()[..16]);
+    out
 }
 
 const DIGITS: &[u8; 16] = b"0123456789abcdef";
-
-/// Lowercase hex of `bytes`.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 0xf)]));
-    }
-    s
-}
 
 /// Lowercase hex of 16 bytes, without allocating.
 pub(crate) fn hex16(bytes: &[u8; 16]) -> Hex32 {
@@ -47,8 +45,10 @@ mod tests {
         assert_eq!(a.len(), 32);
         assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
         assert_ne!(a, b);
-        assert_eq!(super::hex(&[0x00, 0x9f, 0xff]), "009fff");
         let bytes: [u8; 16] = std::array::from_fn(|i| (i * 17) as u8);
-        assert_eq!(super::hex16(&bytes).as_str(), super::hex(&bytes));
+        assert_eq!(
+            super::hex16(&bytes).as_str(),
+            "00112233445566778899aabbccddeeff"
+        );
     }
 }

@@ -132,10 +132,7 @@ impl ArgsDigest {
         let mut hasher = blake3::Hasher::new();
         canonical::hash_header(&mut hasher, &self.types, self.count);
         hasher.update(&self.args);
-        let hash = hasher.finalize();
-        let mut digest = [0; 16];
-        digest.copy_from_slice(&hash.as_bytes()[..16]);
-        KeyPart::Digest(digest)
+        KeyPart::Digest(crate::ids::first16(&hasher.finalize()))
     }
 }
 
@@ -186,7 +183,7 @@ mod tests {
         actual.extend(crate::canonical::encode("books").unwrap());
         assert_eq!(actual, expected);
         assert_eq!(
-            crate::ids::hex(&blake3::hash(&expected).as_bytes()[..16]),
+            crate::ids::hex16(&crate::ids::first16(&blake3::hash(&expected))).as_str(),
             "8d60df79f8d99877b991b420b5a20037"
         );
     }

@@ -76,9 +76,7 @@ impl Display for TemplateValue<'_> {
         let raw = self.0.to_string();
         let escaped_len: usize = raw.bytes().map(|b| if is_plain(b) { 1 } else { 3 }).sum();
         if escaped_len > MAX_VALUE_LEN {
-            let hash = blake3::hash(raw.as_bytes());
-            let mut digest = [0; 16];
-            digest.copy_from_slice(&hash.as_bytes()[..16]);
+            let digest = crate::ids::first16(&blake3::hash(raw.as_bytes()));
             f.write_char('~')?;
             return f.write_str(crate::ids::hex16(&digest).as_str());
         }

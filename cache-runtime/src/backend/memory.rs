@@ -117,20 +117,17 @@ impl Versions {
         let now = Instant::now();
         let mut map = self.lock();
         self.tick(&mut map, now);
-        let until = now.checked_add(window).unwrap_or(now);
-        let slot = map.entry(key.to_owned()).or_insert_with(|| Version {
-            value: Arc::from(fresh.as_bytes()),
-            holders: 0,
-            until,
-        });
-        if !Self::live(slot, now) {
-            *slot = Version {
-                value: Arc::from(fresh.as_bytes()),
-                holders: 0,
-                until,
-            };
+        if let Some(v) = map.get(key).filter(|v| Self::live(v, now)) {
+            return v.value.clone();
         }
-        slot.value.clone()
+        let value: Arc<[u8]> = Arc::from(fresh.as_bytes());
+        let version = Version {
+            value: value.clone(),
+            holders: 0,
+            until: now.checked_add(window).unwrap_or(now),
+        };
+        map.insert(key.to_owned(), version);
+        value
     }
 
     /// Holds the versions an entry recorded, where they are still current:

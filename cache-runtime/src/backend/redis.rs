@@ -241,14 +241,12 @@ impl RedisBackend {
     }
 
     async fn exec_within(&self, cmds: Vec<Cmd>, timeout: Duration) -> Result<Vec<Value>, Error> {
-        Counters::add(&self.stats.round_trips);
-        let run = async {
+        self.within(timeout, async {
+            if let [cmd] = cmds.as_slice() {
+                return Ok(vec![self.send_one(cmd).await?]);
+            }
             match self.conn().await? {
                 Conn::Single(mut c) => {
-                    if let [cmd] = cmds.as_slice() {
-                        let value = c.send_packed_command(cmd).await?;
-                        return Ok(vec![value.extract_error()?]);
-                    }
                     let mut pipe = redis::pipe();
                     for cmd in cmds {
                         pipe.add_command(cmd);
@@ -265,32 +263,39 @@ impl RedisBackend {
                 }))
                 .await?),
             }
-        };
+        })
+        .await
+    }
+
+    /// One command, in one round trip, bounded by the op timeout: the
+    /// path of a hit.
+    async fn exec_one(&self, cmd: &Cmd) -> Result<Value, Error> {
+        self.gated(
+            Gate::Breaker,
+            self.within(self.op_timeout, self.send_one(cmd)),
+        )
+        .await
+    }
+
+    /// One round trip, counted and bounded by `timeout`.
+    async fn within<T>(
+        &self,
+        timeout: Duration,
+        run: impl Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        Counters::add(&self.stats.round_trips);
         match tokio::time::timeout(timeout, run).await {
             Ok(r) => r,
             Err(_) => Err(Error::Timeout(timeout)),
         }
     }
 
-    /// One command, in one round trip, bounded by the op timeout: the
-    /// path of a hit.
-    async fn exec_one(&self, cmd: &Cmd) -> Result<Value, Error> {
-        self.gated(Gate::Breaker, self.exec_one_ungated(cmd)).await
-    }
-
-    async fn exec_one_ungated(&self, cmd: &Cmd) -> Result<Value, Error> {
-        Counters::add(&self.stats.round_trips);
-        let run = async {
-            match self.conn().await? {
-                Conn::Single(mut c) => Ok(c.send_packed_command(cmd).await?.extract_error()?),
-                Conn::Cluster(mut c) => {
-                    Ok(cmd.query_async::<Value>(&mut c).await?.extract_error()?)
-                }
-            }
-        };
-        match tokio::time::timeout(self.op_timeout, run).await {
-            Ok(r) => r,
-            Err(_) => Err(Error::Timeout(self.op_timeout)),
+    /// Sends one command on its own (no pipeline, no boxed request on a
+    /// single node).
+    async fn send_one(&self, cmd: &Cmd) -> Result<Value, Error> {
+        match self.conn().await? {
+            Conn::Single(mut c) => Ok(c.send_packed_command(cmd).await?.extract_error()?),
+            Conn::Cluster(mut c) => Ok(cmd.query_async::<Value>(&mut c).await?.extract_error()?),
         }
     }
 
