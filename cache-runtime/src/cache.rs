@@ -163,14 +163,10 @@ impl Cache {
                 Ok(())
             }
             Err(e) => {
-                self.record_error(&e, "invalidate");
+                self.inner.record_error(&e, "invalidate");
                 Err(e)
             }
         }
-    }
-
-    pub(crate) fn record_error(&self, error: &Error, op: &'static str) {
-        self.inner.record_error(error, op);
     }
 }
 
