@@ -4,6 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::backend::Backend;
+use crate::backend::clients::{self, Tls};
+use crate::backend::link::{Link, Node};
 use crate::backend::memory::MemoryBackend;
 use crate::backend::redis::{RedisBackend, Target};
 use crate::breaker::Breaker;
@@ -17,6 +19,7 @@ enum BackendChoice {
     None,
     Redis(String),
     Cluster(Vec<String>),
+    Sentinel(Vec<String>, String),
     Memory,
 }
 
@@ -52,6 +55,7 @@ pub struct CacheBuilder {
     memory_max_bytes: u64,
     max_value_bytes: usize,
     breaker: (u32, Duration),
+    tls: Tls,
 }
 
 impl std::fmt::Debug for CacheBuilder {
@@ -77,15 +81,85 @@ impl Default for CacheBuilder {
             memory_max_bytes: 256 << 20,
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
             breaker: (5, Duration::from_secs(1)),
+            tls: Tls::default(),
         }
     }
 }
 
 impl CacheBuilder {
-    /// Stores entries in the Redis server at `url` (`redis://host:port/db`,
-    /// `rediss://` for TLS).
+    /// Stores entries in the Redis server at `url`:
+    /// `redis://[user:password@]host:port/db`, or `rediss://` for TLS
+    /// (verified against the system's roots unless
+    /// [`tls_root_cert`](Self::tls_root_cert) is given).
+    ///
+    /// A connection that stops answering (a black-holed host, a primary
+    /// moved by DNS) is given up after a few consecutive timeouts and made
+    /// anew; sockets have TCP keepalive on.
     pub fn redis(mut self, url: impl Into<String>) -> Self {
         self.backend = BackendChoice::Redis(url.into());
+        self
+    }
+
+    /// Stores entries in the primary of the group `master_name` that the
+    /// Redis Sentinels at `urls` (`redis://host:26379/`) monitor, instead
+    /// of a fixed [`redis`](Self::redis) server. Each new connection asks
+    /// the sentinels for the primary; after a failover, the connection to
+    /// the old one is given up (on `READONLY`, or after consecutive
+    /// failures) and the next operation reaches the new one.
+    ///
+    /// The user name, password and database of the first URL are used for
+    /// the sentinels and the primary alike; `rediss://` means TLS to both.
+    ///
+    /// ```
+    /// use cache_runtime::Cache;
+    ///
+    /// let cache = Cache::builder()
+    ///     .sentinel(["redis://10.0.0.1:26379/", "redis://10.0.0.2:26379/"], "mymaster")
+    ///     .build()?;
+    /// # Ok::<(), cache_runtime::Error>(())
+    /// ```
+    pub fn sentinel<I, S>(mut self, urls: I, master_name: impl Into<String>) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.backend = BackendChoice::Sentinel(
+            urls.into_iter().map(Into::into).collect(),
+            master_name.into(),
+        );
+        self
+    }
+
+    /// Verifies `rediss://` servers against this CA (PEM) instead of the
+    /// system's roots: for a private CA. A server whose certificate does
+    /// not verify is a connection error: calls fail open (run uncached),
+    /// counted in [`Stats::errors`](crate::Stats::errors).
+    ///
+    /// ```no_run
+    /// use cache_runtime::Cache;
+    ///
+    /// let cache = Cache::builder()
+    ///     .redis("rediss://cache.internal:6380/")
+    ///     .tls_root_cert(std::fs::read("ca.pem")?)
+    ///     .build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn tls_root_cert(mut self, ca_pem: impl Into<Vec<u8>>) -> Self {
+        self.tls.root_cert = Some(ca_pem.into());
+        self
+    }
+
+    /// Presents this certificate chain and private key (PEM) to
+    /// `rediss://` servers that ask for one (mutual TLS, Redis's
+    /// `tls-auth-clients yes`).
+    #[cfg(feature = "tls")]
+    pub fn tls_client_cert(
+        mut self,
+        cert_pem: impl Into<Vec<u8>>,
+        key_pem: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.tls.client_cert = Some((cert_pem.into(), key_pem.into()));
         self
     }
 
@@ -175,7 +249,7 @@ impl CacheBuilder {
 
     /// Makes the cache. Does no I/O: Redis is connected on first use, and a
     /// Redis that is down is not an error here.
-    pub fn build(self) -> Result<Cache, Error> {
+    pub fn build(mut self) -> Result<Cache, Error> {
         if self.op_timeout.is_zero() {
             return Err(Error::InvalidConfig(
                 "`op_timeout` must be greater than zero",
@@ -206,24 +280,31 @@ impl CacheBuilder {
             }
         }
         let stats = Arc::new(Counters::default());
-        let backend = match self.backend {
+        let backend = match std::mem::replace(&mut self.backend, BackendChoice::None) {
             BackendChoice::None => return Err(Error::NoBackend),
             BackendChoice::Memory => Backend::Memory(MemoryBackend::new(
                 self.memory_capacity,
                 self.memory_max_bytes,
             )),
             BackendChoice::Redis(url) => {
-                let client =
-                    redis::Client::open(url.as_str()).map_err(|source| Error::InvalidUrl {
-                        url: crate::error::redact(&url),
-                        source,
-                    })?;
-                Backend::Redis(Arc::new(RedisBackend::new(
-                    Target::Single(client),
-                    self.op_timeout,
-                    stats.clone(),
-                    Breaker::new(self.breaker.0, self.breaker.1),
-                )))
+                let client = clients::single(&url, &self.tls)?;
+                self.redis_backend(
+                    Target::Single(Arc::new(Link::new(Node::Fixed(client), self.op_timeout))),
+                    &stats,
+                )
+            }
+            BackendChoice::Sentinel(urls, master_name) => {
+                let sentinel = clients::sentinel(&urls, &master_name, &self.tls)?;
+                self.redis_backend(
+                    Target::Single(Arc::new(Link::new(
+                        Node::Sentinel {
+                            client: tokio::sync::Mutex::new(sentinel),
+                            master_name,
+                        },
+                        self.op_timeout,
+                    ))),
+                    &stats,
+                )
             }
             BackendChoice::Cluster(urls) => {
                 if urls.is_empty() {
@@ -231,32 +312,14 @@ impl CacheBuilder {
                         "`redis_cluster` needs at least one URL",
                     ));
                 }
-                let client =
-                    redis::cluster::ClusterClient::builder(urls.iter().map(String::as_str))
-                        .connection_timeout(self.op_timeout)
-                        .response_timeout(self.op_timeout)
-                        .retries(1)
-                        .build()
-                        .map_err(|source| Error::InvalidUrl {
-                            url: urls
-                                .iter()
-                                .map(|u| crate::error::redact(u))
-                                .collect::<Vec<_>>()
-                                .join(","),
-                            source,
-                        })?;
-                Backend::Redis(Arc::new(RedisBackend::new(
-                    Target::Cluster(Box::new(client)),
-                    self.op_timeout,
-                    stats.clone(),
-                    Breaker::new(self.breaker.0, self.breaker.1),
-                )))
+                let client = clients::cluster(&urls, &self.tls, self.op_timeout)?;
+                self.redis_backend(Target::Cluster(Box::new(client)), &stats)
             }
         };
         let notifier = backend
             .as_redis()
-            .and_then(|redis| redis.single_client())
-            .map(|client| Notifier::new(client.clone(), cache::fill_channel(&self.namespace)));
+            .and_then(|redis| redis.link())
+            .map(|link| Notifier::new(link.clone(), cache::fill_channel(&self.namespace)));
         Ok(Cache {
             inner: Arc::new(Inner {
                 backend,
@@ -270,6 +333,17 @@ impl CacheBuilder {
                 sweeping: Default::default(),
             }),
         })
+    }
+}
+
+impl CacheBuilder {
+    fn redis_backend(&self, target: Target, stats: &Arc<Counters>) -> Backend {
+        Backend::Redis(Arc::new(RedisBackend::new(
+            target,
+            self.op_timeout,
+            stats.clone(),
+            Breaker::new(self.breaker.0, self.breaker.1),
+        )))
     }
 }
 

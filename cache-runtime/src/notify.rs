@@ -12,10 +12,13 @@ use futures_util::StreamExt;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+use crate::backend::link::Link;
+use crate::error::Error;
+
 /// Per-process waiters on fill announcements, by lease key, and the
 /// subscription that wakes them.
 pub(crate) struct Notifier {
-    client: redis::Client,
+    link: Arc<Link>,
     channel: Arc<str>,
     waiters: Mutex<HashMap<String, (Arc<Notify>, usize)>>,
     subscriber: Mutex<Option<JoinHandle<()>>>,
@@ -62,9 +65,9 @@ impl Drop for Registration<'_> {
 }
 
 impl Notifier {
-    pub fn new(client: redis::Client, channel: String) -> Arc<Self> {
+    pub fn new(link: Arc<Link>, channel: String) -> Arc<Self> {
         Arc::new(Notifier {
-            client,
+            link,
             channel: channel.into(),
             waiters: Mutex::default(),
             subscriber: Mutex::default(),
@@ -122,16 +125,21 @@ async fn subscribe(notifier: Weak<Notifier>) {
     // 250 ms forever.
     let mut retry = FIRST_RETRY;
     loop {
-        let Some((client, channel)) = notifier
+        let Some((link, channel)) = notifier
             .upgrade()
-            .map(|n| (n.client.clone(), n.channel.clone()))
+            .map(|n| (n.link.clone(), n.channel.clone()))
         else {
             return;
         };
+        // Through Sentinel, a new primary means a new subscription: the old
+        // one may not hear the new primary's announcements.
+        let mut switches = link.switches();
         let connected = tokio::time::timeout(connect_timeout, async {
+            // Through Sentinel, the primary of the moment.
+            let client = link.client().await?;
             let mut pubsub = client.get_async_pubsub().await?;
             pubsub.subscribe(&*channel).await?;
-            Ok::<_, redis::RedisError>(pubsub)
+            Ok::<_, Error>(pubsub)
         })
         .await;
         match connected {
@@ -139,11 +147,17 @@ async fn subscribe(notifier: Weak<Notifier>) {
                 retry = FIRST_RETRY;
                 tracing::debug!(target: "cache_runtime", %channel, "subscribed to fill announcements");
                 let mut messages = pubsub.into_on_message();
-                while let Some(msg) = messages.next().await {
-                    let Some(notifier) = notifier.upgrade() else {
-                        return;
-                    };
-                    notifier.wake(msg.get_payload_bytes());
+                loop {
+                    tokio::select! {
+                        msg = messages.next() => {
+                            let Some(msg) = msg else { break };
+                            let Some(notifier) = notifier.upgrade() else {
+                                return;
+                            };
+                            notifier.wake(msg.get_payload_bytes());
+                        }
+                        _ = switches.changed() => break,
+                    }
                 }
                 tracing::debug!(target: "cache_runtime", %channel, "fill announcements lost; reconnecting");
             }

@@ -334,6 +334,9 @@ impl RedisCluster {
 }
 
 pub mod fixtures;
+pub mod proxy;
+pub mod sentinel;
+pub mod tls;
 
 /// The README's example, compiled and run as a doctest.
 #[doc = include_str!("../../README.md")]

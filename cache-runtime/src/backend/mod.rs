@@ -7,6 +7,8 @@
 //! node (the entry and its versions); on a cluster that read is one `GET`
 //! per key. So the same calls run on Redis Cluster.
 
+pub(crate) mod clients;
+pub(crate) mod link;
 pub(crate) mod memory;
 pub(crate) mod redis;
 

@@ -18,15 +18,15 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, LazyLock, OnceLock};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use futures_util::future::try_join_all;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, ErrorKind, ServerErrorKind, Value};
 
+use super::link::{self, Health, Link};
 use super::{KeyName, Prepared, Snapshot, Store};
 use crate::breaker::{Admit, Breaker};
 use crate::error::Error;
@@ -101,19 +101,19 @@ enum Gate {
 }
 
 pub(crate) enum Target {
-    Single(redis::Client),
+    Single(Arc<Link>),
     Cluster(Box<ClusterClient>),
 }
 
-enum Conn {
-    Single(ConnectionManager),
-    Cluster(ClusterConnection),
+/// Where one operation goes.
+enum Route<'a> {
+    Single(&'a Arc<Link>, Arc<link::Conn>),
+    Cluster(&'a ClusterClient),
 }
 
 pub(crate) struct RedisBackend {
     target: Target,
     op_timeout: Duration,
-    single: OnceLock<Result<ConnectionManager, String>>,
     cluster: tokio::sync::OnceCell<ClusterConnection>,
     stats: Arc<Counters>,
     breaker: Breaker,
@@ -151,7 +151,6 @@ impl RedisBackend {
         RedisBackend {
             target,
             op_timeout,
-            single: OnceLock::new(),
             cluster: tokio::sync::OnceCell::new(),
             stats,
             breaker,
@@ -185,34 +184,16 @@ impl RedisBackend {
         result
     }
 
-    /// The client of a single-node backend (for pub/sub); `None` on a cluster.
-    pub fn single_client(&self) -> Option<&redis::Client> {
+    /// The link of a single-node backend (for pub/sub); `None` on a cluster.
+    pub fn link(&self) -> Option<&Arc<Link>> {
         match &self.target {
-            Target::Single(c) => Some(c),
+            Target::Single(link) => Some(link),
             Target::Cluster(_) => None,
         }
     }
 
     fn is_cluster(&self) -> bool {
         matches!(self.target, Target::Cluster(_))
-    }
-
-    /// The single node's connection manager (connecting lazily).
-    fn single(&self, client: &redis::Client) -> Result<ConnectionManager, Error> {
-        let manager = self.single.get_or_init(|| {
-            let config = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(self.op_timeout))
-                .set_response_timeout(None)
-                .set_number_of_retries(0)
-                .set_min_delay(Duration::from_millis(10))
-                .set_max_delay(Duration::from_millis(100));
-            ConnectionManager::new_lazy_with_config(client.clone(), config)
-                .map_err(|e| e.to_string())
-        });
-        match manager {
-            Ok(m) => Ok(m.clone()),
-            Err(e) => Err(Error::Connect(e.clone())),
-        }
     }
 
     /// The cluster connection, made on first use. Boxed where it is
@@ -225,10 +206,13 @@ impl RedisBackend {
         Ok(conn.clone())
     }
 
-    async fn conn(&self) -> Result<Conn, Error> {
+    /// The connection of one operation: on a single node, the link's
+    /// current connection (whose health the operation reports); on a
+    /// cluster, the cluster connection (made inside the operation's timer).
+    fn route(&self) -> Route<'_> {
         match &self.target {
-            Target::Single(client) => Ok(Conn::Single(self.single(client)?)),
-            Target::Cluster(client) => Ok(Conn::Cluster(Box::pin(self.cluster(client)).await?)),
+            Target::Single(link) => Route::Single(link, link.current()),
+            Target::Cluster(client) => Route::Cluster(client),
         }
     }
 
@@ -241,12 +225,13 @@ impl RedisBackend {
     }
 
     async fn exec_within(&self, cmds: Vec<Cmd>, timeout: Duration) -> Result<Vec<Value>, Error> {
-        self.within(timeout, async {
+        self.within(timeout, async |route| {
             if let [cmd] = cmds.as_slice() {
-                return Ok(vec![self.send_one(cmd).await?]);
+                return Ok(vec![self.send_one(route, cmd).await?]);
             }
-            match self.conn().await? {
-                Conn::Single(mut c) => {
+            match route {
+                Route::Single(link, conn) => {
+                    let mut c = link.manager(conn).await?;
                     let mut pipe = redis::pipe();
                     for cmd in cmds {
                         pipe.add_command(cmd);
@@ -257,11 +242,14 @@ impl RedisBackend {
                         .map(Value::extract_error)
                         .collect::<Result<_, _>>()?)
                 }
-                Conn::Cluster(c) => Ok(try_join_all(cmds.into_iter().map(|cmd| {
-                    let mut c = c.clone();
-                    async move { cmd.query_async::<Value>(&mut c).await?.extract_error() }
-                }))
-                .await?),
+                Route::Cluster(client) => {
+                    let c = Box::pin(self.cluster(client)).await?;
+                    Ok(try_join_all(cmds.into_iter().map(|cmd| {
+                        let mut c = c.clone();
+                        async move { cmd.query_async::<Value>(&mut c).await?.extract_error() }
+                    }))
+                    .await?)
+                }
             }
         })
         .await
@@ -272,31 +260,46 @@ impl RedisBackend {
     async fn exec_one(&self, cmd: &Cmd) -> Result<Value, Error> {
         self.gated(
             Gate::Breaker,
-            self.within(self.op_timeout, self.send_one(cmd)),
+            self.within(self.op_timeout, async |route| {
+                self.send_one(route, cmd).await
+            }),
         )
         .await
     }
 
-    /// One round trip, counted and bounded by `timeout`.
-    async fn within<T>(
-        &self,
-        timeout: Duration,
-        run: impl Future<Output = Result<T, Error>>,
-    ) -> Result<T, Error> {
-        Counters::add(&self.stats.round_trips);
-        match tokio::time::timeout(timeout, run).await {
-            Ok(r) => r,
-            Err(_) => Err(Error::Timeout(timeout)),
+    /// Sends one command on its own (no pipeline, no boxed request on a
+    /// single node).
+    async fn send_one(&self, route: &Route<'_>, cmd: &Cmd) -> Result<Value, Error> {
+        match route {
+            Route::Single(link, conn) => {
+                let mut c = link.manager(conn).await?;
+                Ok(c.send_packed_command(cmd).await?.extract_error()?)
+            }
+            Route::Cluster(client) => {
+                let mut c = Box::pin(self.cluster(client)).await?;
+                Ok(cmd.query_async::<Value>(&mut c).await?.extract_error()?)
+            }
         }
     }
 
-    /// Sends one command on its own (no pipeline, no boxed request on a
-    /// single node).
-    async fn send_one(&self, cmd: &Cmd) -> Result<Value, Error> {
-        match self.conn().await? {
-            Conn::Single(mut c) => Ok(c.send_packed_command(cmd).await?.extract_error()?),
-            Conn::Cluster(mut c) => Ok(cmd.query_async::<Value>(&mut c).await?.extract_error()?),
+    /// One round trip, counted and bounded by `timeout`; on a single node,
+    /// its outcome is reported to the link (which replaces a connection
+    /// that looks dead).
+    async fn within<T>(
+        &self,
+        timeout: Duration,
+        run: impl AsyncFnOnce(&Route<'_>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        Counters::add(&self.stats.round_trips);
+        let route = self.route();
+        let result = match tokio::time::timeout(timeout, run(&route)).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::Timeout(timeout)),
+        };
+        if let Route::Single(link, conn) = &route {
+            link.record(conn, Health::of(&result));
         }
+        result
     }
 
     /// [`exec`](Self::exec) of commands that call scripts: by hash, and
