@@ -110,6 +110,14 @@ impl CacheBuilder {
     /// The user name, password and database of the first URL are used for
     /// the sentinels and the primary alike; `rediss://` means TLS to both.
     ///
+    /// The process also listens to the sentinels' `+switch-master`
+    /// announcements, so the move happens when the failover is announced,
+    /// not seconds later when Sentinel demotes the old primary (which
+    /// until then still takes writes that the new one never sees). As for
+    /// any write, an invalidation taken by the old primary in the instant
+    /// between the promotion and its announcement can be lost: Redis
+    /// replicates asynchronously.
+    ///
     /// ```
     /// use cache_runtime::Cache;
     ///

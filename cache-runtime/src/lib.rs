@@ -32,8 +32,9 @@
 //!
 //! # What is where
 //! - [`macro@cached`]: the attribute, and its reference documentation.
-//! - [`Cache`], [`CacheBuilder`]: the backend (Redis, Redis Cluster or
-//!   memory), namespace, timeouts; invalidation; [`Stats`].
+//! - [`Cache`], [`CacheBuilder`]: the backend (Redis, Redis Cluster,
+//!   Redis Sentinel or memory; TLS), namespace, timeouts, circuit breaker;
+//!   invalidation; [`Stats`].
 //! - The sections below: how keys are derived, what tag invalidation
 //!   stores and costs and why no stale value survives it, and what one call
 //!   does. The source has a module for each piece: `call` (the path of one

@@ -275,14 +275,21 @@ pub struct RedisCluster {
 impl RedisCluster {
     /// Starts three nodes and joins them into a cluster.
     pub fn start() -> Self {
+        Self::start_with(|_| Vec::new())
+    }
+
+    /// Starts three nodes, each with the arguments `extra` gives for it
+    /// (by its index), and joins them into a cluster over their plain
+    /// ports.
+    pub fn start_with(extra: impl Fn(usize) -> Vec<String>) -> Self {
         let nodes: Vec<RedisServer> = (0..3)
-            .map(|_| {
-                RedisServer::start_with(&[
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-node-timeout",
-                    "5000",
-                ])
+            .map(|i| {
+                let mut args: Vec<String> =
+                    ["--cluster-enabled", "yes", "--cluster-node-timeout", "5000"]
+                        .map(String::from)
+                        .to_vec();
+                args.extend(extra(i));
+                RedisServer::start_with(&args.iter().map(String::as_str).collect::<Vec<_>>())
             })
             .collect();
         let addrs: Vec<String> = nodes

@@ -6,7 +6,8 @@ use std::process::Command;
 
 use crate::{RedisServer, free_port};
 
-/// A CA, a server certificate it signed (for `127.0.0.1` and `localhost`)
+/// A CA, a server certificate it signed (for `127.0.0.1` and `localhost`;
+/// also a client certificate, as cluster nodes present it to each other)
 /// and a client certificate it signed, as PEM files in a directory of
 /// their own (removed on drop).
 pub struct Certificates {
@@ -43,7 +44,7 @@ impl Certificates {
         ]);
         certs.sign(
             "server",
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n",
         );
         certs.sign("client", "extendedKeyUsage=clientAuth\n");
         certs
@@ -135,25 +136,62 @@ pub struct TlsRedis {
     tls_port: u16,
 }
 
+/// The arguments that give a server a TLS port with `certs`' server
+/// certificate.
+pub fn tls_args(certs: &Certificates, tls_port: u16, client_auth: bool) -> Vec<String> {
+    let path = |f: &str| certs.path(f).to_string_lossy().into_owned();
+    [
+        "--tls-port".to_owned(),
+        tls_port.to_string(),
+        "--tls-cert-file".to_owned(),
+        path("server.crt"),
+        "--tls-key-file".to_owned(),
+        path("server.key"),
+        "--tls-ca-cert-file".to_owned(),
+        path("ca.crt"),
+        "--tls-auth-clients".to_owned(),
+        if client_auth { "yes" } else { "no" }.to_owned(),
+    ]
+    .to_vec()
+}
+
+/// A 3-node cluster whose nodes also listen with TLS (and talk to each
+/// other over it); TLS clients are told the nodes' TLS ports.
+pub struct TlsCluster {
+    /// The cluster, joined over the plain ports.
+    pub cluster: crate::RedisCluster,
+    tls_ports: Vec<u16>,
+}
+
+impl TlsCluster {
+    /// Starts the nodes with `certs`.
+    pub fn start(certs: &Certificates) -> Self {
+        let tls_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let cluster = crate::RedisCluster::start_with(|i| {
+            let mut args = tls_args(certs, tls_ports[i], false);
+            args.extend(["--tls-cluster", "yes"].map(String::from));
+            args
+        });
+        TlsCluster { cluster, tls_ports }
+    }
+
+    /// `rediss://127.0.0.1:{tls port}/` of each node.
+    pub fn urls(&self) -> Vec<String> {
+        self.tls_ports
+            .iter()
+            .map(|p| format!("rediss://127.0.0.1:{p}/"))
+            .collect()
+    }
+}
+
 impl TlsRedis {
     /// Starts a server whose TLS port presents `certs`' server
     /// certificate; with `client_auth`, it requires a client certificate
     /// signed by the CA.
     pub fn start(certs: &Certificates, client_auth: bool) -> Self {
         let tls_port = free_port();
-        let path = |f: &str| certs.path(f).to_string_lossy().into_owned();
-        let server = RedisServer::start_with(&[
-            "--tls-port",
-            &tls_port.to_string(),
-            "--tls-cert-file",
-            &path("server.crt"),
-            "--tls-key-file",
-            &path("server.key"),
-            "--tls-ca-cert-file",
-            &path("ca.crt"),
-            "--tls-auth-clients",
-            if client_auth { "yes" } else { "no" },
-        ]);
+        let args = tls_args(certs, tls_port, client_auth);
+        let server = RedisServer::start_with(&args.iter().map(String::as_str).collect::<Vec<_>>());
         TlsRedis { server, tls_port }
     }
 

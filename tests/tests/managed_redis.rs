@@ -9,7 +9,7 @@ use std::time::Duration;
 use cache_runtime::{Cache, cached};
 use cache_tests::proxy::Proxy;
 use cache_tests::sentinel::{MASTER_NAME, SentinelGroup};
-use cache_tests::tls::{Certificates, TlsRedis};
+use cache_tests::tls::{Certificates, TlsCluster, TlsRedis};
 use cache_tests::{RedisServer, no_hang, unique_namespace};
 
 struct Api {
@@ -146,6 +146,31 @@ async fn mutual_tls_needs_the_client_certificate() {
     );
     assert!(!without_cert.cached_twice(3).await);
     assert!(without_cert.cache.stats().errors >= 1);
+}
+
+#[tokio::test]
+async fn a_cluster_over_tls_caches() {
+    let certs = Certificates::generate();
+    let cluster = TlsCluster::start(&certs);
+    let ns = unique_namespace("tls-cluster");
+    let api = Api::new(
+        builder(&ns)
+            .redis_cluster(cluster.urls())
+            .tls_root_cert(certs.pem("ca.crt"))
+            .build()
+            .unwrap(),
+    );
+    for id in 0..5 {
+        assert!(api.cached_twice(id).await, "{:?}", api.cache.stats());
+    }
+    assert_eq!(api.cache.stats().errors, 0);
+    let keys: usize = cluster
+        .cluster
+        .nodes()
+        .iter()
+        .map(|n| keys_on(n, &ns))
+        .sum();
+    assert!(keys >= 5, "the entries are on the nodes");
 }
 
 #[test]

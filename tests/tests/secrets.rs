@@ -76,6 +76,17 @@ async fn no_password_in_errors_debug_output_or_logs() {
         .build()
         .unwrap_err();
     assert_no_secret("a cluster URL's error", &format!("{cluster} {cluster:?}"));
+    let sentinel = Cache::builder()
+        .sentinel(
+            [format!("redis://user:{SECRET}@host:notaport/")],
+            "mymaster",
+        )
+        .build()
+        .unwrap_err();
+    assert_no_secret(
+        "a sentinel URL's error",
+        &format!("{sentinel} {sentinel:?}"),
+    );
 
     // A refused connection, and a server that rejects the password.
     let server = RedisServer::start();
@@ -88,12 +99,21 @@ async fn no_password_in_errors_debug_output_or_logs() {
     let wrong = server
         .url()
         .replacen("redis://", &format!("redis://default:{SECRET}@"), 1);
-    for url in [
-        format!("redis://user:{SECRET}@127.0.0.1:{}/", free_port()),
-        wrong,
+    // The same through a sentinel that is not there, and over TLS to a
+    // server that does not speak it.
+    for builder in [
+        Cache::builder().redis(format!("redis://user:{SECRET}@127.0.0.1:{}/", free_port())),
+        Cache::builder().redis(wrong),
+        Cache::builder().sentinel(
+            [format!("redis://user:{SECRET}@127.0.0.1:{}/", free_port())],
+            "mymaster",
+        ),
+        Cache::builder().redis(format!(
+            "rediss://user:{SECRET}@127.0.0.1:{}/",
+            server.port()
+        )),
     ] {
-        let cache = Cache::builder()
-            .redis(url)
+        let cache = builder
             .op_timeout(Duration::from_millis(200))
             .circuit_breaker(0, Duration::from_secs(1))
             .build()
