@@ -56,6 +56,7 @@ pub struct CacheBuilder {
     max_value_bytes: usize,
     breaker: (u32, Duration),
     tls: Tls,
+    ttl_jitter: f64,
 }
 
 impl std::fmt::Debug for CacheBuilder {
@@ -82,6 +83,7 @@ impl Default for CacheBuilder {
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
             breaker: (5, Duration::from_secs(1)),
             tls: Tls::default(),
+            ttl_jitter: 0.0,
         }
     }
 }
@@ -239,6 +241,17 @@ impl CacheBuilder {
         self
     }
 
+    /// Spreads the expiries of entries filled together: each entry's TTL is
+    /// shortened by a random share of it, up to `fraction` (default 0: no
+    /// jitter; `0.1` gives TTLs between 90 % and 100 % of the function's).
+    /// Entries filled in one burst (a deploy, a warm-up, a mass
+    /// invalidation) then do not all expire, and miss, in the same second.
+    /// A TTL is never lengthened. `fraction` must be within `0.0..=1.0`.
+    pub fn ttl_jitter(mut self, fraction: f64) -> Self {
+        self.ttl_jitter = fraction;
+        self
+    }
+
     /// The most entries the in-process backend keeps (default 100 000).
     pub fn memory_capacity(mut self, entries: u64) -> Self {
         self.memory_capacity = entries;
@@ -268,6 +281,11 @@ impl CacheBuilder {
         }
         if self.lock_ttl < Duration::from_millis(1) {
             return Err(Error::InvalidConfig("`lock_ttl` must be at least 1 ms"));
+        }
+        if !(0.0..=1.0).contains(&self.ttl_jitter) {
+            return Err(Error::InvalidConfig(
+                "`ttl_jitter` must be within 0.0..=1.0",
+            ));
         }
         if self.max_value_bytes == 0 {
             return Err(Error::InvalidConfig(
@@ -335,6 +353,7 @@ impl CacheBuilder {
                 default_ttl: self.default_ttl,
                 lock_ttl: self.lock_ttl,
                 max_value_bytes: self.max_value_bytes,
+                ttl_jitter: self.ttl_jitter,
                 stats,
                 flights: Flights::default(),
                 notifier,

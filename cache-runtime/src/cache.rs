@@ -38,6 +38,8 @@ pub(crate) struct Inner {
     pub default_ttl: Duration,
     pub lock_ttl: Duration,
     pub max_value_bytes: usize,
+    /// The largest share of a TTL taken off at random (`ttl_jitter`).
+    pub ttl_jitter: f64,
     pub stats: Arc<Counters>,
     pub flights: Flights,
     /// Fill announcements (single-node Redis only).
@@ -58,6 +60,12 @@ pub(crate) fn tag_key(namespace: &str, tag: &str) -> String {
 /// carried by every entry of that function.
 pub(crate) fn function_key(namespace: &str, function: &str) -> String {
     format!("{namespace}#fn:{function}")
+}
+
+/// The key that holds the version of a whole namespace, which every entry
+/// carries ([`Cache::invalidate_all`] deletes it).
+pub(crate) fn namespace_key(namespace: &str) -> String {
+    format!("{namespace}#all")
 }
 
 /// The key that holds the version of one call's entry (its implicit tag,
@@ -145,6 +153,27 @@ impl Cache {
     /// As [`invalidate_tag`](Self::invalidate_tag).
     pub async fn invalidate_function(&self, function: &str) -> Result<(), Error> {
         self.delete_versions(vec![function_key(&self.inner.namespace, function)])
+            .await
+    }
+
+    /// Makes every entry of this cache's namespace a miss, in every process
+    /// sharing the backend: one single-key write, with the guarantee of
+    /// [`invalidate_tag`](Self::invalidate_tag) (every entry carries the
+    /// namespace's version as if it were a tag, so a fill that read the
+    /// database before this call is never served after it).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cache_runtime::Error> {
+    /// let cache = cache_runtime::Cache::builder().memory().build()?;
+    /// cache.invalidate_all().await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`invalidate_tag`](Self::invalidate_tag).
+    pub async fn invalidate_all(&self) -> Result<(), Error> {
+        self.delete_versions(vec![namespace_key(&self.inner.namespace)])
             .await
     }
 

@@ -7,7 +7,7 @@
 //! ```
 //!
 //! The versions are those of the entry's version keys, in order: its
-//! function's, its own (the call's), then its tags' (see the crate docs,
+//! function's, its own (the call's), the namespace's, then its tags' (see the crate docs,
 //! "Tags"). `redis-cli GET` shows the header and, for JSON, the value as
 //! written. An entry is current only while every version key still holds
 //! the version recorded at its position; a missing version (deleted by an

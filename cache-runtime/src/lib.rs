@@ -95,16 +95,17 @@
 //!   TTL: versions expire with the last entry that carries them, so
 //!   per-entity tags (`user:{id}`) do not pile up. A version that expires
 //!   early only invalidates.
-//! - Two implicit tags per entry: its function's, `{ns}#fn:{path}` (what
-//!   `<fn>_invalidate_all()` deletes), and its own, `{ns}#call:{entry key}`
-//!   (what `<fn>_invalidate(args)` deletes, with the entry).
+//! - Three implicit tags per entry: its function's, `{ns}#fn:{path}` (what
+//!   `<fn>_invalidate_all()` deletes), its own, `{ns}#call:{entry key}`
+//!   (what `<fn>_invalidate(args)` deletes, with the entry), and its
+//!   namespace's, `{ns}#all` (what [`Cache::invalidate_all`] deletes).
 //! - Per entry, one string key: a header line with the codec and the
-//!   versions of the function, the call and each tag, read *before* the
-//!   body ran, then the value (`cr1 json 9f1c…,04be…\n[…]`).
+//!   versions of the function, the call, the namespace and each tag, read
+//!   *before* the body ran, then the value (`cr1 json 9f1c…,04be…\n[…]`).
 //!
 //! **What it costs.**
 //! - A hit: one round trip, one command on a single node: `MGET entry
-//!   fn-version call-version tag-versions…` (on a cluster, where the keys
+//!   fn-version call-version ns-version tag-versions…` (on a cluster, where the keys
 //!   live in different slots, one `GET` per key, sent concurrently). The
 //!   entry is valid only if every version key still holds the version it
 //!   recorded, compared as bytes.
@@ -157,6 +158,7 @@ mod key;
 mod lease;
 mod notify;
 mod outcome;
+mod scope;
 mod singleflight;
 mod spec;
 mod stats;
@@ -171,6 +173,7 @@ pub use cache::Cache;
 pub use canonical::EncodeError;
 pub use error::Error;
 pub use handle::{AsCache, set_default};
+pub use scope::{bypass, refresh};
 pub use stats::Stats;
 pub use template::template_value;
 

@@ -51,7 +51,8 @@ pub(crate) struct FunctionKeys {
     pub namespace: String,
     /// `{ns}:{path}:`, which a call's digest completes.
     pub entry_prefix: String,
-    /// The function's version key, then the constant tags' version keys.
+    /// The function's version key, the namespace's, then the constant
+    /// tags' version keys.
     pub version_keys: Vec<String>,
 }
 
@@ -101,8 +102,9 @@ impl Spec {
 
     fn make_keys(&self, namespace: &str) -> FunctionKeys {
         let path = self.path();
-        let mut version_keys = Vec::with_capacity(1 + self.options.tags.len());
+        let mut version_keys = Vec::with_capacity(2 + self.options.tags.len());
         version_keys.push(crate::cache::function_key(namespace, path));
+        version_keys.push(crate::cache::namespace_key(namespace));
         version_keys.extend(
             self.options
                 .tags

@@ -63,6 +63,8 @@ counters! {
     /// Values returned but not stored, being larger than `max_value_bytes`;
     /// and stored entries that large, deleted after a read of them timed out.
     oversized,
+    /// Calls run without the cache inside [`bypass`](crate::bypass).
+    bypassed,
 }
 
 impl Stats {

@@ -12,7 +12,7 @@
 //!    runs, from `getrusage`; Redis runs in its own process) of: raw `redis`
 //!    GET + `serde_json` decode (the floor), raw GET + MessagePack decode
 //!    (the floor of the `cached` crate's format), raw `MGET` of the value
-//!    and two versions + decode (the floor of any read that checks versions
+//!    and three versions + decode (the floor of any read that checks versions
 //!    in its round trip, as a hit without tags does), `#[cached]` without tags,
 //!    with two tags, and with `codec = "msgpack"`, and the `cached` crate's
 //!    Redis macro (`#[concurrent_cached]` with `AsyncRedisCache`, its 4.x
@@ -204,11 +204,11 @@ async fn raw_get<V: Value>(who: &Who, id: u64) -> V {
 }
 
 /// The version keys the `MGET` floor reads beside the value, as a hit
-/// without tags reads its function's and its own version.
-const RAW_VERSIONS: [&str; 2] = ["rawv:fn", "rawv:call"];
+/// without tags reads its function's, its own and its namespace's version.
+const RAW_VERSIONS: [&str; 3] = ["rawv:fn", "rawv:call", "rawv:all"];
 
 /// The floor of any read that checks versions in the same round trip: one
-/// `MGET` of the value and two 32-digit versions, then decode.
+/// `MGET` of the value and three 32-digit versions, then decode.
 async fn raw_mget<V: Value>(who: &Who, id: u64) -> V {
     let mut values: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
         .arg(who.raw_key(id))
@@ -416,7 +416,7 @@ impl Kind {
         match self {
             Kind::RawJson => "raw redis GET + serde_json (floor)",
             Kind::RawMsgpack => "raw redis GET + MessagePack (cached crate's format)",
-            Kind::RawMget => "raw redis MGET of the value + 2 versions + serde_json",
+            Kind::RawMget => "raw redis MGET of the value + 3 versions + serde_json",
             Kind::Ours => "#[cached], no tags",
             Kind::OursTagged => "#[cached], two tags",
             Kind::OursMsgpack => "#[cached], codec = \"msgpack\"",
@@ -747,7 +747,7 @@ fn hit_ratios(shape: Shape, rows: &[HitRow]) -> String {
         vs(tagged, floor)
     );
     println!(
-        "- {label}: raw MGET of 3 keys / raw GET: {}; #[cached] (no tags, 3 keys) / raw MGET of 3 keys: {}, client CPU {:+.1} µs",
+        "- {label}: raw MGET of 4 keys / raw GET: {}; #[cached] (no tags, 4 keys) / raw MGET of 4 keys: {}, client CPU {:+.1} µs",
         vs(mget, floor),
         vs(ours, mget),
         ours.cpu_us - mget.cpu_us

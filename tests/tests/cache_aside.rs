@@ -248,8 +248,14 @@ async fn a_readable_key_and_json_value_in_redis() {
         .arg(format!("{namespace}#tag:product:7"))
         .query(&mut conn)
         .unwrap();
-    assert_eq!(versions.len(), 3, "{header}");
-    assert_eq!(versions[2], tag_version, "{header}");
+    let namespace_version: String = redis::cmd("GET")
+        .arg(format!("{namespace}#all"))
+        .query(&mut conn)
+        .unwrap();
+    // The function's, the call's, the namespace's, then the tag's.
+    assert_eq!(versions.len(), 4, "{header}");
+    assert_eq!(versions[2], namespace_version, "{header}");
+    assert_eq!(versions[3], tag_version, "{header}");
 }
 
 #[tokio::test]

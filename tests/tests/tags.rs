@@ -131,6 +131,19 @@ async fn invalidation_scenarios(cache: Cache) {
     c.list("books".into()).await;
     c.list("games".into()).await;
     assert_eq!(c.runs(), 16, "{name}: only list(games) is recomputed");
+
+    // The whole namespace: every function's entries, and nothing of
+    // another namespace on the same backend.
+    c.product(1).await;
+    c.untagged(1).await;
+    assert_eq!(c.runs(), 16);
+    cache.invalidate_all().await.unwrap();
+    c.list("books".into()).await;
+    c.product(1).await;
+    c.untagged(1).await;
+    assert_eq!(c.runs(), 19, "{name}: everything is recomputed");
+    c.list("books".into()).await;
+    assert_eq!(c.runs(), 19, "{name}: and cached again");
 }
 
 #[tokio::test]
@@ -165,6 +178,8 @@ enum Invalidation {
     Call,
     /// `slow_read_invalidate_all()`: every entry of the function.
     Function,
+    /// `invalidate_all()`: every entry of the namespace.
+    All,
 }
 
 /// The stale-set race: a fill that read the database before an invalidation
@@ -184,6 +199,7 @@ async fn stale_set_race(cache: Cache, reader: Cache, rounds: u32, how: Invalidat
         Invalidation::Tag => cache.invalidate_tag("race").await.unwrap(),
         Invalidation::Call => c.slow_read_invalidate().await.unwrap(),
         Invalidation::Function => c.slow_read_invalidate_all().await.unwrap(),
+        Invalidation::All => cache.invalidate_all().await.unwrap(),
     };
     let mut stale = 0;
     for round in 0..rounds {
@@ -230,6 +246,7 @@ async fn no_stale_value_survives_an_invalidation() {
             Invalidation::Tag,
             Invalidation::Call,
             Invalidation::Function,
+            Invalidation::All,
         ] {
             stale_set_race(cache.clone(), cache.clone(), 150, how).await;
         }
@@ -246,6 +263,7 @@ async fn no_stale_value_survives_an_invalidation_across_processes() {
         Invalidation::Tag,
         Invalidation::Call,
         Invalidation::Function,
+        Invalidation::All,
     ] {
         stale_set_race(build(), build(), 150, how).await;
     }

@@ -2,6 +2,8 @@
 //! before it ran, the lease's release, and the value for the callers that
 //! waited in this process.
 
+use std::time::Duration;
+
 use super::Call;
 use super::miss::Versions;
 use crate::backend::Store;
@@ -97,7 +99,7 @@ impl<'c> Fill<'c> {
                 Some(Store {
                     key: &keys.entry,
                     value: &encoded,
-                    ttl: call.ttl,
+                    ttl: jittered(call.ttl, inner.ttl_jitter),
                     extend: keys
                         .versions
                         .iter()
@@ -135,5 +137,42 @@ impl<'c> Fill<'c> {
                 Keep::Nothing => flight.land(Landing::Failed),
             }
         }
+    }
+}
+
+/// `ttl` shortened by a random share of it, up to `jitter` (never below
+/// 1 ms, never lengthened).
+fn jittered(ttl: Duration, jitter: f64) -> Duration {
+    if jitter <= 0.0 {
+        return ttl;
+    }
+    let cut = ttl.mul_f64(jitter * rand::random::<f64>());
+    ttl.saturating_sub(cut).max(Duration::from_millis(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::jittered;
+
+    #[test]
+    fn jitter_only_shortens_within_its_fraction() {
+        let ttl = Duration::from_secs(100);
+        assert_eq!(jittered(ttl, 0.0), ttl);
+        let ttls: Vec<Duration> = (0..1000).map(|_| jittered(ttl, 0.1)).collect();
+        assert!(
+            ttls.iter()
+                .all(|t| *t <= ttl && *t >= Duration::from_secs(90))
+        );
+        let (min, max) = (ttls.iter().min().unwrap(), ttls.iter().max().unwrap());
+        assert!(
+            *max - *min > Duration::from_secs(5),
+            "spread: {min:?}..{max:?}"
+        );
+        assert_eq!(
+            jittered(Duration::from_millis(1), 1.0),
+            Duration::from_millis(1)
+        );
     }
 }

@@ -41,6 +41,7 @@ use crate::entry::{self, Check};
 use crate::error::Error;
 use crate::key::{CallPart, KeyPart};
 use crate::outcome::{Keep, Strategy};
+use crate::scope::{self, Scope};
 use crate::spec::{KeysRef, Spec};
 use crate::stats::Counters;
 
@@ -79,7 +80,15 @@ where
         }
     };
     let codec = spec.options.codec;
+    let scope = scope::current();
+    if scope == Some(Scope::Bypass) {
+        Counters::add(&cache.inner.stats.bypassed);
+        return body.await;
+    }
     let mut step = call.lookup().await;
+    if scope == Some(Scope::Refresh) {
+        step = Box::pin(call.refresh(step)).await;
+    }
     loop {
         step = match step {
             Step::Serve(found) => match strategy.decode(codec, found.value()) {
@@ -164,7 +173,8 @@ impl Found {
 /// and needs none of these).
 pub(crate) struct OwnedKeys {
     pub entry: String,
-    /// The function's version key, the call's, then the tags'.
+    /// The function's version key, the call's, the namespace's, then the
+    /// tags'.
     pub versions: Vec<String>,
 }
 
@@ -210,8 +220,8 @@ impl<'c> Call<'c> {
         self.part.entry(&self.keys)
     }
 
-    /// The entry's version keys: the function's, the call's, then the
-    /// tags' (constant ones first).
+    /// The entry's version keys: the function's, the call's, the
+    /// namespace's, then the tags' (constant ones first).
     fn version_names(&self) -> impl ExactSizeIterator<Item = KeyName<'_>> + Clone {
         let constant = &self.keys.version_keys[1..];
         let namespace = self.inner.namespace.as_str();
@@ -249,6 +259,18 @@ impl<'c> Call<'c> {
             }
             | Found::Shared(_) => Counters::add(&stats.coalesced),
             Found::Read { .. } => {}
+        }
+    }
+
+    /// In a [`refresh`](crate::refresh) scope, a hit is taken for a miss
+    /// (with the versions it read).
+    async fn refresh<'s>(&'s self, step: Step<'s>) -> Step<'s> {
+        match step {
+            Step::Serve(Found::Hit { snap, epoch, .. }) => {
+                Counters::add(&self.inner.stats.misses);
+                self.miss(snap.into_versions(), epoch).await
+            }
+            step => step,
         }
     }
 
