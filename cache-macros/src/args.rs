@@ -27,6 +27,9 @@ const OPTIONS: &[(&str, &str)] = &[
     ("crate", "`crate = \"path::to::cache_runtime\"`"),
     ("companions", "`companions = false`"),
     ("codec", "`codec = \"json\"` or `codec = \"msgpack\"`"),
+    ("grace", "`grace = \"1h\"`"),
+    ("timeout", "`timeout = \"300ms\"`"),
+    ("refresh_ahead", "`refresh_ahead = true`"),
 ];
 
 /// The value formats of `codec = "..."`, with the runtime's name of each.
@@ -48,6 +51,9 @@ pub(crate) struct Args {
     pub(crate) companions: Option<bool>,
     /// The runtime's name of the codec (`Json`, `MsgPack`).
     pub(crate) codec: Option<&'static str>,
+    pub(crate) grace_secs: Option<Setting<u64>>,
+    pub(crate) timeout_ms: Option<Setting<u64>>,
+    pub(crate) refresh_ahead: Option<Setting<bool>>,
     /// The options seen so far, to report duplicates.
     seen: Vec<String>,
 }
@@ -73,10 +79,24 @@ pub(crate) fn parse(cx: &Ctxt, tokens: TokenStream) -> Args {
             "`lock_ttl` has no effect with `lock = false`; remove one of them",
         );
     }
+    if let Some(timeout) = &args.timeout_ms
+        && args.grace_secs.is_none()
+    {
+        cx.error_at(
+            timeout.name,
+            "`timeout` needs `grace`: it bounds how long a caller waits for a refresh when it has a grace value to fall back on; add `grace = \"1h\"` (or how long an expired value may be served)",
+        );
+    }
     args
 }
 
 impl Args {
+    /// Whether a refresh should run in a task of its own (`grace` or
+    /// `refresh_ahead`).
+    pub(crate) fn refreshes(&self) -> bool {
+        self.grace_secs.is_some() || self.refresh_ahead.as_ref().is_some_and(|r| r.value)
+    }
+
     fn option(&mut self, cx: &Ctxt, meta: ParseNestedMeta) -> syn::Result<()> {
         let Some(name) = meta.path.get_ident().map(|ident| ident.unraw().to_string()) else {
             cx.error_spanned_by(
@@ -165,6 +185,20 @@ impl Args {
             }
             "companions" => bool(&value, name).map(|value| self.companions = Some(value)),
             "crate" => krate(&value).map(|path| self.krate = Some(path)),
+            "grace" => duration(&value, name, Unit::Seconds).map(|secs| {
+                self.grace_secs = Some(Setting {
+                    name: span,
+                    value: secs,
+                })
+            }),
+            "timeout" => duration(&value, name, Unit::Millis).map(|ms| {
+                self.timeout_ms = Some(Setting {
+                    name: span,
+                    value: ms,
+                })
+            }),
+            "refresh_ahead" => bool(&value, name)
+                .map(|value| self.refresh_ahead = Some(Setting { name: span, value })),
             "codec" => string(&value, usage)
                 .and_then(|lit| codec(&lit))
                 .map(|codec| self.codec = Some(codec)),

@@ -110,7 +110,11 @@ impl<'a> Expand<'a> {
         // At the cached value type, like the checks: an unmet bound of the
         // strategy, or a borrowed value type, is reported there.
         let (first, last) = self.value_span();
-        let execute = respan(quote!(#p::execute::<), (first, first));
+        let execute = if self.func.detached && self.args.refreshes() {
+            respan(quote!(#p::execute_detached::<), (first, first))
+        } else {
+            respan(quote!(#p::execute::<), (first, first))
+        };
         let turbofish_rest = respan(quote!(, #strategy_type, _>), (last, last));
         let await_ = respan(quote!(.await), (last, last));
         let mut call = Group::new(
@@ -158,6 +162,18 @@ impl<'a> Expand<'a> {
         if let Some(ms) = &self.args.lock_ttl_ms {
             let ms = Literal::u64_unsuffixed(ms.value);
             options.push(quote!(lock_ttl_ms: #p::Some(#ms)));
+        }
+        if let Some(grace) = &self.args.grace_secs {
+            let secs = Literal::u64_unsuffixed(grace.value);
+            options.push(quote!(grace_secs: #p::Some(#secs)));
+        }
+        if let Some(timeout) = &self.args.timeout_ms {
+            let ms = Literal::u64_unsuffixed(timeout.value);
+            options.push(quote!(timeout_ms: #p::Some(#ms)));
+        }
+        if let Some(refresh_ahead) = &self.args.refresh_ahead {
+            let on = refresh_ahead.value;
+            options.push(quote!(refresh_ahead: #on));
         }
         if let Some(codec) = self.args.codec {
             let codec = Ident::new(codec, Span::call_site());

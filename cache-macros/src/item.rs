@@ -22,6 +22,9 @@ pub(crate) struct Func {
     /// The typed arguments, in order.
     pub(crate) args: Vec<Arg>,
     pub(crate) ret: Ret,
+    /// A refresh runs in a task of its own: the function refreshes
+    /// (`grace`, `refresh_ahead`) and its arguments can move.
+    pub(crate) detached: bool,
 }
 
 pub(crate) struct Arg {
@@ -253,12 +256,50 @@ pub(crate) fn check(cx: &Ctxt, args: &Args, item: ItemFn) -> Func {
         );
     }
 
+    let detached = !receiver && movable(&item);
+    let needs_task = [
+        args.timeout_ms.as_ref().map(|t| ("timeout", t.name)),
+        args.refresh_ahead
+            .as_ref()
+            .filter(|r| r.value)
+            .map(|r| ("refresh_ahead", r.name)),
+    ];
+    if !detached {
+        for (option, span) in needs_task.into_iter().flatten() {
+            cx.error_at(
+                span,
+                format!(
+                    "`{option}` runs the function's body in a background task, which its arguments must move into; this function borrows (`self`, a reference or a lifetime in an argument, `impl Trait`, or generics): take owned arguments (`String` for `&str`, an `Arc` or a clone of the state), or use `grace` alone, whose refresh runs in the calling task"
+                ),
+            );
+        }
+    }
+
     Func {
         item,
         receiver,
         args: args_checked,
         ret,
+        detached,
     }
+}
+
+/// Whether the function's arguments can move into a task: no generics, and
+/// no argument type with a reference, a lifetime or `impl Trait`.
+fn movable(item: &ItemFn) -> bool {
+    fn owned(tokens: TokenStream) -> bool {
+        tokens.into_iter().all(|tree| match tree {
+            proc_macro2::TokenTree::Punct(p) => p.as_char() != '&' && p.as_char() != '\'',
+            proc_macro2::TokenTree::Ident(i) => i != "impl" && i != "dyn",
+            proc_macro2::TokenTree::Group(g) => owned(g.stream()),
+            proc_macro2::TokenTree::Literal(_) => true,
+        })
+    }
+    item.sig.generics.params.is_empty()
+        && item.sig.inputs.iter().all(|input| match input {
+            FnArg::Receiver(_) => false,
+            FnArg::Typed(arg) => owned(arg.ty.to_token_stream()),
+        })
 }
 
 /// The `HashSet` path of an argument type (`HashSet<T>`, `&HashSet<T>`,

@@ -167,6 +167,36 @@ use proc_macro::TokenStream;
 ///   readable with `redis-cli`. `codec = "json"`, the default, stores the
 ///   value as `serde_json` writes it. Each entry records its codec: changing
 ///   a function's codec makes its old entries misses, never garbage.
+/// - **`grace = "1h"`**: keep each entry this long past its `ttl` (whole
+///   seconds, or `s`, `m`, `h`, `d`), and serve it through expiry and
+///   failures. A call that finds its value expired but within grace gets it
+///   at once while one refresh runs for the key across all processes
+///   (stale-while-revalidate); a refresh whose body fails (`Err` or a
+///   panic) leaves the old value serving, logged and counted
+///   (stale-if-error) until grace ends. Invalidation ends grace: a value
+///   whose tag, function, call or namespace was invalidated is never
+///   served. When the function's arguments can move into a task (owned
+///   arguments, no `self`, no generics), the refresh runs in one and no
+///   caller waits for it; otherwise the caller that takes the refresh runs
+///   it (and gets the old value if it fails), the others get the old value.
+///
+///   ```
+///   # use cache_runtime::cached;
+///   # #[derive(Debug)] pub struct DbError;
+///   #[cached(ttl = "10m", grace = "1h", timeout = "300ms")]
+///   async fn top_products(category: String) -> Result<Vec<String>, DbError> {
+///       Ok(vec![category])
+///   }
+///   ```
+/// - **`timeout = "300ms"`**: with a grace value at hand, wait at most this
+///   long for the refresh, then return the grace value while the refresh
+///   finishes and fills the cache in the background. Needs `grace` and
+///   arguments that move into a task.
+/// - **`refresh_ahead = true`**: refresh a value before it expires, with a
+///   probability that grows as its expiry nears and with how long its body
+///   took (XFetch), so that a steadily read key never expires under its
+///   readers; one refresh per key across processes, in the background.
+///   Needs arguments that move into a task.
 /// - **`crate = "path"`**: where `cache_runtime` is, when it is not a
 ///   dependency under that name: `crate = "renamed"` after
 ///   `extern crate cache_runtime as renamed;`, or the path of a re-export
@@ -424,6 +454,9 @@ use proc_macro::TokenStream;
 /// - a `ttl` or `lock_ttl` that is zero, negative, fractional, too large, an
 ///   empty string or has an unknown unit; `lock_ttl` with `lock = false`;
 /// - an unknown `codec` (the closest valid one suggested);
+/// - `grace` shorter than a second; `timeout` without `grace`; `timeout` or
+///   `refresh_ahead` on a function whose arguments cannot move into a task
+///   (`self`, a borrowed argument, `impl Trait`, generics);
 /// - a template with an unknown argument (the closest is suggested), `{self}`,
 ///   an unclosed `{`, an unmatched `}`, an empty `{}` or a format spec;
 ///   two placeholders not separated by a character other than a letter,

@@ -6,6 +6,11 @@
 //! [{"id":1,"name":"Dune"}]
 //! ```
 //!
+//! A function with `grace` or `refresh_ahead` also records when the value
+//! stops being fresh (milliseconds since 1970) and how long its body took
+//! (milliseconds), after a `~`: `cr1 json ~1764460800000/212 9f1c…,…`. The
+//! entry itself lives `grace` longer in the store.
+//!
 //! The versions are those of the entry's version keys, in order: its
 //! function's, its own (the call's), the namespace's, then its tags' (see the crate docs,
 //! "Tags"). `redis-cli GET` shows the header and, for JSON, the value as
@@ -52,6 +57,12 @@ pub(crate) fn check<'v>(
         return Check::Corrupt;
     };
     let (name, mut rest) = (&rest[..space], &rest[space + 1..]);
+    if rest.first() == Some(&b'~') {
+        let Some(space) = rest.iter().position(|&b| b == b' ') else {
+            return Check::Corrupt;
+        };
+        rest = &rest[space + 1..];
+    }
     if name != codec.name() {
         return if [Codec::Json, Codec::MsgPack]
             .iter()
@@ -82,6 +93,36 @@ pub(crate) fn check<'v>(
     Check::Current(bytes.len() - rest.len())
 }
 
+/// When a value stops being fresh, and how long its body took to compute
+/// it: for `grace` and `refresh_ahead`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Fresh {
+    /// Milliseconds since 1970.
+    pub until_ms: u64,
+    /// The body's duration, in milliseconds.
+    pub delta_ms: u64,
+}
+
+/// Milliseconds since 1970 now.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The entry's [`Fresh`] record, if it has one.
+pub(crate) fn freshness(entry: &[u8]) -> Option<Fresh> {
+    let rest = entry.strip_prefix(MAGIC)?;
+    let space = rest.iter().position(|&b| b == b' ')?;
+    let rest = rest[space + 1..].strip_prefix(b"~")?;
+    let end = rest.iter().position(|&b| b == b' ')?;
+    let (until, delta) = std::str::from_utf8(&rest[..end]).ok()?.split_once('/')?;
+    Some(Fresh {
+        until_ms: until.parse().ok()?,
+        delta_ms: delta.parse().ok()?,
+    })
+}
+
 /// A version that cannot be written into a header (only ones read from a
 /// Redis that something else wrote to).
 #[derive(Debug)]
@@ -91,14 +132,19 @@ pub(crate) struct BadVersion;
 /// appended to it.
 pub(crate) fn header<V: AsRef<[u8]>>(
     codec: Codec,
+    fresh: Option<Fresh>,
     versions: &[V],
     value_hint: usize,
 ) -> Result<Vec<u8>, BadVersion> {
     let len: usize = versions.iter().map(|v| v.as_ref().len() + 1).sum();
-    let mut out = Vec::with_capacity(MAGIC.len() + 8 + len + value_hint);
+    let mut out = Vec::with_capacity(MAGIC.len() + 48 + len + value_hint);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(codec.name());
     out.push(b' ');
+    if let Some(fresh) = fresh {
+        use std::io::Write;
+        let _ = write!(out, "~{}/{} ", fresh.until_ms, fresh.delta_ms);
+    }
     for (i, version) in versions.iter().enumerate() {
         let version = version.as_ref();
         if version.is_empty() || !version.iter().all(u8::is_ascii_alphanumeric) {
@@ -118,7 +164,7 @@ mod tests {
     use super::*;
 
     fn entry(codec: Codec, versions: &[&str], value: &[u8]) -> Vec<u8> {
-        let mut out = header(codec, versions, value.len()).unwrap();
+        let mut out = header(codec, None, versions, value.len()).unwrap();
         out.extend_from_slice(value);
         out
     }
@@ -204,7 +250,43 @@ mod tests {
     #[test]
     fn odd_versions_are_not_written() {
         for bad in ["", "a,b", "a\nb", "a b"] {
-            assert!(header(Codec::Json, &["ok", bad], 0).is_err(), "{bad:?}");
+            assert!(
+                header(Codec::Json, None, &["ok", bad], 0).is_err(),
+                "{bad:?}"
+            );
         }
+    }
+
+    #[test]
+    fn freshness_is_recorded_and_skipped_by_the_check() {
+        let fresh = Fresh {
+            until_ms: 1_764_460_800_000,
+            delta_ms: 212,
+        };
+        let mut bytes = header(Codec::Json, Some(fresh), &["a1", "b2"], 3).unwrap();
+        bytes.extend_from_slice(b"[1]");
+        assert_eq!(bytes, b"cr1 json ~1764460800000/212 a1,b2\n[1]");
+        assert_eq!(freshness(&bytes), Some(fresh));
+        let at = match check(Some(&bytes), Codec::Json, now(&[Some("a1"), Some("b2")])) {
+            Check::Current(at) => at,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(&bytes[at..], b"[1]");
+        assert_eq!(
+            check(Some(&bytes), Codec::Json, now(&[Some("a1"), Some("b3")])),
+            Check::Stale
+        );
+        assert_eq!(freshness(&entry(Codec::Json, &["a1"], b"1")), None);
+        for garbage in [
+            &b"cr1 json ~12 a1\n1"[..],
+            b"cr1 json ~x/1 a1\n1",
+            b"cr1 json ~",
+        ] {
+            assert_eq!(freshness(garbage), None);
+        }
+        assert_eq!(
+            check(Some(b"cr1 json ~"), Codec::Json, now(&[Some("a1")])),
+            Check::Corrupt
+        );
     }
 }

@@ -40,7 +40,7 @@ impl KeyPart {
 }
 
 /// The per-call part of a key, ready to be written.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum CallPart {
     Digest(crate::ids::Hex32),
     Template(String),

@@ -13,7 +13,7 @@ pub use ::core::result::Result;
 pub use ::std::format;
 pub use ::std::string::String;
 
-pub use crate::call::execute;
+pub use crate::call::{execute, execute_detached};
 pub use crate::codec::{Codec, CodecError};
 pub use crate::handle::{AsCache, default_cache};
 pub use crate::invalidate::{invalidate_call, invalidate_function};

@@ -19,6 +19,14 @@ pub struct Options {
     /// The tags that interpolate no argument (the others are rendered per
     /// call and come after these).
     pub tags: &'static [&'static str],
+    /// `grace = ...` in seconds: how long an expired value is still served
+    /// while it is refreshed, or when the body fails.
+    pub grace_secs: Option<u64>,
+    /// `timeout = ...` in milliseconds: with a grace value at hand, how
+    /// long a caller waits for a refresh before taking the grace value.
+    pub timeout_ms: Option<u64>,
+    /// `refresh_ahead = true`: hot keys are refreshed before they expire.
+    pub refresh_ahead: bool,
 }
 
 impl Options {
@@ -29,7 +37,20 @@ impl Options {
         lock_ttl_ms: None,
         codec: Codec::Json,
         tags: &[],
+        grace_secs: None,
+        timeout_ms: None,
+        refresh_ahead: false,
     };
+
+    /// Whether entries record their freshness (`grace` or `refresh_ahead`).
+    pub(crate) fn records_freshness(&self) -> bool {
+        self.grace_secs.is_some() || self.refresh_ahead
+    }
+
+    /// How long an entry outlives its TTL.
+    pub(crate) fn grace(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.grace_secs.unwrap_or(0))
+    }
 }
 
 /// What the macro knows about a function at compile time, and the keys

@@ -65,6 +65,20 @@ counters! {
     oversized,
     /// Calls run without the cache inside [`bypass`](crate::bypass).
     bypassed,
+    /// Calls answered with a value past its TTL, within `grace`: while it
+    /// was refreshed, or because the refresh failed or took longer than
+    /// `timeout`.
+    grace_hits,
+    /// Refreshes of a value in grace or ahead of its expiry
+    /// (`refresh_ahead`), each a run of the body (counted in
+    /// `computations` too).
+    refreshes,
+    /// Refreshes whose body failed (`Err` or a panic), the grace value
+    /// served instead.
+    grace_on_error,
+    /// Callers that stopped waiting for a refresh after `timeout` and got
+    /// the grace value.
+    body_timeouts,
 }
 
 impl Stats {

@@ -20,6 +20,8 @@ pub(crate) struct Fill<'c> {
     versions: Option<Versions>,
     lease: Option<LeaseGuard>,
     flight: Option<Flight<'c>>,
+    /// The entry's time to live (jittered), set by `start`.
+    ttl: Duration,
 }
 
 impl<'c> Fill<'c> {
@@ -34,6 +36,7 @@ impl<'c> Fill<'c> {
             versions: Some(versions),
             lease,
             flight,
+            ttl: call.ttl,
         }
     }
 
@@ -44,16 +47,29 @@ impl<'c> Fill<'c> {
             versions: None,
             lease: None,
             flight,
+            ttl: call.ttl,
         }
     }
 
+    /// The call this fill belongs to.
+    pub(crate) fn call(&self) -> &'c Call<'c> {
+        self.call
+    }
+
     /// The buffer to encode the value into: the entry's header, if the
-    /// entry is to be stored.
-    pub(crate) fn start(&mut self) -> Vec<u8> {
+    /// entry is to be stored. `took` is how long the body ran (recorded
+    /// for `refresh_ahead`).
+    pub(crate) fn start(&mut self, took: Duration) -> Vec<u8> {
         let Some(versions) = &self.versions else {
             return Vec::new();
         };
-        match entry::header(self.call.spec.options.codec, &versions.values, 256) {
+        let options = &self.call.spec.options;
+        self.ttl = jittered(self.call.ttl, self.call.inner.ttl_jitter);
+        let fresh = options.records_freshness().then(|| entry::Fresh {
+            until_ms: entry::now_ms().saturating_add(millis(self.ttl)),
+            delta_ms: millis(took),
+        });
+        match entry::header(options.codec, fresh, &versions.values, 256) {
             Ok(header) => header,
             Err(entry::BadVersion) => {
                 tracing::warn!(
@@ -99,7 +115,8 @@ impl<'c> Fill<'c> {
                 Some(Store {
                     key: &keys.entry,
                     value: &encoded,
-                    ttl: jittered(call.ttl, inner.ttl_jitter),
+                    // Kept `grace` past its freshness.
+                    ttl: self.ttl.saturating_add(call.spec.options.grace()),
                     extend: keys
                         .versions
                         .iter()
@@ -138,6 +155,10 @@ impl<'c> Fill<'c> {
             }
         }
     }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// `ttl` shortened by a random share of it, up to `jitter` (never below

@@ -28,7 +28,13 @@ impl Call<'_> {
             }
         };
         match self.check(&snap) {
-            Check::Current(at) => return Step::Serve(Found::Hit { snap, at, epoch }),
+            Check::Current(at) => {
+                let found = Found::Hit { snap, at, epoch };
+                if self.spec.options.records_freshness() {
+                    return self.by_freshness(found);
+                }
+                return Step::Serve(found);
+            }
             Check::Absent | Check::OtherCodec => {}
             Check::Stale => Counters::add(&stats.stale),
             Check::Corrupt => {

@@ -49,6 +49,8 @@ impl Call<'_> {
         loop {
             let key = flight_key(&self.owned().entry, read.iter().map(Option::as_deref));
             match self.inner.flights.join(key.clone()) {
+                // A refresh leaves the key to the caller already on it.
+                Join::Follower(_) if self.leaves() => return Step::Left,
                 Join::Follower(follower) => {
                     epoch = self.inner.flights.epoch();
                     match follower.wait().await {
@@ -135,6 +137,9 @@ impl Call<'_> {
                 if taken {
                     break;
                 }
+                if self.leaves() {
+                    return Step::Left;
+                }
                 if let Landing::Value(bytes) = other.wait().await {
                     flight.land(Landing::Value(bytes.clone()));
                     return Step::Serve(Found::Shared(bytes));
@@ -144,6 +149,10 @@ impl Call<'_> {
         let Some(request) = request else {
             return Step::Compute(Fill::new(self, versions, None, Some(flight)));
         };
+        if !taken && self.leaves() {
+            // Another process holds the lease: it refreshes the key.
+            return Step::Left;
+        }
         let filled = |snap: &crate::backend::Snapshot| match self.check(snap) {
             Check::Current(at) => Some(at),
             _ => None,

@@ -25,6 +25,7 @@
 //! is written after the body), [`offline`].
 
 mod fill;
+mod grace;
 mod lookup;
 mod miss;
 mod offline;
@@ -32,7 +33,7 @@ mod offline;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::backend::{KeyName, Snapshot};
 use crate::cache::{Cache, Inner};
@@ -48,7 +49,10 @@ use crate::stats::Counters;
 pub(crate) use fill::Fill;
 
 /// Runs one call of a `#[cached]` function. Called by the generated code
-/// only; `tags` are the rendered tags that interpolate arguments.
+/// only; `tags` are the rendered tags that interpolate arguments. With
+/// `grace`, an expired value is refreshed by this caller (the others get
+/// the grace value meanwhile); see [`execute_detached`] for the refresh in
+/// a task of its own.
 pub async fn execute<R, S, F>(
     cache: Option<Cache>,
     spec: &'static Spec,
@@ -60,6 +64,43 @@ pub async fn execute<R, S, F>(
 where
     S: Strategy<R>,
     F: Future<Output = R>,
+{
+    run(cache, spec, key, tags, strategy, body, grace::InPlace).await
+}
+
+/// [`execute`] for a function whose body can move into a task of its own
+/// (its arguments are owned): with `grace` or `refresh_ahead`, a refresh
+/// runs in the background, so that no caller waits for it (or waits at
+/// most `timeout`).
+pub async fn execute_detached<R, S, F>(
+    cache: Option<Cache>,
+    spec: &'static Spec,
+    key: KeyPart,
+    tags: &[String],
+    strategy: S,
+    body: F,
+) -> R
+where
+    R: Send + 'static,
+    S: Strategy<R> + Clone + Send + Sync + 'static,
+    F: Future<Output = R> + Send + 'static,
+{
+    run(cache, spec, key, tags, strategy, body, grace::Detached).await
+}
+
+async fn run<R, S, F, M>(
+    cache: Option<Cache>,
+    spec: &'static Spec,
+    key: KeyPart,
+    tags: &[String],
+    strategy: S,
+    body: F,
+    mode: M,
+) -> R
+where
+    S: Strategy<R>,
+    F: Future<Output = R>,
+    M: grace::Mode<R, S, F>,
 {
     let Some(cache) = cache else {
         warn_no_cache(spec);
@@ -98,23 +139,51 @@ where
                 }
                 Err(error) => Box::pin(call.undecodable(found, &error)).await,
             },
-            Step::Compute(mut fill) => {
-                Counters::add(&call.inner.stats.computations);
-                let result = body.await;
-                let mut out = fill.start();
-                let at = out.len();
-                let keep = match strategy.encode(codec, &result, &mut out) {
-                    Ok(keep) => keep,
-                    Err(error) => {
-                        call.unencodable(&error);
-                        Keep::Nothing
+            Step::Stale(found) | Step::Early(found) => {
+                match strategy.decode(codec, found.value()) {
+                    Ok(value) => {
+                        return Box::pin(mode.refresh(&cache, &call, found, value, strategy, body))
+                            .await;
                     }
-                };
-                // Boxed, like the miss: a hit's future carries none of it.
-                Box::pin(fill.finish(out, at, keep)).await;
+                    Err(error) => Box::pin(call.undecodable(found, &error)).await,
+                }
+            }
+            // Only a refresh leaves; a call that gets here runs its body.
+            Step::Left => Step::Compute(Fill::uncached(&call, None)),
+            Step::Compute(fill) => {
+                Counters::add(&call.inner.stats.computations);
+                let started = Instant::now();
+                let result = body.await;
+                fill_with(fill, &strategy, &result, started.elapsed()).await;
                 return result;
             }
         };
+    }
+}
+
+/// Encodes `result` into the fill and finishes it; what became of it. The
+/// encoding is done before the returned future, which holds no reference
+/// to `result` (a refresh task's future stays `Send` without `R: Sync`).
+fn fill_with<'f, R, S: Strategy<R>>(
+    mut fill: Fill<'f>,
+    strategy: &S,
+    result: &R,
+    took: Duration,
+) -> impl Future<Output = Keep> + 'f {
+    let call = fill.call();
+    let mut out = fill.start(took);
+    let at = out.len();
+    let keep = match strategy.encode(call.spec.options.codec, result, &mut out) {
+        Ok(keep) => keep,
+        Err(error) => {
+            call.unencodable(&error);
+            Keep::Nothing
+        }
+    };
+    async move {
+        // Boxed, like the miss: a hit's future carries none of it.
+        Box::pin(fill.finish(out, at, keep)).await;
+        keep
     }
 }
 
@@ -135,6 +204,13 @@ pub(crate) enum Step<'c> {
     Serve(Found),
     /// Run the body, then hand its encoding to the fill.
     Compute(Fill<'c>),
+    /// A value past its freshness, within `grace`: serve it unless a
+    /// refresh gets a new one in time (see `grace`).
+    Stale(Found),
+    /// A fresh value to serve, and to refresh ahead of its expiry.
+    Early(Found),
+    /// Nothing to do: another caller, or process, refreshes the key.
+    Left,
 }
 
 /// A stored value found for the call.
@@ -159,6 +235,14 @@ pub(crate) enum Found {
 }
 
 impl Found {
+    /// The whole stored entry (empty for a shared value).
+    fn entry(&self) -> &[u8] {
+        match self {
+            Found::Hit { snap, .. } | Found::Read { snap, .. } => snap.entry().unwrap_or(&[]),
+            Found::Shared(_) => &[],
+        }
+    }
+
     fn value(&self) -> &[u8] {
         match self {
             Found::Hit { snap, at, .. } | Found::Read { snap, at, .. } => {
@@ -191,6 +275,9 @@ pub(crate) struct Call<'c> {
     /// no further write, so it waits on a failing Redis at most once.
     failed: AtomicBool,
     owned: OnceLock<OwnedKeys>,
+    /// A refresh: leave the key to whoever already computes it, rather
+    /// than wait for them.
+    leave: AtomicBool,
 }
 
 impl<'c> Call<'c> {
@@ -200,11 +287,20 @@ impl<'c> Call<'c> {
         key: KeyPart,
         tags: &'c [String],
     ) -> Result<Self, crate::canonical::EncodeError> {
-        Ok(Call {
+        Ok(Self::with_part(inner, spec, key.into_call_part()?, tags))
+    }
+
+    fn with_part(
+        inner: &'c Inner,
+        spec: &'static Spec,
+        part: CallPart,
+        tags: &'c [String],
+    ) -> Self {
+        Call {
             inner,
             spec,
             keys: spec.keys(&inner.namespace),
-            part: key.into_call_part()?,
+            part,
             tags,
             ttl: spec
                 .options
@@ -212,7 +308,12 @@ impl<'c> Call<'c> {
                 .map_or(inner.default_ttl, Duration::from_secs),
             failed: AtomicBool::new(false),
             owned: OnceLock::new(),
-        })
+            leave: AtomicBool::new(false),
+        }
+    }
+
+    fn leaves(&self) -> bool {
+        self.leave.load(Ordering::Relaxed)
     }
 
     /// The entry's key.

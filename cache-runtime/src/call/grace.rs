@@ -1,0 +1,272 @@
+//! Serving through expiry and failures: `grace`, `timeout` and
+//! `refresh_ahead`.
+//!
+//! An entry of a function with `grace` records when its value stops being
+//! fresh, and lives `grace` longer in the store. A call that finds it past
+//! that point, but with every version still current (an invalidation
+//! deletes a version, which ends grace too), has a *grace value*:
+//!
+//! - one refresh runs for the key, across processes (under the fill lease,
+//!   in this process under the flight); callers that find a refresh already
+//!   running get the grace value at once;
+//! - when the refresh fails (`Err`, or a panic), its caller gets the grace
+//!   value instead, and the failure is logged and counted; the grace value
+//!   keeps serving until grace ends.
+//!
+//! Where the body can move into a task ([`Detached`]), the refresh runs
+//! there and no caller waits for it, except up to `timeout` when one is
+//! set (a fresh value in time is returned instead). Otherwise
+//! ([`InPlace`]) the caller that takes the refresh waits for it.
+//!
+//! `refresh_ahead` refreshes a fresh value early, with probability growing
+//! as its expiry nears and with the time its body took (XFetch: refresh
+//! when `now + delta * beta * -ln(rand) >= expiry`, `beta = 1`), so that a
+//! steadily read key is refreshed before it expires and never misses.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt;
+
+use super::{Call, Found, Step, fill_with};
+use crate::cache::Cache;
+use crate::entry;
+use crate::outcome::{Keep, Strategy};
+use crate::stats::Counters;
+
+impl Call<'_> {
+    /// A current entry of a function that records freshness: fresh (a
+    /// hit), due for an early refresh, or past its freshness (in grace).
+    pub(super) fn by_freshness(&self, found: Found) -> Step<'_> {
+        let Some(fresh) = entry::freshness(found.entry()) else {
+            return Step::Serve(found);
+        };
+        let options = &self.spec.options;
+        let now = entry::now_ms();
+        if now >= fresh.until_ms {
+            return if options.grace_secs.is_some() {
+                Step::Stale(found)
+            } else {
+                Step::Serve(found)
+            };
+        }
+        if options.refresh_ahead {
+            // XFetch, beta = 1: -ln(u) for u in (0, 1] is at least 0.
+            let u: f64 = 1.0 - rand::random::<f64>();
+            let ahead = fresh.delta_ms as f64 * -u.ln();
+            if now as f64 + ahead >= fresh.until_ms as f64 {
+                return Step::Early(found);
+            }
+        }
+        Step::Serve(found)
+    }
+
+    /// Counts a grace value served, and says why.
+    fn served_grace(&self, why: &'static str) {
+        Counters::add(&self.inner.stats.grace_hits);
+        tracing::debug!(target: "cache_runtime", key = %self.entry(), why, "served the grace value");
+    }
+
+    /// A refresh that failed: the grace value is served instead.
+    fn refresh_failed(&self, what: &'static str) {
+        Counters::add(&self.inner.stats.grace_on_error);
+        tracing::warn!(
+            target: "cache_runtime",
+            key = %self.entry(),
+            what,
+            "refresh failed; serving the grace value"
+        );
+    }
+}
+
+/// How a call refreshes a value it found in grace, or due for an early
+/// refresh.
+pub(super) trait Mode<R, S, F> {
+    /// `value` is the decoded grace (or still fresh) value of `found`.
+    fn refresh(
+        self,
+        cache: &Cache,
+        call: &Call<'_>,
+        found: Found,
+        value: R,
+        strategy: S,
+        body: F,
+    ) -> impl Future<Output = R>;
+}
+
+/// The refresh runs in the caller that takes it.
+pub(super) struct InPlace;
+
+impl<R, S: Strategy<R>, F: Future<Output = R>> Mode<R, S, F> for InPlace {
+    async fn refresh(
+        self,
+        _cache: &Cache,
+        call: &Call<'_>,
+        found: Found,
+        value: R,
+        strategy: S,
+        body: F,
+    ) -> R {
+        let Found::Hit { snap, epoch, .. } = found else {
+            return value;
+        };
+        if snap
+            .entry()
+            .is_some_and(|e| entry::freshness(e).is_some_and(|f| entry::now_ms() < f.until_ms))
+        {
+            // Early (refresh_ahead needs a body that can move): a hit.
+            Counters::add(&call.inner.stats.hits);
+            return value;
+        }
+        call.leave.store(true, std::sync::atomic::Ordering::Relaxed);
+        let fill = match call.miss(snap.into_versions(), epoch).await {
+            Step::Compute(fill) => fill,
+            Step::Serve(found) | Step::Stale(found) | Step::Early(found) => {
+                // Filled by another caller meanwhile.
+                return match strategy.decode(call.spec.options.codec, found.value()) {
+                    Ok(fresh) => {
+                        call.served(&found);
+                        fresh
+                    }
+                    Err(_) => {
+                        call.served_grace("the new value does not decode");
+                        value
+                    }
+                };
+            }
+            Step::Left => {
+                call.served_grace("refresh running elsewhere");
+                return value;
+            }
+        };
+        Counters::add(&call.inner.stats.computations);
+        Counters::add(&call.inner.stats.refreshes);
+        let started = Instant::now();
+        match AssertUnwindSafe(body).catch_unwind().await {
+            Ok(result) => {
+                if fill_with(fill, &strategy, &result, started.elapsed()).await == Keep::Nothing {
+                    call.refresh_failed("the body returned an error");
+                    return value;
+                }
+                result
+            }
+            Err(_) => {
+                // The fill's drop releases the lease and tells the flight.
+                drop(fill);
+                call.refresh_failed("the body panicked");
+                value
+            }
+        }
+    }
+}
+
+/// The refresh runs in a task of its own; callers wait for it at most
+/// `timeout` (a grace value) or not at all (an early refresh).
+pub(super) struct Detached;
+
+impl<R, S, F> Mode<R, S, F> for Detached
+where
+    R: Send + 'static,
+    S: Strategy<R> + Clone + Send + Sync + 'static,
+    F: Future<Output = R> + Send + 'static,
+{
+    async fn refresh(
+        self,
+        cache: &Cache,
+        call: &Call<'_>,
+        found: Found,
+        value: R,
+        strategy: S,
+        body: F,
+    ) -> R {
+        let Found::Hit { snap, epoch, .. } = found else {
+            return value;
+        };
+        let expired = snap
+            .entry()
+            .and_then(entry::freshness)
+            .is_some_and(|f| entry::now_ms() >= f.until_ms);
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return InPlace
+                .refresh(
+                    cache,
+                    call,
+                    Found::Hit { snap, at: 0, epoch },
+                    value,
+                    strategy,
+                    body,
+                )
+                .await;
+        };
+        let task = runtime.spawn(refresh_task(
+            cache.clone(),
+            call.spec,
+            call.part.clone(),
+            call.tags.to_vec(),
+            strategy,
+            snap.into_versions(),
+            epoch,
+            body,
+        ));
+        if !expired {
+            Counters::add(&call.inner.stats.hits);
+            return value;
+        }
+        if let Some(ms) = call.spec.options.timeout_ms {
+            match tokio::time::timeout(Duration::from_millis(ms), task).await {
+                Ok(Ok(Some((fresh, keep)))) if keep != Keep::Nothing => return fresh,
+                Ok(_) => {}
+                Err(_) => {
+                    Counters::add(&call.inner.stats.body_timeouts);
+                    call.served_grace("the refresh took longer than `timeout`");
+                    return value;
+                }
+            }
+        }
+        call.served_grace("refreshing in the background");
+        value
+    }
+}
+
+/// A refresh in the background: leads the key's refresh (or leaves it to
+/// whoever does), runs the body, stores its value. Its result, when it ran.
+#[allow(clippy::too_many_arguments)]
+async fn refresh_task<R, S, F>(
+    cache: Cache,
+    spec: &'static crate::spec::Spec,
+    part: crate::key::CallPart,
+    tags: Vec<String>,
+    strategy: S,
+    read: Vec<Option<Vec<u8>>>,
+    epoch: u64,
+    body: F,
+) -> Option<(R, Keep)>
+where
+    S: Strategy<R>,
+    F: Future<Output = R>,
+{
+    let call = Call::with_part(&cache.inner, spec, part, &tags);
+    call.leave.store(true, std::sync::atomic::Ordering::Relaxed);
+    let fill = match Box::pin(call.miss(read, epoch)).await {
+        Step::Compute(fill) => fill,
+        _ => return None,
+    };
+    Counters::add(&call.inner.stats.computations);
+    Counters::add(&call.inner.stats.refreshes);
+    let started = Instant::now();
+    match AssertUnwindSafe(body).catch_unwind().await {
+        Ok(result) => {
+            let keep = fill_with(fill, &strategy, &result, started.elapsed()).await;
+            if keep == Keep::Nothing {
+                call.refresh_failed("the body returned an error");
+            }
+            Some((result, keep))
+        }
+        Err(_) => {
+            drop(fill);
+            call.refresh_failed("the body panicked");
+            None
+        }
+    }
+}
