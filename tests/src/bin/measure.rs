@@ -17,6 +17,15 @@
 //!   `mget4`, `ours`, `tagged`, `msgpack`), for a profiler to watch. The
 //!   side-by-side figures are the benchmark's (`BENCHMARKS.md`).
 //!
+//! - `measure grace`: 16 tasks read a hot key (TTL 1 s, body 20 ms) for
+//!   14 s, the body failing from second 2 to 12, with `grace = "1h"` and
+//!   without: errors returned to callers, and latency p50/p99 during the
+//!   failure.
+//! - `measure steady`: 4 processes x 16 tasks read one hot key (TTL 2 s,
+//!   body 200 ms) every 10 ms for 20 s, with stampede protection only,
+//!   with `grace` and with `refresh_ahead`: caller latency p50/p99/max and
+//!   body runs across the fleet.
+//!
 //! Run: `cargo run --release -p cache-tests --bin measure -- stampede`
 //! (needs `redis-server` on the PATH).
 
@@ -32,8 +41,12 @@ fn main() {
         Some("stampede") => stampede(),
         Some("fail-open") => fail_open(),
         Some("hit") => hit::run(std::env::args().nth(2), std::env::args().nth(3)),
+        Some("grace") => grace::run(),
+        Some("steady") => steady(),
         _ => {
-            eprintln!("usage: measure stampede|fail-open|hit [raw|ours|tagged|msgpack] [seconds]");
+            eprintln!(
+                "usage: measure stampede|fail-open|grace|steady|hit [raw|ours|tagged|msgpack] [seconds]"
+            );
             std::process::exit(2);
         }
     }
@@ -89,6 +102,164 @@ fn stampede() {
             percentile(&waits, 0.99),
             waits[waits.len() - 1]
         );
+    }
+}
+
+fn steady() {
+    const PROCESSES: usize = 4;
+    const SECONDS: &str = "20";
+    let worker = std::env::current_exe()
+        .unwrap()
+        .with_file_name("steady_worker");
+    println!(
+        "one hot key, TTL 2 s, body 200 ms; {PROCESSES} processes x 16 tasks, a call every 10 ms each, {SECONDS} s"
+    );
+    println!(
+        "{:<22} {:>8} {:>11} {:>11} {:>11} {:>10}",
+        "mode", "calls", "p50", "p99", "max", "body runs"
+    );
+    for (label, mode) in [
+        ("lock only", "plain"),
+        ("grace = \"1h\"", "grace"),
+        ("refresh_ahead = true", "ahead"),
+    ] {
+        let server = RedisServer::start();
+        let namespace = format!("steady-{mode}");
+        let workers: Vec<_> = (0..PROCESSES)
+            .map(|_| {
+                Command::new(&worker)
+                    .args([&server.url(), &namespace, mode, SECONDS])
+                    .stdout(Stdio::piped())
+                    .spawn()
+                    .expect("cannot start steady_worker (build it: cargo build --release -p cache-tests --bins)")
+            })
+            .collect();
+        let mut lat: Vec<f64> = Vec::new();
+        for w in workers {
+            let out = w.wait_with_output().unwrap();
+            let line = String::from_utf8_lossy(&out.stdout).to_string();
+            let list = line
+                .split_whitespace()
+                .find_map(|f| f.strip_prefix("lat_us="))
+                .expect("worker output");
+            lat.extend(list.split(',').map(|t| t.parse::<f64>().unwrap() / 1000.0));
+        }
+        let runs: u64 = redis::cmd("GET")
+            .arg(format!("{namespace}:runs"))
+            .query(&mut server.conn())
+            .unwrap();
+        lat.sort_by(f64::total_cmp);
+        println!(
+            "{label:<22} {:>8} {:>8.2} ms {:>8.2} ms {:>8.2} ms {runs:>10}",
+            lat.len(),
+            percentile(&lat, 0.5),
+            percentile(&lat, 0.99),
+            lat[lat.len() - 1]
+        );
+    }
+}
+
+mod grace {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::time::{Duration, Instant};
+
+    use cache_runtime::{Cache, cached};
+    use cache_tests::RedisServer;
+
+    use super::percentile;
+
+    #[derive(Default)]
+    struct Db {
+        failing: AtomicBool,
+        runs: AtomicU64,
+    }
+
+    impl Db {
+        async fn query(&self) -> Result<u64, String> {
+            self.runs.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if self.failing.load(Ordering::Relaxed) {
+                Err("database down".into())
+            } else {
+                Ok(42)
+            }
+        }
+    }
+
+    #[cached(cache = cache, skip(cache, db), ttl = 1, grace = "1h")]
+    async fn with_grace(cache: Cache, db: Arc<Db>, id: u64) -> Result<u64, String> {
+        db.query().await.map(|v| v + id)
+    }
+
+    #[cached(cache = cache, skip(cache, db), ttl = 1)]
+    async fn without_grace(cache: Cache, db: Arc<Db>, id: u64) -> Result<u64, String> {
+        db.query().await.map(|v| v + id)
+    }
+
+    #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+    pub async fn run() {
+        println!(
+            "one hot key, TTL 1 s, body 20 ms failing from 2 s to 12 s; 16 tasks, a call every 5 ms each, 14 s"
+        );
+        println!(
+            "{:<16} {:>8} {:>16} {:>16} {:>16} {:>10}",
+            "", "calls", "errors returned", "p50 in failure", "p99 in failure", "body runs"
+        );
+        for label in ["grace = \"1h\"", "no grace"] {
+            let server = RedisServer::start();
+            let cache = Cache::builder().redis(server.url()).build().unwrap();
+            let db = Arc::new(Db::default());
+            let start = Instant::now();
+            let tasks: Vec<_> = (0..16)
+                .map(|_| {
+                    let (cache, db) = (cache.clone(), db.clone());
+                    tokio::spawn(async move {
+                        let (mut calls, mut errors, mut lat) = (0u64, 0u64, Vec::new());
+                        while start.elapsed() < Duration::from_secs(14) {
+                            let in_failure = (2.0..12.0).contains(&start.elapsed().as_secs_f64());
+                            let t = Instant::now();
+                            let r = if label == "no grace" {
+                                without_grace(cache.clone(), db.clone(), 0).await
+                            } else {
+                                with_grace(cache.clone(), db.clone(), 0).await
+                            };
+                            if in_failure {
+                                lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                            }
+                            calls += 1;
+                            errors += u64::from(r.is_err());
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                        (calls, errors, lat)
+                    })
+                })
+                .collect();
+            let switch = tokio::spawn({
+                let db = db.clone();
+                async move {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    db.failing.store(true, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                    db.failing.store(false, Ordering::Relaxed);
+                }
+            });
+            let (mut calls, mut errors, mut lat) = (0, 0, Vec::new());
+            for t in tasks {
+                let (c, e, l) = t.await.unwrap();
+                calls += c;
+                errors += e;
+                lat.extend(l);
+            }
+            switch.await.unwrap();
+            lat.sort_by(f64::total_cmp);
+            println!(
+                "{label:<16} {calls:>8} {errors:>16} {:>13.3} ms {:>13.3} ms {:>10}",
+                percentile(&lat, 0.5),
+                percentile(&lat, 0.99),
+                db.runs.load(Ordering::Relaxed)
+            );
+        }
     }
 }
 
