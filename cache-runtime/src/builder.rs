@@ -358,6 +358,10 @@ impl CacheBuilder {
                 flights: Flights::default(),
                 notifier,
                 sweeping: Default::default(),
+                failed_refreshes: moka::sync::Cache::builder()
+                    .max_capacity(100_000)
+                    .time_to_live(crate::call::REFRESH_BACKOFF)
+                    .build(),
             }),
         })
     }

@@ -46,6 +46,11 @@ pub(crate) struct Inner {
     pub notifier: Option<Arc<Notifier>>,
     /// Whether a check for an oversized entry runs (at most one at a time).
     pub sweeping: Arc<std::sync::atomic::AtomicBool>,
+    /// Entry keys whose refresh failed in the last
+    /// [`REFRESH_BACKOFF`](crate::call::REFRESH_BACKOFF): their grace value
+    /// is served without another try, so a failing database gets one
+    /// refresh per key per process per backoff, not one per call.
+    pub failed_refreshes: moka::sync::Cache<String, ()>,
 }
 
 // Entries live under `{ns}:`; the cache's own keys under `{ns}#`, so that no

@@ -35,6 +35,10 @@ use crate::entry;
 use crate::outcome::{Keep, Strategy};
 use crate::stats::Counters;
 
+/// How long after a failed refresh of a key its grace value is served
+/// without trying again (in this process).
+pub(crate) const REFRESH_BACKOFF: Duration = Duration::from_secs(1);
+
 impl Call<'_> {
     /// A current entry of a function that records freshness: fresh (a
     /// hit), due for an early refresh, or past its freshness (in grace).
@@ -68,8 +72,18 @@ impl Call<'_> {
         tracing::debug!(target: "cache_runtime", key = %self.entry(), why, "served the grace value");
     }
 
+    /// Whether a refresh of this key failed within [`REFRESH_BACKOFF`].
+    fn backing_off(&self) -> bool {
+        self.inner
+            .failed_refreshes
+            .contains_key(&self.owned().entry)
+    }
+
     /// A refresh that failed: the grace value is served instead.
     fn refresh_failed(&self, what: &'static str) {
+        self.inner
+            .failed_refreshes
+            .insert(self.owned().entry.clone(), ());
         Counters::add(&self.inner.stats.grace_on_error);
         tracing::warn!(
             target: "cache_runtime",
@@ -117,6 +131,10 @@ impl<R, S: Strategy<R>, F: Future<Output = R>> Mode<R, S, F> for InPlace {
         {
             // Early (refresh_ahead needs a body that can move): a hit.
             Counters::add(&call.inner.stats.hits);
+            return value;
+        }
+        if call.backing_off() {
+            call.served_grace("a refresh failed less than a second ago");
             return value;
         }
         call.leave.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -187,6 +205,10 @@ where
             .entry()
             .and_then(entry::freshness)
             .is_some_and(|f| entry::now_ms() >= f.until_ms);
+        if expired && call.backing_off() {
+            call.served_grace("a refresh failed less than a second ago");
+            return value;
+        }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return InPlace
                 .refresh(

@@ -47,6 +47,7 @@ use crate::spec::{KeysRef, Spec};
 use crate::stats::Counters;
 
 pub(crate) use fill::Fill;
+pub(crate) use grace::REFRESH_BACKOFF;
 
 /// Runs one call of a `#[cached]` function. Called by the generated code
 /// only; `tags` are the rendered tags that interpolate arguments. With
