@@ -20,8 +20,9 @@
 //!
 //! `refresh_ahead` refreshes a fresh value early, with probability growing
 //! as its expiry nears and with the time its body took (XFetch: refresh
-//! when `now + delta * beta * -ln(rand) >= expiry`, `beta = 1`), so that a
-//! steadily read key is refreshed before it expires and never misses.
+//! when `now + delta * beta * -ln(rand) >= expiry`, `beta = 1`, within the
+//! last quarter of the TTL), so that a steadily read key is refreshed
+//! before it expires and never misses, about once per TTL.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -56,10 +57,15 @@ impl Call<'_> {
             };
         }
         if options.refresh_ahead {
-            // XFetch, beta = 1: -ln(u) for u in (0, 1] is at least 0.
+            // XFetch, beta = 1, within the last quarter of the TTL (or the
+            // body's duration, if longer): under heavy traffic plain XFetch
+            // refreshes ever earlier (its earliness grows with the log of
+            // the call rate), so the window keeps it near one refresh per
+            // TTL. -ln(u) for u in (0, 1] is at least 0.
+            let remaining = fresh.until_ms - now;
+            let window = (self.ttl.as_millis() as u64 / 4).max(fresh.delta_ms);
             let u: f64 = 1.0 - rand::random::<f64>();
-            let ahead = fresh.delta_ms as f64 * -u.ln();
-            if now as f64 + ahead >= fresh.until_ms as f64 {
+            if remaining <= window && fresh.delta_ms as f64 * -u.ln() >= remaining as f64 {
                 return Step::Early(found);
             }
         }
