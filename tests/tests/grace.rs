@@ -255,6 +255,66 @@ async fn no_grace_value_survives_an_invalidation_across_processes() {
     assert_eq!(stale, 0);
 }
 
+/// Invalidation ends grace across processes, under load: three processes
+/// read a key whose values keep expiring into grace and being refreshed,
+/// while this one writes the database and invalidates the tag, again and
+/// again. No read that started after an invalidation returned gets a value
+/// from before it.
+#[test]
+fn invalidation_ends_grace_across_processes() {
+    let server = cache_tests::RedisServer::start();
+    let namespace = unique_namespace("grace-xproc");
+    let mut conn = server.conn();
+    let set = |conn: &mut redis::Connection, key: &str, v: u64| {
+        let _: () = redis::cmd("SET")
+            .arg(format!("{namespace}:{key}"))
+            .arg(v)
+            .query(conn)
+            .unwrap();
+    };
+    set(&mut conn, "db", 1);
+    set(&mut conn, "invalidated", 0);
+    let workers: Vec<_> = (0..3)
+        .map(|_| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_grace_worker"))
+                .args([&server.url(), &namespace, "6", "6"])
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("grace_worker")
+        })
+        .collect();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let cache = redis_cache(&server.url(), &namespace);
+    let started = std::time::Instant::now();
+    let mut version = 1;
+    while started.elapsed() < Duration::from_millis(5500) {
+        std::thread::sleep(Duration::from_millis(150));
+        version += 1;
+        set(&mut conn, "db", version);
+        runtime.block_on(cache.invalidate_tag("prices")).unwrap();
+        set(&mut conn, "invalidated", version);
+    }
+    let (mut calls, mut stale) = (0, 0);
+    for w in workers {
+        let out = w.wait_with_output().unwrap();
+        assert!(out.status.success());
+        let line = String::from_utf8_lossy(&out.stdout).to_string();
+        let field = |name: &str| -> u64 {
+            line.split_whitespace()
+                .find_map(|f| f.strip_prefix(name))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("worker output: {line}"))
+        };
+        calls += field("calls=");
+        stale += field("stale=");
+    }
+    assert!(
+        version > 20 && calls > 300,
+        "{version} invalidations, {calls} reads"
+    );
+    assert_eq!(stale, 0, "stale reads in {calls}");
+}
+
 async fn past_ttl_short() {
     // TTLs are whole seconds: the shortest is 1 s.
     tokio::time::sleep(Duration::from_millis(1010)).await;
