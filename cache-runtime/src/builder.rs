@@ -348,6 +348,12 @@ impl CacheBuilder {
             .map(|link| Notifier::new(link.clone(), cache::fill_channel(&self.namespace)));
         Ok(Cache {
             inner: Arc::new(Inner {
+                id: {
+                    static NEXT: std::sync::atomic::AtomicU64 =
+                        std::sync::atomic::AtomicU64::new(1);
+                    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                },
+                functions: Default::default(),
                 backend,
                 namespace: self.namespace,
                 default_ttl: self.default_ttl,

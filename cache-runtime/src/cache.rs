@@ -9,7 +9,8 @@ use crate::builder::CacheBuilder;
 use crate::error::Error;
 use crate::notify::Notifier;
 use crate::singleflight::Flights;
-use crate::stats::{Counters, Stats};
+use crate::spec::Spec;
+use crate::stats::{Counters, FunctionCounters, Stats};
 
 /// A cache that `#[cached]` functions read and fill. Clone it freely: clones
 /// share everything.
@@ -33,6 +34,11 @@ pub struct Cache {
 }
 
 pub(crate) struct Inner {
+    /// Unique among the caches of this process.
+    pub id: u64,
+    /// The counters of each function called with this cache, by the
+    /// address of its `Spec`.
+    pub functions: std::sync::Mutex<std::collections::HashMap<usize, Arc<FunctionCounters>>>,
     pub backend: Backend,
     pub namespace: String,
     pub default_ttl: Duration,
@@ -124,6 +130,42 @@ impl Cache {
         self.inner.stats.snapshot()
     }
 
+    /// The counters of each `#[cached]` function called with this cache,
+    /// by its path (`my_crate::module::fn_name`): the call outcomes (hits,
+    /// misses, grace hits, coalesced calls, lease waits, computations,
+    /// stores, refreshes, errors, ...). Counters that belong to no function
+    /// (`round_trips`, `invalidations`, `skipped`) stay 0 here; see
+    /// [`stats`](Self::stats).
+    ///
+    /// ```
+    /// # use cache_runtime::{Cache, cached};
+    /// #[cached(ttl = 60)]
+    /// async fn price(id: u32) -> u32 { id * 100 }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cache_runtime::Error> {
+    /// let cache = Cache::builder().memory().build()?;
+    /// cache_runtime::set_default(cache.clone());
+    /// price(1).await;
+    /// price(1).await;
+    /// let by_function = cache.function_stats();
+    /// let (path, stats) = by_function.iter().next().unwrap();
+    /// assert!(path.ends_with("::price"));
+    /// assert_eq!((stats.misses, stats.hits), (1, 1));
+    /// # Ok(()) }
+    /// ```
+    pub fn function_stats(&self) -> std::collections::BTreeMap<String, Stats> {
+        let functions = self
+            .inner
+            .functions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        functions
+            .values()
+            .map(|f| (f.path.to_owned(), f.counters.snapshot()))
+            .collect()
+    }
+
     /// Makes every entry carrying `tag` a miss on its next read, in every
     /// process sharing the backend. One single-key write, whatever the number
     /// of entries.
@@ -205,6 +247,15 @@ impl Cache {
 }
 
 impl Inner {
+    /// The counters of the function `spec` in this cache, made on first use.
+    pub(crate) fn function_counters(&self, spec: &'static Spec) -> Arc<FunctionCounters> {
+        let mut functions = self.functions.lock().unwrap_or_else(|p| p.into_inner());
+        functions
+            .entry(std::ptr::from_ref(spec) as usize)
+            .or_insert_with(|| Arc::new(FunctionCounters::new(spec.path())))
+            .clone()
+    }
+
     /// Counts and logs a backend failure.
     pub(crate) fn record_error(&self, error: &Error, op: &'static str) {
         if matches!(error, Error::CircuitOpen) {

@@ -156,6 +156,8 @@ mod ids;
 mod invalidate;
 mod key;
 mod lease;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 mod notify;
 mod outcome;
 mod scope;

@@ -1,9 +1,11 @@
 //! The static description of one `#[cached]` function.
 
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
+use crate::cache::Inner;
 use crate::codec::Codec;
+use crate::stats::FunctionCounters;
 
 /// The attribute's options, as the macro wrote them.
 #[derive(Debug, Clone, Copy)]
@@ -63,6 +65,9 @@ pub struct Spec {
     /// The options.
     pub options: Options,
     keys: OnceLock<FunctionKeys>,
+    /// The function's counters in the first cache it was called with
+    /// (nearly always the only one), by the cache's id.
+    counters: OnceLock<(u64, Arc<FunctionCounters>)>,
     warned_oversized: AtomicBool,
 }
 
@@ -91,6 +96,7 @@ impl Spec {
             path: OnceLock::new(),
             options,
             keys: OnceLock::new(),
+            counters: OnceLock::new(),
             warned_oversized: AtomicBool::new(false),
         }
     }
@@ -121,6 +127,19 @@ impl Spec {
         }
     }
 
+    /// The function's counters in the cache `inner`: without a lock for
+    /// the first cache the function is called with.
+    pub(crate) fn counters(&'static self, inner: &Inner) -> CountersRef {
+        let (id, first) = self
+            .counters
+            .get_or_init(|| (inner.id, inner.function_counters(self)));
+        if *id == inner.id {
+            CountersRef::Shared(first)
+        } else {
+            CountersRef::Own(inner.function_counters(self))
+        }
+    }
+
     fn make_keys(&self, namespace: &str) -> FunctionKeys {
         let path = self.path();
         let mut version_keys = Vec::with_capacity(2 + self.options.tags.len());
@@ -136,6 +155,22 @@ impl Spec {
             namespace: namespace.to_owned(),
             entry_prefix: format!("{namespace}:{path}:"),
             version_keys,
+        }
+    }
+}
+
+/// A function's counters in one cache.
+pub(crate) enum CountersRef {
+    Shared(&'static FunctionCounters),
+    Own(Arc<FunctionCounters>),
+}
+
+impl std::ops::Deref for CountersRef {
+    type Target = FunctionCounters;
+    fn deref(&self) -> &FunctionCounters {
+        match self {
+            CountersRef::Shared(c) => c,
+            CountersRef::Own(c) => c,
         }
     }
 }

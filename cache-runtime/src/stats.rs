@@ -28,6 +28,33 @@ macro_rules! counters {
             pub fn snapshot(&self) -> Stats {
                 Stats { $($name: self.$name.load(Relaxed),)* }
             }
+
+            pub fn get(&self, stat: Stat) -> &AtomicU64 {
+                match stat {
+                    $(Stat::$name => &self.$name,)*
+                }
+            }
+        }
+
+        /// One of the counters.
+        #[allow(non_camel_case_types)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub(crate) enum Stat {
+            $($name,)*
+        }
+
+        impl Stat {
+            /// Every counter, in order.
+            #[allow(dead_code)]
+            pub const ALL: &[Stat] = &[$(Stat::$name,)*];
+
+            /// The counter's name, as in [`Stats`].
+            #[allow(dead_code)]
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Stat::$name => stringify!($name),)*
+                }
+            }
         }
     };
 }
@@ -96,5 +123,45 @@ impl Stats {
 impl Counters {
     pub fn add(counter: &AtomicU64) {
         counter.fetch_add(1, Relaxed);
+    }
+}
+
+/// The counters of one `#[cached]` function in one cache (and its metric
+/// handles, with the `metrics` feature).
+#[derive(Debug)]
+pub(crate) struct FunctionCounters {
+    pub path: &'static str,
+    pub counters: Counters,
+    #[cfg(feature = "metrics")]
+    pub metrics: crate::metrics::FunctionMetrics,
+}
+
+impl FunctionCounters {
+    pub fn new(path: &'static str) -> Self {
+        FunctionCounters {
+            path,
+            counters: Counters::default(),
+            #[cfg(feature = "metrics")]
+            metrics: crate::metrics::FunctionMetrics::new(path),
+        }
+    }
+
+    /// Counts one event of the function, not in the cache's counters.
+    pub fn count(&self, stat: Stat) {
+        Counters::add(self.counters.get(stat));
+        #[cfg(feature = "metrics")]
+        self.metrics.count(stat);
+    }
+
+    /// Records how long the body ran.
+    pub fn body_took(&self, _took: std::time::Duration) {
+        #[cfg(feature = "metrics")]
+        self.metrics.body(_took);
+    }
+
+    /// Records how long a call waited for another process's fill.
+    pub fn waited(&self, _took: std::time::Duration) {
+        #[cfg(feature = "metrics")]
+        self.metrics.lease_wait(_took);
     }
 }

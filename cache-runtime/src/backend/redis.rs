@@ -119,6 +119,8 @@ pub(crate) struct RedisBackend {
     breaker: Breaker,
     /// Cleared when the user may not publish on the fill channel.
     can_publish: AtomicBool,
+    #[cfg(feature = "metrics")]
+    round_trip: metrics::Histogram,
 }
 
 impl std::fmt::Debug for RedisBackend {
@@ -155,6 +157,8 @@ impl RedisBackend {
             stats,
             breaker,
             can_publish: AtomicBool::new(true),
+            #[cfg(feature = "metrics")]
+            round_trip: crate::metrics::round_trips(),
         }
     }
 
@@ -292,10 +296,14 @@ impl RedisBackend {
     ) -> Result<T, Error> {
         Counters::add(&self.stats.round_trips);
         let route = self.route();
+        #[cfg(feature = "metrics")]
+        let started = std::time::Instant::now();
         let result = match tokio::time::timeout(timeout, run(&route)).await {
             Ok(r) => r,
             Err(_) => Err(Error::Timeout(timeout)),
         };
+        #[cfg(feature = "metrics")]
+        self.round_trip.record(started.elapsed().as_secs_f64());
         if let Route::Single(link, conn) = &route {
             link.record(conn, Health::of(&result));
         }

@@ -11,7 +11,7 @@ use crate::entry;
 use crate::lease::LeaseGuard;
 use crate::outcome::Keep;
 use crate::singleflight::{Flight, Landing};
-use crate::stats::Counters;
+use crate::stats::Stat;
 
 /// The writes pending on the body's result.
 pub(crate) struct Fill<'c> {
@@ -95,7 +95,7 @@ impl<'c> Fill<'c> {
         // Too large to store: still the callers' value.
         let keep = match keep {
             Keep::Store if encoded.len() - at > inner.max_value_bytes => {
-                Counters::add(&inner.stats.oversized);
+                call.count(Stat::oversized);
                 if call.spec.first_oversized() {
                     tracing::warn!(
                         target: "cache_runtime",
@@ -143,7 +143,7 @@ impl<'c> Fill<'c> {
                 },
             };
             match written {
-                Ok(()) if store.is_some() => Counters::add(&inner.stats.stores),
+                Ok(()) if store.is_some() => call.count(Stat::stores),
                 Ok(()) => {}
                 Err(e) => call.fail(&e, "store"),
             }

@@ -34,7 +34,7 @@ use super::{Call, Found, Step, fill_with};
 use crate::cache::Cache;
 use crate::entry;
 use crate::outcome::{Keep, Strategy};
-use crate::stats::Counters;
+use crate::stats::Stat;
 
 /// How long after a failed refresh of a key its grace value is served
 /// without trying again (in this process).
@@ -74,7 +74,7 @@ impl Call<'_> {
 
     /// Counts a grace value served, and says why.
     fn served_grace(&self, why: &'static str) {
-        Counters::add(&self.inner.stats.grace_hits);
+        self.count(Stat::grace_hits);
         tracing::debug!(target: "cache_runtime", key = %self.entry(), why, "served the grace value");
     }
 
@@ -90,7 +90,7 @@ impl Call<'_> {
         self.inner
             .failed_refreshes
             .insert(self.owned().entry.clone(), ());
-        Counters::add(&self.inner.stats.grace_on_error);
+        self.count(Stat::grace_on_error);
         tracing::warn!(
             target: "cache_runtime",
             key = %self.entry(),
@@ -136,7 +136,7 @@ impl<R, S: Strategy<R>, F: Future<Output = R>> Mode<R, S, F> for InPlace {
             .is_some_and(|e| entry::freshness(e).is_some_and(|f| entry::now_ms() < f.until_ms))
         {
             // Early (refresh_ahead needs a body that can move): a hit.
-            Counters::add(&call.inner.stats.hits);
+            call.count(Stat::hits);
             return value;
         }
         if call.backing_off() {
@@ -164,12 +164,14 @@ impl<R, S: Strategy<R>, F: Future<Output = R>> Mode<R, S, F> for InPlace {
                 return value;
             }
         };
-        Counters::add(&call.inner.stats.computations);
-        Counters::add(&call.inner.stats.refreshes);
+        call.count(Stat::computations);
+        call.count(Stat::refreshes);
         let started = Instant::now();
         match AssertUnwindSafe(body).catch_unwind().await {
             Ok(result) => {
-                if fill_with(fill, &strategy, &result, started.elapsed()).await == Keep::Nothing {
+                let took = started.elapsed();
+                call.function.body_took(took);
+                if fill_with(fill, &strategy, &result, took).await == Keep::Nothing {
                     call.refresh_failed("the body returned an error");
                     return value;
                 }
@@ -238,7 +240,7 @@ where
             body,
         ));
         if !expired {
-            Counters::add(&call.inner.stats.hits);
+            call.count(Stat::hits);
             return value;
         }
         if let Some(ms) = call.spec.options.timeout_ms {
@@ -246,7 +248,7 @@ where
                 Ok(Ok(Some((fresh, keep)))) if keep != Keep::Nothing => return fresh,
                 Ok(_) => {}
                 Err(_) => {
-                    Counters::add(&call.inner.stats.body_timeouts);
+                    call.count(Stat::body_timeouts);
                     call.served_grace("the refresh took longer than `timeout`");
                     return value;
                 }
@@ -280,12 +282,14 @@ where
         Step::Compute(fill) => fill,
         _ => return None,
     };
-    Counters::add(&call.inner.stats.computations);
-    Counters::add(&call.inner.stats.refreshes);
+    call.count(Stat::computations);
+    call.count(Stat::refreshes);
     let started = Instant::now();
     match AssertUnwindSafe(body).catch_unwind().await {
         Ok(result) => {
-            let keep = fill_with(fill, &strategy, &result, started.elapsed()).await;
+            let took = started.elapsed();
+            call.function.body_took(took);
+            let keep = fill_with(fill, &strategy, &result, took).await;
             if keep == Keep::Nothing {
                 call.refresh_failed("the body returned an error");
             }

@@ -5,12 +5,11 @@ use std::sync::atomic::Ordering;
 
 use super::{Call, Found, Step};
 use crate::entry::Check;
-use crate::stats::Counters;
+use crate::stats::{Counters, Stat};
 
 impl Call<'_> {
     /// Reads the entry; a current one is served, anything else is a miss.
     pub(super) async fn lookup(&self) -> Step<'_> {
-        let stats = &self.inner.stats;
         let epoch = self.inner.flights.epoch();
         let read = self
             .inner
@@ -36,9 +35,9 @@ impl Call<'_> {
                 return Step::Serve(found);
             }
             Check::Absent | Check::OtherCodec => {}
-            Check::Stale => Counters::add(&stats.stale),
+            Check::Stale => self.count(Stat::stale),
             Check::Corrupt => {
-                Counters::add(&stats.decode_errors);
+                self.count(Stat::decode_errors);
                 tracing::warn!(
                     target: "cache_runtime",
                     key = %self.entry(),
@@ -46,7 +45,7 @@ impl Call<'_> {
                 );
             }
         }
-        Counters::add(&stats.misses);
+        self.count(Stat::misses);
         tracing::debug!(target: "cache_runtime", key = %self.entry(), "cache miss");
         // Boxed: a hit's future stays small (it is moved and polled on
         // every call), and only a miss pays for the miss's state.

@@ -17,7 +17,7 @@ use super::{Call, Fill, Found, Step};
 use crate::entry::Check;
 use crate::lease::{Acquired, LeaseRequest, Wait};
 use crate::singleflight::{Flight, Join, Landing};
-use crate::stats::Counters;
+use crate::stats::Stat;
 
 /// The in-process flight of an entry under versions (`None` where one is
 /// missing).
@@ -163,8 +163,16 @@ impl Call<'_> {
             version_keys: &keys.versions,
             filled: &filled,
         };
-        let waited = || Counters::add(&self.inner.stats.lease_waits);
-        match request.acquire(taken, wait, waited).await {
+        let waiting = std::sync::OnceLock::new();
+        let waited = || {
+            self.count(Stat::lease_waits);
+            let _ = waiting.set(std::time::Instant::now());
+        };
+        let acquired = request.acquire(taken, wait, waited).await;
+        if let Some(since) = waiting.get() {
+            self.function.waited(since.elapsed());
+        }
+        match acquired {
             Ok(Acquired::Held(guard)) => {
                 Step::Compute(Fill::new(self, versions, Some(guard), Some(flight)))
             }

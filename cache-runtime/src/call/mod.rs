@@ -43,8 +43,8 @@ use crate::error::Error;
 use crate::key::{CallPart, KeyPart};
 use crate::outcome::{Keep, Strategy};
 use crate::scope::{self, Scope};
-use crate::spec::{KeysRef, Spec};
-use crate::stats::Counters;
+use crate::spec::{CountersRef, KeysRef, Spec};
+use crate::stats::{Counters, Stat};
 
 pub(crate) use fill::Fill;
 pub(crate) use grace::REFRESH_BACKOFF;
@@ -124,7 +124,7 @@ where
     let codec = spec.options.codec;
     let scope = scope::current();
     if scope == Some(Scope::Bypass) {
-        Counters::add(&cache.inner.stats.bypassed);
+        call.count(Stat::bypassed);
         return body.await;
     }
     let mut step = call.lookup().await;
@@ -152,10 +152,12 @@ where
             // Only a refresh leaves; a call that gets here runs its body.
             Step::Left => Step::Compute(Fill::uncached(&call, None)),
             Step::Compute(fill) => {
-                Counters::add(&call.inner.stats.computations);
+                call.count(Stat::computations);
                 let started = Instant::now();
                 let result = body.await;
-                fill_with(fill, &strategy, &result, started.elapsed()).await;
+                let took = started.elapsed();
+                call.function.body_took(took);
+                fill_with(fill, &strategy, &result, took).await;
                 return result;
             }
         };
@@ -279,6 +281,8 @@ pub(crate) struct Call<'c> {
     /// A refresh: leave the key to whoever already computes it, rather
     /// than wait for them.
     leave: AtomicBool,
+    /// The function's counters in this cache.
+    function: CountersRef,
 }
 
 impl<'c> Call<'c> {
@@ -310,7 +314,15 @@ impl<'c> Call<'c> {
             failed: AtomicBool::new(false),
             owned: OnceLock::new(),
             leave: AtomicBool::new(false),
+            function: spec.counters(inner),
         }
+    }
+
+    /// Counts one event of this call, in the cache's counters and the
+    /// function's.
+    fn count(&self, stat: Stat) {
+        Counters::add(self.inner.stats.get(stat));
+        self.function.count(stat);
     }
 
     fn leaves(&self) -> bool {
@@ -350,16 +362,15 @@ impl<'c> Call<'c> {
 
     /// Counts a value that decoded and is returned.
     fn served(&self, found: &Found) {
-        let stats = &self.inner.stats;
         match found {
             Found::Hit { .. } => {
-                Counters::add(&stats.hits);
+                self.count(Stat::hits);
                 tracing::trace!(target: "cache_runtime", key = %self.entry(), "cache hit");
             }
             Found::Read {
                 coalesced: true, ..
             }
-            | Found::Shared(_) => Counters::add(&stats.coalesced),
+            | Found::Shared(_) => self.count(Stat::coalesced),
             Found::Read { .. } => {}
         }
     }
@@ -369,7 +380,7 @@ impl<'c> Call<'c> {
     async fn refresh<'s>(&'s self, step: Step<'s>) -> Step<'s> {
         match step {
             Step::Serve(Found::Hit { snap, epoch, .. }) => {
-                Counters::add(&self.inner.stats.misses);
+                self.count(Stat::misses);
                 self.miss(snap.into_versions(), epoch).await
             }
             step => step,
@@ -380,7 +391,7 @@ impl<'c> Call<'c> {
     /// corruption): counted, then a miss if it was the call's own read, or
     /// the body without the cache otherwise.
     async fn undecodable(&self, found: Found, error: &CodecError) -> Step<'_> {
-        Counters::add(&self.inner.stats.decode_errors);
+        self.count(Stat::decode_errors);
         tracing::warn!(
             target: "cache_runtime",
             key = %self.entry(),
@@ -389,7 +400,7 @@ impl<'c> Call<'c> {
         );
         match found {
             Found::Hit { snap, epoch, .. } => {
-                Counters::add(&self.inner.stats.misses);
+                self.count(Stat::misses);
                 self.miss(snap.into_versions(), epoch).await
             }
             Found::Read { .. } | Found::Shared(_) => Step::Compute(Fill::uncached(self, None)),
@@ -415,6 +426,15 @@ impl<'c> Call<'c> {
 
     fn fail(&self, error: &Error, op: &'static str) {
         self.failed.store(true, Ordering::Relaxed);
+        // The cache's counters are `record_error`'s.
+        if matches!(error, Error::CircuitOpen) {
+            self.function.count(Stat::skipped);
+        } else {
+            self.function.count(Stat::errors);
+            if error.is_timeout() {
+                self.function.count(Stat::timeouts);
+            }
+        }
         self.inner.record_error(error, op);
     }
 
