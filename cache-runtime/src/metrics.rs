@@ -21,7 +21,7 @@
 //! | `cache_oversized_total` | `function` | values over `max_value_bytes`, not stored |
 //! | `cache_body_duration_seconds` | `function` | histogram: how long the body ran |
 //! | `cache_lease_wait_seconds` | `function` | histogram: how long a call waited for another process's fill |
-//! | `cache_redis_round_trip_seconds` | | histogram: each round trip to Redis |
+//! | `cache_redis_round_trip_seconds` | | histogram: round trips to Redis, one in 16 sampled |
 //!
 //! The hit ratio of a function is
 //! `rate(cache_requests_total{outcome="hit"}[5m]) / rate(cache_requests_total{outcome=~"hit|miss"}[5m])`.

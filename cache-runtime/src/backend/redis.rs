@@ -294,16 +294,20 @@ impl RedisBackend {
         timeout: Duration,
         run: impl AsyncFnOnce(&Route<'_>) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        Counters::add(&self.stats.round_trips);
+        let _nth = self.stats.round_trips.fetch_add(1, Ordering::Relaxed);
         let route = self.route();
+        // One round trip in 16 is timed: recording every one would cost a
+        // hit about 0.5 µs, and a sample shows the same distribution.
         #[cfg(feature = "metrics")]
-        let started = std::time::Instant::now();
+        let started = (_nth % 16 == 0).then(std::time::Instant::now);
         let result = match tokio::time::timeout(timeout, run(&route)).await {
             Ok(r) => r,
             Err(_) => Err(Error::Timeout(timeout)),
         };
         #[cfg(feature = "metrics")]
-        self.round_trip.record(started.elapsed().as_secs_f64());
+        if let Some(started) = started {
+            self.round_trip.record(started.elapsed().as_secs_f64());
+        }
         if let Route::Single(link, conn) = &route {
             link.record(conn, Health::of(&result));
         }

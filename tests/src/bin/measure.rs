@@ -15,7 +15,9 @@
 //!   (what a hit without tags reads), `#[cached]` untagged, with two tags,
 //!   and with `codec = "msgpack"`; or only the contender named (`raw`,
 //!   `mget4`, `ours`, `tagged`, `msgpack`), for a profiler to watch. The
-//!   side-by-side figures are the benchmark's (`BENCHMARKS.md`).
+//!   side-by-side figures are the benchmark's (`BENCHMARKS.md`). With
+//!   `MEASURE_RECORDER=prometheus` the metrics are recorded by a
+//!   Prometheus recorder (the cost of the `metrics` feature in use).
 //!
 //! - `measure grace`: 16 tasks read a hot key (TTL 1 s, body 20 ms) for
 //!   14 s, the body failing from second 2 to 12, with `grace = "1h"` and
@@ -427,6 +429,14 @@ mod hit {
 
     pub fn run(only: Option<String>, seconds: Option<String>) {
         let seconds: f64 = seconds.map_or(2.0, |s| s.parse().unwrap());
+        // With `MEASURE_RECORDER=prometheus`, the metrics go to a
+        // Prometheus recorder (installed before the first call), as in a
+        // service that exports them; without it, to no recorder.
+        if std::env::var("MEASURE_RECORDER").as_deref() == Ok("prometheus") {
+            let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+            metrics::set_global_recorder(recorder).unwrap();
+            println!("metrics: a Prometheus recorder");
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
