@@ -257,6 +257,40 @@ async fn scenario(cache: Cache, db: PathBuf) -> i64 {
         (ratio - hits as f64 / (hits + misses) as f64).abs() < 1e-9,
         "{stats}"
     );
+    // Per function.
+    let functions = stats["functions"].as_object().unwrap();
+    assert!(
+        functions.keys().any(|f| f.ends_with("::dashboard")),
+        "{stats}"
+    );
+    let function_hits: u64 = functions
+        .values()
+        .map(|f| f["hits"].as_u64().unwrap())
+        .sum();
+    assert_eq!(function_hits, hits, "{stats}");
+
+    // The metrics, in Prometheus text format: hits and misses by function.
+    let metrics = c.get("/metrics").await;
+    assert_eq!(metrics.status, StatusCode::OK);
+    let counter = |outcome: &str| -> f64 {
+        metrics
+            .body
+            .lines()
+            .filter(|l| {
+                l.starts_with("cache_requests_total{")
+                    && l.contains(&format!("outcome=\"{outcome}\""))
+                    && l.contains("::dashboard\"")
+            })
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum()
+    };
+    assert!(counter("hit") >= 1.0, "{}", metrics.body);
+    assert!(counter("miss") >= 1.0, "{}", metrics.body);
+    assert!(
+        metrics.body.contains("cache_body_duration_seconds"),
+        "{}",
+        metrics.body
+    );
     id
 }
 

@@ -93,6 +93,7 @@ async fn run() -> Result<(), BoxError> {
     println!("try: curl -i 'http://{addr}/api/products?category=books'   (again for X-Cache: HIT)");
     println!(
         "     curl -i http://{addr}/api/stats/dashboard ; curl -s http://{addr}/api/cache/stats ; \
+         curl -s http://{addr}/metrics ; \
          curl -i -X PUT -H 'content-type: application/json' -d '{{\"price_cents\": 1999}}' http://{addr}/api/products/1"
     );
     axum::serve(listener, app)

@@ -15,6 +15,7 @@
 //!   `/api/cache/stats` counts such a follower as a miss that was
 //!   `coalesced`; the header tells whether this request cost a query.
 
+use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Path, Query, Request, State};
@@ -23,6 +24,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -32,6 +34,7 @@ use super::queries::{Product, ProductUpdate};
 
 /// The router of the API, with `catalog` as its state.
 pub fn router(catalog: Catalog) -> Router {
+    prometheus();
     let cached = Router::new()
         .route("/api/products", get(list_products))
         .route("/api/products/{id}", get(get_product))
@@ -42,7 +45,34 @@ pub fn router(catalog: Catalog) -> Router {
         .merge(cached)
         .route("/api/products/{id}", axum::routing::put(update_product))
         .route("/api/cache/stats", get(cache_stats))
+        .route("/metrics", get(metrics))
         .with_state(catalog)
+}
+
+/// The process's Prometheus recorder, installed on first use (before the
+/// first cached call: the router is made before any request).
+fn prometheus() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        if let Err(e) = metrics::set_global_recorder(recorder) {
+            tracing::warn!(%e, "another metrics recorder is installed; /metrics shows nothing");
+        }
+        handle
+    })
+}
+
+/// The metrics in Prometheus text format: `cache_requests_total` by
+/// function and outcome (the hit ratio per function), durations, errors.
+async fn metrics() -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        prometheus().render(),
+    )
 }
 
 /// Sets `X-Cache` from the number of database calls this request made.
@@ -214,6 +244,18 @@ async fn cache_stats(State(catalog): State<Catalog>) -> Json<serde_json::Value> 
         "coalesced": s.coalesced,
         "lease_waits": s.lease_waits,
         "invalidations": s.invalidations,
+        "grace_hits": s.grace_hits,
+        "refreshes": s.refreshes,
+        "functions": cache
+            .function_stats()
+            .into_iter()
+            .map(|(function, s)| {
+                (
+                    function,
+                    json!({ "hits": s.hits, "misses": s.misses, "hit_ratio": s.hit_ratio() }),
+                )
+            })
+            .collect::<serde_json::Map<_, _>>(),
         "at": now,
     }))
 }
