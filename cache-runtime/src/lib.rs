@@ -152,6 +152,8 @@ mod codec;
 mod entry;
 mod error;
 mod handle;
+#[cfg(feature = "http")]
+pub mod http;
 mod ids;
 mod invalidate;
 mod key;
