@@ -1,7 +1,10 @@
 //! The axum router: thin handlers over [`Catalog`].
 //!
 //! # `X-Cache`
-//! Every cached `GET` answers `X-Cache: HIT` or `X-Cache: MISS`. The label
+//! Every cached `GET` answers `X-Cache: HIT` or `X-Cache: MISS`. A
+//! product's page (`/api/products/{id}`) goes through the HTTP layer
+//! ([`CacheLayer`]), which sets the header (and `Age`) itself. For the
+//! other routes, whose answers combine several cached calls, the label
 //! is derived per request, not from the shared counters (comparing
 //! `cache.stats()` before and after is wrong as soon as two requests
 //! overlap): the request runs inside [`track_queries`], which counts the
@@ -16,7 +19,7 @@
 //!   `coalesced`; the header tells whether this request cost a query.
 
 use std::sync::OnceLock;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode};
@@ -24,6 +27,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use cache_runtime::http::CacheLayer;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -37,12 +41,25 @@ pub fn router(catalog: Catalog) -> Router {
     prometheus();
     let cached = Router::new()
         .route("/api/products", get(list_products))
-        .route("/api/products/{id}", get(get_product))
         .route("/api/stats/dashboard", get(dashboard))
         .route("/api/trending", get(trending))
         .route_layer(middleware::from_fn(x_cache));
+    // A product's page is cached whole by the HTTP layer, which sets
+    // `X-Cache` and `Age` itself, tagged like the product's entry so that
+    // an update drops both.
+    let pages = Router::new()
+        .route("/api/products/{id}", get(get_product))
+        .route_layer(
+            CacheLayer::new(catalog.cache().clone(), "product_page")
+                .ttl(Duration::from_secs(600))
+                .tags(|req| {
+                    let id = req.uri.path().rsplit('/').next().unwrap_or_default();
+                    vec![format!("product:{}", cache_runtime::template_value(&id))]
+                }),
+        );
     Router::new()
         .merge(cached)
+        .merge(pages)
         .route("/api/products/{id}", axum::routing::put(update_product))
         .route("/api/cache/stats", get(cache_stats))
         .route("/metrics", get(metrics))
