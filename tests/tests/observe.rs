@@ -86,3 +86,59 @@ async fn each_function_has_its_own_counters_in_each_cache() {
         assert_eq!((other_product.misses, other_product.hits), (1, 0), "{name}");
     }
 }
+
+/// Captured log output.
+#[derive(Clone, Default)]
+struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
+    type Writer = Logs;
+    fn make_writer(&'a self) -> Logs {
+        self.clone()
+    }
+}
+
+/// One `DEBUG` span per call, named `cached`, with the function and the
+/// outcome.
+#[tokio::test(flavor = "current_thread")]
+async fn each_call_has_a_span_with_its_function_and_outcome() {
+    let logs = Logs::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(logs.clone())
+        .with_max_level(tracing::Level::DEBUG)
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let shop = Shop {
+        cache: Cache::builder().memory().build().unwrap(),
+        runs: AtomicU64::new(0),
+    };
+    shop.product(7).await;
+    shop.product(7).await;
+    let _ = cache_runtime::bypass(shop.product(7)).await;
+    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let closes: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("cached{") && l.contains("close"))
+        .collect();
+    assert_eq!(closes.len(), 3, "{logs}");
+    for (line, outcome) in closes.iter().zip(["computed", "hit", "bypass"]) {
+        assert!(line.contains("Shop::product"), "{line}");
+        assert!(
+            line.contains(&format!("outcome=\"{outcome}\""))
+                || line.contains(&format!("outcome={outcome}")),
+            "{line}"
+        );
+    }
+}

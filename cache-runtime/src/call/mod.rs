@@ -31,9 +31,11 @@ mod miss;
 mod offline;
 
 use std::future::Future;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 use crate::backend::{KeyName, Snapshot};
 use crate::cache::{Cache, Inner};
@@ -66,7 +68,31 @@ where
     S: Strategy<R>,
     F: Future<Output = R>,
 {
-    run(cache, spec, key, tags, strategy, body, grace::InPlace).await
+    let span = call_span(spec);
+    run(
+        cache,
+        spec,
+        key,
+        tags,
+        strategy,
+        body,
+        grace::InPlace,
+        &span,
+    )
+    .instrument(span.clone())
+    .await
+}
+
+/// The span of one call, at `DEBUG`: the function and, once known, the
+/// outcome. Disabled (the default level of most subscribers), it costs a
+/// level check per call and per poll.
+fn call_span(spec: &'static Spec) -> tracing::Span {
+    tracing::debug_span!(
+        target: "cache_runtime",
+        "cached",
+        function = spec.path(),
+        outcome = tracing::field::Empty,
+    )
 }
 
 /// [`execute`] for a function whose body can move into a task of its own
@@ -86,9 +112,22 @@ where
     S: Strategy<R> + Clone + Send + Sync + 'static,
     F: Future<Output = R> + Send + 'static,
 {
-    run(cache, spec, key, tags, strategy, body, grace::Detached).await
+    let span = call_span(spec);
+    run(
+        cache,
+        spec,
+        key,
+        tags,
+        strategy,
+        body,
+        grace::Detached,
+        &span,
+    )
+    .instrument(span.clone())
+    .await
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run<R, S, F, M>(
     cache: Option<Cache>,
     spec: &'static Spec,
@@ -97,6 +136,7 @@ async fn run<R, S, F, M>(
     strategy: S,
     body: F,
     mode: M,
+    span: &tracing::Span,
 ) -> R
 where
     S: Strategy<R>,
@@ -105,6 +145,7 @@ where
 {
     let Some(cache) = cache else {
         warn_no_cache(spec);
+        span.record("outcome", "uncached");
         return body.await;
     };
     let call = match Call::new(&cache.inner, spec, key, tags) {
@@ -118,6 +159,7 @@ where
                 "cannot derive the cache key; running uncached"
             );
             Counters::add(&cache.inner.stats.computations);
+            span.record("outcome", "uncached");
             return body.await;
         }
     };
@@ -125,6 +167,7 @@ where
     let scope = scope::current();
     if scope == Some(Scope::Bypass) {
         call.count(Stat::bypassed);
+        span.record("outcome", "bypass");
         return body.await;
     }
     let mut step = call.lookup().await;
@@ -136,6 +179,7 @@ where
             Step::Serve(found) => match strategy.decode(codec, found.value()) {
                 Ok(value) => {
                     call.served(&found);
+                    span.record("outcome", found.outcome());
                     return value;
                 }
                 Err(error) => Box::pin(call.undecodable(found, &error)).await,
@@ -143,6 +187,7 @@ where
             Step::Stale(found) | Step::Early(found) => {
                 match strategy.decode(codec, found.value()) {
                     Ok(value) => {
+                        span.record("outcome", "grace or refresh");
                         return Box::pin(mode.refresh(&cache, &call, found, value, strategy, body))
                             .await;
                     }
@@ -152,6 +197,7 @@ where
             // Only a refresh leaves; a call that gets here runs its body.
             Step::Left => Step::Compute(Fill::uncached(&call, None)),
             Step::Compute(fill) => {
+                span.record("outcome", "computed");
                 call.count(Stat::computations);
                 let started = Instant::now();
                 let result = body.await;
@@ -238,6 +284,18 @@ pub(crate) enum Found {
 }
 
 impl Found {
+    /// What the span of the call says of it.
+    fn outcome(&self) -> &'static str {
+        match self {
+            Found::Hit { .. } => "hit",
+            Found::Read {
+                coalesced: true, ..
+            }
+            | Found::Shared(_) => "coalesced",
+            Found::Read { .. } => "filled by another process",
+        }
+    }
+
     /// The whole stored entry (empty for a shared value).
     fn entry(&self) -> &[u8] {
         match self {
