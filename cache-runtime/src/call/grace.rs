@@ -20,7 +20,7 @@
 //!
 //! `refresh_ahead` refreshes a fresh value early, with probability growing
 //! as its expiry nears and with the time its body took (XFetch: refresh
-//! when `now + delta * beta * -ln(rand) >= expiry`, `beta = 1`, within the
+//! when `now + delta * beta * -ln(rand) >= expiry`, `beta = 2`, within the
 //! last quarter of the TTL), so that a steadily read key is refreshed
 //! before it expires and never misses, about once per TTL.
 
@@ -57,15 +57,18 @@ impl Call<'_> {
             };
         }
         if options.refresh_ahead {
-            // XFetch, beta = 1, within the last quarter of the TTL (or the
-            // body's duration, if longer): under heavy traffic plain XFetch
-            // refreshes ever earlier (its earliness grows with the log of
-            // the call rate), so the window keeps it near one refresh per
-            // TTL. -ln(u) for u in (0, 1] is at least 0.
+            // XFetch, beta = 2, within the last quarter of the TTL (or
+            // twice the body's duration, if longer): under heavy traffic
+            // plain XFetch refreshes ever earlier (its earliness grows with
+            // the log of the call rate), so the window keeps it near one
+            // refresh per TTL; beta = 2 makes a refresh that starts too
+            // late to finish before the expiry unlikely even for a key read
+            // every few milliseconds. -ln(u) for u in (0, 1] is at least 0.
+            const BETA: f64 = 2.0;
             let remaining = fresh.until_ms - now;
-            let window = (self.ttl.as_millis() as u64 / 4).max(fresh.delta_ms);
+            let window = (self.ttl.as_millis() as u64 / 4).max(fresh.delta_ms.saturating_mul(2));
             let u: f64 = 1.0 - rand::random::<f64>();
-            if remaining <= window && fresh.delta_ms as f64 * -u.ln() >= remaining as f64 {
+            if remaining <= window && BETA * fresh.delta_ms as f64 * -u.ln() >= remaining as f64 {
                 return Step::Early(found);
             }
         }
@@ -164,25 +167,9 @@ impl<R, S: Strategy<R>, F: Future<Output = R>> Mode<R, S, F> for InPlace {
                 return value;
             }
         };
-        call.count(Stat::computations);
-        call.count(Stat::refreshes);
-        let started = Instant::now();
-        match AssertUnwindSafe(body).catch_unwind().await {
-            Ok(result) => {
-                let took = started.elapsed();
-                call.function.body_took(took);
-                if fill_with(fill, &strategy, &result, took).await == Keep::Nothing {
-                    call.refresh_failed("the body returned an error");
-                    return value;
-                }
-                result
-            }
-            Err(_) => {
-                // The fill's drop releases the lease and tells the flight.
-                drop(fill);
-                call.refresh_failed("the body panicked");
-                value
-            }
+        match run_refresh(call, fill, &strategy, body).await {
+            Some((fresh, keep)) if keep != Keep::Nothing => fresh,
+            _ => value,
         }
     }
 }
@@ -282,6 +269,22 @@ where
         Step::Compute(fill) => fill,
         _ => return None,
     };
+    run_refresh(&call, fill, &strategy, body).await
+}
+
+/// Runs a refresh's body and stores its value: its result and what became
+/// of it, or `None` when it panicked. A failure is logged and counted, and
+/// backs the key off for [`REFRESH_BACKOFF`].
+async fn run_refresh<R, S, F>(
+    call: &Call<'_>,
+    fill: super::Fill<'_>,
+    strategy: &S,
+    body: F,
+) -> Option<(R, Keep)>
+where
+    S: Strategy<R>,
+    F: Future<Output = R>,
+{
     call.count(Stat::computations);
     call.count(Stat::refreshes);
     let started = Instant::now();
@@ -289,13 +292,14 @@ where
         Ok(result) => {
             let took = started.elapsed();
             call.function.body_took(took);
-            let keep = fill_with(fill, &strategy, &result, took).await;
+            let keep = fill_with(fill, strategy, &result, took).await;
             if keep == Keep::Nothing {
                 call.refresh_failed("the body returned an error");
             }
             Some((result, keep))
         }
         Err(_) => {
+            // The fill's drop releases the lease and tells the flight.
             drop(fill);
             call.refresh_failed("the body panicked");
             None
