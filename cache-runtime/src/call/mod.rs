@@ -69,7 +69,7 @@ where
     F: Future<Output = R>,
 {
     let span = call_span(spec);
-    run(
+    let call = run(
         cache,
         spec,
         key,
@@ -78,22 +78,42 @@ where
         body,
         grace::InPlace,
         &span,
-    )
-    .instrument(span.clone())
-    .await
+    );
+    observed(span.clone(), call).await
 }
 
-/// The span of one call, at `DEBUG`: the function and, once known, the
-/// outcome; the call's own events are inside it. Disabled (the default
-/// level of most subscribers), it costs a level check per call and per
-/// poll, within the noise of the hit benchmark.
+/// The span of one call, at `DEBUG`: the function, then the outcome and
+/// the Redis round trips the call made; the call's own events are inside
+/// it. Disabled (the default level of most subscribers), it costs a level
+/// check per call, within the noise of the hit benchmark.
 fn call_span(spec: &'static Spec) -> tracing::Span {
     tracing::debug_span!(
         target: "cache_runtime",
         "cached",
         function = spec.path(),
         outcome = tracing::field::Empty,
+        round_trips = tracing::field::Empty,
     )
+}
+
+tokio::task_local! {
+    /// The round trips of the call the task is running, while its span is
+    /// enabled (see [`RedisBackend`](crate::backend::redis)).
+    pub(crate) static ROUND_TRIPS: std::cell::Cell<u32>;
+}
+
+/// Runs a call in its span, counting its round trips into the span; with
+/// the span disabled, just runs it.
+async fn observed<R>(span: tracing::Span, call: impl Future<Output = R>) -> R {
+    if span.is_disabled() {
+        return call.await;
+    }
+    let counted = ROUND_TRIPS.scope(std::cell::Cell::new(0), async {
+        let result = call.await;
+        span.record("round_trips", ROUND_TRIPS.with(std::cell::Cell::get));
+        result
+    });
+    counted.instrument(span.clone()).await
 }
 
 /// [`execute`] for a function whose body can move into a task of its own
@@ -114,7 +134,7 @@ where
     F: Future<Output = R> + Send + 'static,
 {
     let span = call_span(spec);
-    run(
+    let call = run(
         cache,
         spec,
         key,
@@ -123,9 +143,8 @@ where
         body,
         grace::Detached,
         &span,
-    )
-    .instrument(span.clone())
-    .await
+    );
+    observed(span.clone(), call).await
 }
 
 #[allow(clippy::too_many_arguments)]
