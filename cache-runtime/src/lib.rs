@@ -33,14 +33,21 @@
 //! # What is where
 //! - [`macro@cached`]: the attribute, and its reference documentation.
 //! - [`Cache`], [`CacheBuilder`]: the backend (Redis, Redis Cluster,
-//!   Redis Sentinel or memory; TLS), namespace, timeouts, circuit breaker;
-//!   invalidation; [`Stats`].
+//!   Redis Sentinel or memory; TLS), namespace, timeouts, circuit breaker,
+//!   TTL jitter; invalidation (of a tag, a function, a call, the whole
+//!   namespace); [`Stats`], overall and per function.
+//! - [`bypass`], [`refresh`]: scopes in which calls skip or recompute the
+//!   cache.
+//! - `metrics` (feature `metrics`): the metrics the cache records;
+//!   `http` (feature `http`): a tower layer that caches HTTP responses.
 //! - The sections below: how keys are derived, what tag invalidation
 //!   stores and costs and why no stale value survives it, and what one call
 //!   does. The source has a module for each piece: `call` (the path of one
-//!   call: `lookup`, `miss`, `fill`, `offline`), `lease` (where the fill
-//!   lease is taken), `singleflight`, `notify`, `entry` (the stored form),
-//!   `codec`, `key` and `canonical`, `backend`.
+//!   call: `lookup`, `miss`, `fill`, `offline`, `grace`), `lease` (where
+//!   the fill lease is taken), `singleflight`, `notify`, `entry` (the
+//!   stored form), `codec`, `key` and `canonical`, `backend` (with `link`,
+//!   the connection that is replaced when dead, and `clients`, TLS and
+//!   Sentinel), `scope`.
 //!
 //! # Guarantees
 //! - **Fail-open**: a Redis error, timeout or outage never fails a call and

@@ -27,7 +27,7 @@ pub enum Keep {
 )]
 pub trait Strategy<R> {
     /// Appends the stored form of `result` to `out` (unless it is kept
-    /// [`Keep::Nothing`]), and says what becomes of it.
+    /// `Keep::Nothing`), and says what becomes of it.
     fn encode(&self, codec: Codec, result: &R, out: &mut Vec<u8>) -> Result<Keep, CodecError>;
     /// A result read back from the cache.
     fn decode(&self, codec: Codec, bytes: &[u8]) -> Result<R, CodecError>;
