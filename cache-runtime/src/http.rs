@@ -77,7 +77,9 @@ pub struct CacheLayer {
     statuses: Vec<StatusCode>,
     max_body_bytes: usize,
     tags: Option<Tags>,
-    spec: Option<&'static Spec>,
+    /// Made on the first `layer`, and shared by every service made from
+    /// this layer and its clones (axum layers each route on its own).
+    spec: Arc<std::sync::OnceLock<&'static Spec>>,
 }
 
 impl std::fmt::Debug for CacheLayer {
@@ -106,7 +108,7 @@ impl CacheLayer {
             statuses: vec![StatusCode::OK],
             max_body_bytes: 1 << 20,
             tags: None,
-            spec: None,
+            spec: Arc::default(),
         }
     }
 
@@ -114,7 +116,7 @@ impl CacheLayer {
     /// least one).
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl.max(Duration::from_secs(1));
-        self.spec = None;
+        self.spec = Arc::default();
         self
     }
 
@@ -123,7 +125,7 @@ impl CacheLayer {
     /// `#[cached]`).
     pub fn grace(mut self, grace: Duration) -> Self {
         self.grace = Some(grace.max(Duration::from_secs(1)));
-        self.spec = None;
+        self.spec = Arc::default();
         self
     }
 
@@ -157,16 +159,15 @@ impl CacheLayer {
     /// The description of these responses, made once per layer (and kept
     /// for the life of the process, like a function's).
     fn spec(&self) -> &'static Spec {
-        if let Some(spec) = self.spec {
-            return spec;
-        }
-        let options = Options {
-            ttl_secs: Some(self.ttl.as_secs().max(1)),
-            grace_secs: self.grace.map(|g| g.as_secs().max(1)),
-            codec: Codec::MsgPack,
-            ..Options::DEFAULT
-        };
-        Box::leak(Box::new(Spec::new(self.name, marker, options)))
+        self.spec.get_or_init(|| {
+            let options = Options {
+                ttl_secs: Some(self.ttl.as_secs().max(1)),
+                grace_secs: self.grace.map(|g| g.as_secs().max(1)),
+                codec: Codec::MsgPack,
+                ..Options::DEFAULT
+            };
+            Box::leak(Box::new(Spec::new(self.name, marker, options)))
+        })
     }
 }
 
@@ -178,11 +179,10 @@ impl<S> Layer<S> for CacheLayer {
     type Service = CacheService<S>;
 
     fn layer(&self, inner: S) -> CacheService<S> {
-        let mut config = self.clone();
-        config.spec = Some(self.spec());
+        self.spec();
         CacheService {
             inner,
-            config: Arc::new(config),
+            config: Arc::new(self.clone()),
         }
     }
 }
