@@ -51,7 +51,10 @@ impl Call<'_> {
         let now = entry::now_ms();
         if now >= fresh.until_ms {
             return if options.grace_secs.is_some() {
-                Step::Stale(found)
+                Step::Refresh {
+                    found,
+                    expired: true,
+                }
             } else {
                 Step::Serve(found)
             };
@@ -69,7 +72,10 @@ impl Call<'_> {
             let window = (self.ttl.as_millis() as u64 / 4).max(fresh.delta_ms.saturating_mul(2));
             let u: f64 = 1.0 - rand::random::<f64>();
             if remaining <= window && BETA * fresh.delta_ms as f64 * -u.ln() >= remaining as f64 {
-                return Step::Early(found);
+                return Step::Refresh {
+                    found,
+                    expired: false,
+                };
             }
         }
         Step::Serve(found)
@@ -106,12 +112,15 @@ impl Call<'_> {
 /// How a call refreshes a value it found in grace, or due for an early
 /// refresh.
 pub(super) trait Mode<R, S, F> {
-    /// `value` is the decoded grace (or still fresh) value of `found`.
+    /// `value` is the decoded value of `found`: a grace value when
+    /// `expired`, else one still fresh, due for an early refresh.
+    #[allow(clippy::too_many_arguments)]
     fn refresh(
         self,
         cache: &Cache,
         call: &Call<'_>,
         found: Found,
+        expired: bool,
         value: R,
         strategy: S,
         body: F,
@@ -127,6 +136,7 @@ impl<R, S: Strategy<R>, F: Future<Output = R>> Mode<R, S, F> for InPlace {
         _cache: &Cache,
         call: &Call<'_>,
         found: Found,
+        expired: bool,
         value: R,
         strategy: S,
         body: F,
@@ -134,10 +144,7 @@ impl<R, S: Strategy<R>, F: Future<Output = R>> Mode<R, S, F> for InPlace {
         let Found::Hit { snap, epoch, .. } = found else {
             return value;
         };
-        if snap
-            .entry()
-            .is_some_and(|e| entry::freshness(e).is_some_and(|f| entry::now_ms() < f.until_ms))
-        {
+        if !expired {
             // Early (refresh_ahead needs a body that can move): a hit.
             call.count(Stat::hits);
             return value;
@@ -149,7 +156,7 @@ impl<R, S: Strategy<R>, F: Future<Output = R>> Mode<R, S, F> for InPlace {
         call.leave.store(true, std::sync::atomic::Ordering::Relaxed);
         let fill = match call.miss(snap.into_versions(), epoch).await {
             Step::Compute(fill) => fill,
-            Step::Serve(found) | Step::Stale(found) | Step::Early(found) => {
+            Step::Serve(found) | Step::Refresh { found, .. } => {
                 // Filled by another caller meanwhile.
                 return match strategy.decode(call.spec.options.codec, found.value()) {
                     Ok(fresh) => {
@@ -189,6 +196,7 @@ where
         cache: &Cache,
         call: &Call<'_>,
         found: Found,
+        expired: bool,
         value: R,
         strategy: S,
         body: F,
@@ -196,10 +204,6 @@ where
         let Found::Hit { snap, epoch, .. } = found else {
             return value;
         };
-        let expired = snap
-            .entry()
-            .and_then(entry::freshness)
-            .is_some_and(|f| entry::now_ms() >= f.until_ms);
         if expired && call.backing_off() {
             call.served_grace("a refresh failed less than a second ago");
             return value;
@@ -210,6 +214,7 @@ where
                     cache,
                     call,
                     Found::Hit { snap, at: 0, epoch },
+                    expired,
                     value,
                     strategy,
                     body,

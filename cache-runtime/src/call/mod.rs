@@ -204,16 +204,15 @@ where
                 }
                 Err(error) => Box::pin(call.undecodable(found, &error)).await,
             },
-            Step::Stale(found) | Step::Early(found) => {
-                match strategy.decode(codec, found.value()) {
-                    Ok(value) => {
-                        span.record("outcome", "grace or refresh");
-                        return Box::pin(mode.refresh(&cache, &call, found, value, strategy, body))
-                            .await;
-                    }
-                    Err(error) => Box::pin(call.undecodable(found, &error)).await,
+            Step::Refresh { found, expired } => match strategy.decode(codec, found.value()) {
+                Ok(value) => {
+                    span.record("outcome", "grace or refresh");
+                    let refresh =
+                        mode.refresh(&cache, &call, found, expired, value, strategy, body);
+                    return Box::pin(refresh).await;
                 }
-            }
+                Err(error) => Box::pin(call.undecodable(found, &error)).await,
+            },
             // Only a refresh leaves; a call that gets here runs its body.
             Step::Left => Step::Compute(Fill::uncached(&call, None)),
             Step::Compute(fill) => {
@@ -273,11 +272,10 @@ pub(crate) enum Step<'c> {
     Serve(Found),
     /// Run the body, then hand its encoding to the fill.
     Compute(Fill<'c>),
-    /// A value past its freshness, within `grace`: serve it unless a
-    /// refresh gets a new one in time (see `grace`).
-    Stale(Found),
-    /// A fresh value to serve, and to refresh ahead of its expiry.
-    Early(Found),
+    /// A value to refresh: past its freshness, within `grace` (`expired`:
+    /// served unless the refresh gets a new one in time), or still fresh
+    /// and due for a refresh ahead of its expiry (see `grace`).
+    Refresh { found: Found, expired: bool },
     /// Nothing to do: another caller, or process, refreshes the key.
     Left,
 }
