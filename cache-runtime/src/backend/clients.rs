@@ -51,6 +51,25 @@ fn parse(url: &str) -> Result<ConnectionInfo, Error> {
     Ok(info.set_tcp_settings(link::tcp_settings()))
 }
 
+/// Parses every URL of a cluster or of sentinels, and checks that the
+/// certificates go with them.
+fn parse_all(urls: &[String], tls: &Tls) -> Result<Vec<ConnectionInfo>, Error> {
+    let infos = urls
+        .iter()
+        .map(|u| parse(u))
+        .collect::<Result<Vec<_>, _>>()?;
+    check_tls(&infos, tls)?;
+    Ok(infos)
+}
+
+/// The error of a client that rejected `urls`, with their passwords hidden.
+fn invalid(urls: &[String]) -> impl Fn(redis::RedisError) -> Error + Copy + '_ {
+    move |source| Error::InvalidUrl {
+        url: urls.iter().map(|u| redact(u)).collect::<Vec<_>>().join(","),
+        source,
+    }
+}
+
 fn is_tls(info: &ConnectionInfo) -> bool {
     matches!(info.addr(), ConnectionAddr::TcpTls { .. })
 }
@@ -94,11 +113,7 @@ pub(crate) fn cluster(
     tls: &Tls,
     op_timeout: std::time::Duration,
 ) -> Result<ClusterClient, Error> {
-    let infos = urls
-        .iter()
-        .map(|u| parse(u))
-        .collect::<Result<Vec<_>, _>>()?;
-    check_tls(&infos, tls)?;
+    let infos = parse_all(urls, tls)?;
     let builder = ClusterClient::builder(infos)
         .tcp_settings(link::tcp_settings())
         .connection_timeout(op_timeout)
@@ -109,10 +124,7 @@ pub(crate) fn cluster(
         Some(certificates) => builder.certs(certificates),
         None => builder,
     };
-    builder.build().map_err(|source| Error::InvalidUrl {
-        url: urls.iter().map(|u| redact(u)).collect::<Vec<_>>().join(","),
-        source,
-    })
+    builder.build().map_err(invalid(urls))
 }
 
 /// A client of the sentinels at `urls`, which names the primary of
@@ -124,19 +136,12 @@ pub(crate) fn sentinel(
     master_name: &str,
     tls: &Tls,
 ) -> Result<SentinelClient, Error> {
-    let infos = urls
-        .iter()
-        .map(|u| parse(u))
-        .collect::<Result<Vec<_>, _>>()?;
+    let infos = parse_all(urls, tls)?;
     let Some(first) = infos.first() else {
         return Err(Error::InvalidConfig("`sentinel` needs at least one URL"));
     };
-    check_tls(&infos, tls)?;
     let settings = first.redis_settings().clone();
-    let invalid = |source| Error::InvalidUrl {
-        url: urls.iter().map(|u| redact(u)).collect::<Vec<_>>().join(","),
-        source,
-    };
+    let invalid = invalid(urls);
     let mut builder = SentinelClientBuilder::new(
         infos.iter().map(|i| i.addr().clone()),
         master_name,
