@@ -176,5 +176,8 @@ async fn subscribe(notifier: Weak<Notifier>) {
     }
 }
 
-const FIRST_RETRY: Duration = Duration::from_millis(250);
-const MAX_RETRY: Duration = Duration::from_secs(30);
+/// The wait before a subscription's next try after a failure: doubled
+/// after each failure up to [`MAX_RETRY`], back to this after a success
+/// (here and for the sentinels' announcements).
+pub(crate) const FIRST_RETRY: Duration = Duration::from_millis(250);
+pub(crate) const MAX_RETRY: Duration = Duration::from_secs(30);

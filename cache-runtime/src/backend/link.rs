@@ -28,6 +28,7 @@ use tokio::sync::{Mutex, OnceCell, watch};
 use tokio::task::JoinHandle;
 
 use crate::error::Error;
+use crate::notify::{FIRST_RETRY, MAX_RETRY};
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -248,7 +249,7 @@ impl Drop for Link {
 /// Listens to `+switch-master` on a sentinel (reconnecting after
 /// failures, to whichever sentinel answers) until the link is gone.
 async fn watch_switches(link: Weak<Link>) {
-    let mut retry = Duration::from_millis(250);
+    let mut retry = FIRST_RETRY;
     loop {
         let subscribed = {
             let Some(link) = link.upgrade() else { return };
@@ -273,7 +274,7 @@ async fn watch_switches(link: Weak<Link>) {
         };
         match subscribed {
             Ok(Ok((pubsub, master_name))) => {
-                retry = Duration::from_millis(250);
+                retry = FIRST_RETRY;
                 let mut messages = pubsub.into_on_message();
                 while let Some(msg) = messages.next().await {
                     // "<master name> <old ip> <old port> <new ip> <new port>"
@@ -295,7 +296,7 @@ async fn watch_switches(link: Weak<Link>) {
             return;
         }
         tokio::time::sleep(retry).await;
-        retry = (retry * 2).min(Duration::from_secs(30));
+        retry = (retry * 2).min(MAX_RETRY);
     }
 }
 
