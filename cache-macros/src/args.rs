@@ -30,6 +30,7 @@ const OPTIONS: &[(&str, &str)] = &[
     ("grace", "`grace = \"1h\"`"),
     ("timeout", "`timeout = \"300ms\"`"),
     ("refresh_ahead", "`refresh_ahead = true`"),
+    ("local", "`local = false`"),
 ];
 
 /// The value formats of `codec = "..."`, with the runtime's name of each.
@@ -54,6 +55,7 @@ pub(crate) struct Args {
     pub(crate) grace_secs: Option<Setting<u64>>,
     pub(crate) timeout_ms: Option<Setting<u64>>,
     pub(crate) refresh_ahead: Option<Setting<bool>>,
+    pub(crate) local: Option<bool>,
     /// The options seen so far, to report duplicates.
     seen: Vec<String>,
 }
@@ -199,6 +201,7 @@ impl Args {
             }),
             "refresh_ahead" => bool(&value, name)
                 .map(|value| self.refresh_ahead = Some(Setting { name: span, value })),
+            "local" => bool(&value, name).map(|value| self.local = Some(value)),
             "codec" => string(&value, usage)
                 .and_then(|lit| codec(&lit))
                 .map(|codec| self.codec = Some(codec)),

@@ -117,6 +117,14 @@ impl<'a> Expand<'a> {
         };
         let turbofish_rest = respan(quote!(, #strategy_type, _>), (last, last));
         let await_ = respan(quote!(.await), (last, last));
+        // How the local tier keeps the values: decoded if their type is
+        // `Clone`, chosen by autoref specialization at this concrete type.
+        let form = quote! {
+            {
+                use #p::{ViaBytes as _, ViaClone as _};
+                (&&#p::LocalProbe::<#ret, #strategy_type>::NEW).local_form()
+            }
+        };
         let mut call = Group::new(
             Delimiter::Parenthesis,
             quote! {
@@ -125,6 +133,7 @@ impl<'a> Expand<'a> {
                 #key_var,
                 &#tags_var,
                 #strategy,
+                #form,
                 async move #block,
             },
         );
@@ -174,6 +183,9 @@ impl<'a> Expand<'a> {
         if let Some(refresh_ahead) = &self.args.refresh_ahead {
             let on = refresh_ahead.value;
             options.push(quote!(refresh_ahead: #on));
+        }
+        if let Some(local) = self.args.local {
+            options.push(quote!(local: #local));
         }
         if let Some(codec) = self.args.codec {
             let codec = Ident::new(codec, Span::call_site());
@@ -527,6 +539,10 @@ mod tests {
                     __cache_key,
                     &__cache_tags,
                     ::cache_runtime::__private::OkOnly,
+                    {
+                        use ::cache_runtime::__private::{ViaBytes as _, ViaClone as _};
+                        (&&::cache_runtime::__private::LocalProbe::<Result<Vec<u32>, std::io::Error>, ::cache_runtime::__private::OkOnly>::NEW).local_form()
+                    },
                     async move { db::query(&category).await },
                 ).await
             }

@@ -197,6 +197,10 @@ use proc_macro::TokenStream;
 ///   took (XFetch), so that a steadily read key never expires under its
 ///   readers; one refresh per key across processes, in the background.
 ///   Needs arguments that move into a task.
+/// - **`local = false`**: this function skips the cache's local tier
+///   ([`CacheBuilder::local_cache`](../cache_runtime/struct.CacheBuilder.html#method.local_cache)):
+///   every hit reads Redis. For values that must reflect a write made
+///   outside the cache's invalidations.
 /// - **`crate = "path"`**: where `cache_runtime` is, when it is not a
 ///   dependency under that name: `crate = "renamed"` after
 ///   `extern crate cache_runtime as renamed;`, or the path of a re-export
@@ -413,6 +417,11 @@ use proc_macro::TokenStream;
 ///         __cache_key,
 ///         &__cache_tags,
 ///         __private::OkOnly,
+///         // How the local tier keeps values: decoded, as `Vec<Product>` is `Clone`.
+///         {
+///             use __private::{ViaBytes as _, ViaClone as _};
+///             (&&__private::LocalProbe::<Result<Vec<Product>, DbError>, __private::OkOnly>::NEW).local_form()
+///         },
 ///         async move { db::products_in(&category).await },
 ///     )
 ///     .await

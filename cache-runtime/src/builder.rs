@@ -11,6 +11,7 @@ use crate::backend::redis::{RedisBackend, Target};
 use crate::breaker::Breaker;
 use crate::cache::{self, Cache, Inner};
 use crate::error::Error;
+use crate::local::LocalTier;
 use crate::notify::Notifier;
 use crate::singleflight::Flights;
 use crate::stats::Counters;
@@ -57,6 +58,7 @@ pub struct CacheBuilder {
     breaker: (u32, Duration),
     tls: Tls,
     ttl_jitter: f64,
+    local_bytes: Option<u64>,
 }
 
 impl std::fmt::Debug for CacheBuilder {
@@ -84,6 +86,7 @@ impl Default for CacheBuilder {
             breaker: (5, Duration::from_secs(1)),
             tls: Tls::default(),
             ttl_jitter: 0.0,
+            local_bytes: None,
         }
     }
 }
@@ -252,6 +255,45 @@ impl CacheBuilder {
         self
     }
 
+    /// A local tier in front of Redis, of about `max_bytes`: values read
+    /// from Redis are kept in process memory and answered from it, with no
+    /// Redis command, while they are provably current. Every
+    /// `#[cached]` function of the cache uses it, unless it says
+    /// `local = false`.
+    ///
+    /// Coherent across processes: every invalidation (of a tag, a function,
+    /// a call, the namespace) is announced on Redis pub/sub after its
+    /// write, and each process's local tier drops what it covers as the
+    /// message arrives; an invalidation made in this process applies to its
+    /// own local tier before it returns. Until this process's subscription
+    /// is confirmed, and whenever it drops (a `PING` a second checks it), the
+    /// local tier is bypassed, and it starts empty when the subscription is
+    /// back, as messages may have been missed. A local value is checked
+    /// against the same versions a Redis hit checks, and never outlives its
+    /// Redis entry (nor, with `grace` or `refresh_ahead`, its freshness).
+    ///
+    /// Values whose stored type is `Clone` are kept decoded (a local hit is
+    /// a clone); others are kept as their encoding (a hit decodes it).
+    /// `max_bytes` counts each entry as its encoded size plus its keys;
+    /// the least used entries are evicted beyond it.
+    ///
+    /// Single-node Redis and Sentinel only. On a cluster, or with the
+    /// in-process backend (which needs no second tier), it is ignored: a
+    /// cluster's classic pub/sub would put every invalidation through one
+    /// node's subscription, and its waiters already poll.
+    ///
+    /// ```
+    /// let cache = cache_runtime::Cache::builder()
+    ///     .redis("redis://127.0.0.1:6379/")
+    ///     .local_cache(64 << 20)
+    ///     .build()?;
+    /// # Ok::<(), cache_runtime::Error>(())
+    /// ```
+    pub fn local_cache(mut self, max_bytes: u64) -> Self {
+        self.local_bytes = Some(max_bytes);
+        self
+    }
+
     /// The most entries the in-process backend keeps (default 100 000).
     pub fn memory_capacity(mut self, entries: u64) -> Self {
         self.memory_capacity = entries;
@@ -342,10 +384,28 @@ impl CacheBuilder {
                 self.redis_backend(Target::Cluster(Box::new(client)), &stats)
             }
         };
-        let notifier = backend
-            .as_redis()
-            .and_then(|redis| redis.link())
-            .map(|link| Notifier::new(link.clone(), cache::fill_channel(&self.namespace)));
+        let link = backend.as_redis().and_then(|redis| redis.link());
+        let local = match (link, self.local_bytes) {
+            (Some(_), Some(bytes)) => Some(Arc::new(LocalTier::new(bytes))),
+            (None, Some(_)) => {
+                tracing::debug!(
+                    target: "cache_runtime",
+                    backend = ?backend,
+                    "`local_cache` is ignored: it serves single-node Redis and Sentinel only"
+                );
+                None
+            }
+            _ => None,
+        };
+        let notifier = link.map(|link| {
+            Notifier::new(
+                link.clone(),
+                cache::fill_channel(&self.namespace),
+                local
+                    .clone()
+                    .map(|tier| (tier, cache::invalidation_channel(&self.namespace))),
+            )
+        });
         Ok(Cache {
             inner: Arc::new(Inner {
                 id: {
@@ -363,6 +423,7 @@ impl CacheBuilder {
                 stats,
                 flights: Flights::default(),
                 notifier,
+                local,
                 sweeping: Default::default(),
                 failed_refreshes: moka::sync::Cache::builder()
                     .max_capacity(100_000)

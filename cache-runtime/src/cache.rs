@@ -48,8 +48,11 @@ pub(crate) struct Inner {
     pub ttl_jitter: f64,
     pub stats: Arc<Counters>,
     pub flights: Flights,
-    /// Fill announcements (single-node Redis only).
+    /// Fill announcements and the backplane (single-node Redis only).
     pub notifier: Option<Arc<Notifier>>,
+    /// The local tier, with its backplane (`local_cache`, single-node Redis
+    /// only).
+    pub local: Option<Arc<crate::local::LocalTier>>,
     /// Whether a check for an oversized entry runs (at most one at a time).
     pub sweeping: Arc<std::sync::atomic::AtomicBool>,
     /// Entry keys whose refresh failed in the last
@@ -90,6 +93,12 @@ pub(crate) fn lease_key(namespace: &str, entry_key: &str) -> String {
     format!("{namespace}#lease:{entry_key}")
 }
 
+/// The channel on which invalidations are announced to local tiers (the
+/// backplane).
+pub(crate) fn invalidation_channel(namespace: &str) -> String {
+    format!("{namespace}#invalidations")
+}
+
 /// The channel on which fills are announced to waiting processes.
 pub(crate) fn fill_channel(namespace: &str) -> String {
     format!("{namespace}#fills")
@@ -123,6 +132,14 @@ impl Cache {
             Backend::Redis(_) => "redis",
             Backend::Memory(_) => "memory",
         }
+    }
+
+    /// Whether the local tier ([`local_cache`](crate::CacheBuilder::local_cache))
+    /// answers hits now: its backplane subscription is confirmed. `false`
+    /// without a local tier, and until the first call has started the
+    /// subscription.
+    pub fn local_ready(&self) -> bool {
+        self.inner.local.as_ref().is_some_and(|l| l.is_up())
     }
 
     /// The counters since this cache was built.
@@ -229,7 +246,20 @@ impl Cache {
             return Ok(());
         }
         let n = keys.len() as u64;
-        match self.inner.backend.delete(&keys).await {
+        let announced: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let channel = invalidation_channel(&self.inner.namespace);
+        let deleted = self
+            .inner
+            .backend
+            .delete(&keys, &announced, Some(&channel))
+            .await;
+        // This process's local tier forgets them before the call returns
+        // (also when Redis failed: a local value is then not to be trusted
+        // either).
+        if let Some(local) = &self.inner.local {
+            local.invalidate(announced.iter().copied());
+        }
+        match deleted {
             Ok(()) => {
                 self.inner
                     .stats
@@ -247,6 +277,18 @@ impl Cache {
 }
 
 impl Inner {
+    /// Announces version keys on the backplane without deleting them (a
+    /// value replaced under the same versions): every local tier,
+    /// this process's first, drops the values read under them.
+    pub(crate) async fn announce(&self, version_keys: &[String]) -> Result<(), Error> {
+        if let Some(local) = &self.local {
+            local.invalidate(version_keys.iter().map(String::as_str));
+        }
+        let channel = invalidation_channel(&self.namespace);
+        let announced: Vec<&str> = version_keys.iter().map(String::as_str).collect();
+        self.backend.delete(&[], &announced, Some(&channel)).await
+    }
+
     /// The counters of the function `spec` in this cache, made on first use.
     pub(crate) fn function_counters(&self, spec: &'static Spec) -> Arc<FunctionCounters> {
         let mut functions = self.functions.lock().unwrap_or_else(|p| p.into_inner());

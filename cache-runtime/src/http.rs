@@ -348,6 +348,7 @@ where
                 digest.finish(),
                 &tags,
                 OkOnly,
+                crate::local::LocalForm::bytes(),
                 compute,
             );
             let result = if bypass {

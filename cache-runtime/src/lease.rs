@@ -138,6 +138,7 @@ impl<'a> LeaseRequest<'a> {
                         KeyName::whole(wait.entry_key),
                         wait.version_keys.iter().map(|k| KeyName::whole(k)),
                         Some(&guard.key),
+                        false,
                     )
                     .await?;
                 let leased = snap.leased;

@@ -165,6 +165,7 @@ mod ids;
 mod invalidate;
 mod key;
 mod lease;
+mod local;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 mod notify;

@@ -8,6 +8,7 @@
 //! | metric | labels | what |
 //! |---|---|---|
 //! | `cache_requests_total` | `function`, `outcome` | calls, by outcome: `hit`, `miss`, `grace` (a value served within grace), `coalesced` (a miss answered by a concurrent caller's computation; counted as a `miss` too), `skipped` (circuit breaker open), `bypass` |
+//! | `cache_local_hits_total` | `function` | hits answered by the local tier (counted as `hit` too) |
 //! | `cache_lease_waits_total` | `function` | calls that waited for another process's fill |
 //! | `cache_computations_total` | `function` | runs of the body |
 //! | `cache_stores_total` | `function` | values written |
@@ -46,6 +47,7 @@ fn metric(stat: Stat) -> Option<(&'static str, Option<&'static str>)> {
         Stat::coalesced => (REQUESTS, Some("coalesced")),
         Stat::skipped => (REQUESTS, Some("skipped")),
         Stat::bypassed => (REQUESTS, Some("bypass")),
+        Stat::local_hits => ("cache_local_hits_total", None),
         Stat::lease_waits => ("cache_lease_waits_total", None),
         Stat::computations => ("cache_computations_total", None),
         Stat::stores => ("cache_stores_total", None),

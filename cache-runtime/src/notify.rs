@@ -1,8 +1,14 @@
-//! Prompt wake-ups of callers waiting on another process's fill: each
-//! process keeps one subscription to `{ns}#fills`, on which a leader
-//! `PUBLISH`es the lease key it released, and wakes exactly the waiters of
-//! that key. Single-node Redis only: a cluster has no subscription, and its
-//! waiters poll (see [`lease`](crate::lease)).
+//! Each process keeps one subscription per cache, for two channels:
+//! - `{ns}#fills`, on which a leader `PUBLISH`es the lease key it
+//!   released: it wakes exactly the waiters of that key, promptly;
+//! - with a local tier, `{ns}#invalidations` (the backplane), on which
+//!   every invalidation `PUBLISH`es the version keys it deleted: applied to
+//!   the local tier as they arrive. The local tier is served only while
+//!   this subscription is confirmed; a `PING` every second finds a
+//!   connection that stopped answering.
+//!
+//! Single-node Redis (and Sentinel) only: a cluster has no subscription,
+//! its waiters poll (see [`lease`](crate::lease)) and it has no local tier.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -14,12 +20,15 @@ use tokio::task::JoinHandle;
 
 use crate::backend::link::Link;
 use crate::error::Error;
+use crate::local::LocalTier;
 
 /// Per-process waiters on fill announcements, by lease key, and the
 /// subscription that wakes them.
 pub(crate) struct Notifier {
     link: Arc<Link>,
     channel: Arc<str>,
+    /// The local tier, and the backplane's channel.
+    local: Option<(Arc<LocalTier>, Arc<str>)>,
     waiters: Mutex<HashMap<String, (Arc<Notify>, usize)>>,
     subscriber: Mutex<Option<JoinHandle<()>>>,
 }
@@ -65,10 +74,15 @@ impl Drop for Registration<'_> {
 }
 
 impl Notifier {
-    pub fn new(link: Arc<Link>, channel: String) -> Arc<Self> {
+    pub fn new(
+        link: Arc<Link>,
+        channel: String,
+        local: Option<(Arc<LocalTier>, String)>,
+    ) -> Arc<Self> {
         Arc::new(Notifier {
             link,
             channel: channel.into(),
+            local: local.map(|(tier, channel)| (tier, channel.into())),
             waiters: Mutex::default(),
             subscriber: Mutex::default(),
         })
@@ -97,7 +111,8 @@ impl Notifier {
         }
     }
 
-    fn start(self: &Arc<Self>) {
+    /// Starts the subscription if it is not running.
+    pub fn start(self: &Arc<Self>) {
         let mut subscriber = self.subscriber.lock().unwrap_or_else(|p| p.into_inner());
         if subscriber.as_ref().is_some_and(|task| !task.is_finished()) {
             return;
@@ -105,10 +120,19 @@ impl Notifier {
         *subscriber = Some(tokio::spawn(subscribe(Arc::downgrade(self))));
     }
 
-    fn wake(&self, lease_key: &[u8]) {
-        let Ok(key) = std::str::from_utf8(lease_key) else {
+    fn on_message(&self, msg: &redis::Msg) {
+        let Ok(payload) = std::str::from_utf8(msg.get_payload_bytes()) else {
             return;
         };
+        match &self.local {
+            Some((tier, backplane)) if msg.get_channel_name() == &**backplane => {
+                tier.invalidate([payload]);
+            }
+            _ => self.wake(payload),
+        }
+    }
+
+    fn wake(&self, key: &str) {
         let waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((notify, _)) = waiters.get(key) {
             notify.notify_waiters();
@@ -116,8 +140,9 @@ impl Notifier {
     }
 }
 
-/// Keeps one subscription up (reconnecting after failures) and wakes the
-/// waiters of each announced key. Ends with the notifier.
+/// Keeps one subscription up (reconnecting after failures), wakes the
+/// waiters of each announced fill and applies each invalidation to the
+/// local tier. Ends with the notifier.
 async fn subscribe(notifier: Weak<Notifier>) {
     let connect_timeout = Duration::from_secs(1);
     // After a failure, the next try waits longer (250 ms doubling to 30 s):
@@ -125,9 +150,9 @@ async fn subscribe(notifier: Weak<Notifier>) {
     // 250 ms forever.
     let mut retry = FIRST_RETRY;
     loop {
-        let Some((link, channel)) = notifier
+        let Some((link, channel, local)) = notifier
             .upgrade()
-            .map(|n| (n.link.clone(), n.channel.clone()))
+            .map(|n| (n.link.clone(), n.channel.clone(), n.local.clone()))
         else {
             return;
         };
@@ -139,6 +164,9 @@ async fn subscribe(notifier: Weak<Notifier>) {
             let client = link.client().await?;
             let mut pubsub = client.get_async_pubsub().await?;
             pubsub.subscribe(&*channel).await?;
+            if let Some((_, backplane)) = &local {
+                pubsub.subscribe(&**backplane).await?;
+            }
             Ok::<_, Error>(pubsub)
         })
         .await;
@@ -146,7 +174,13 @@ async fn subscribe(notifier: Weak<Notifier>) {
             Ok(Ok(pubsub)) => {
                 retry = FIRST_RETRY;
                 tracing::debug!(target: "cache_runtime", %channel, "subscribed to fill announcements");
-                let mut messages = pubsub.into_on_message();
+                if let Some((tier, _)) = &local {
+                    // Confirmed: both channels' subscriptions were answered.
+                    tier.up();
+                }
+                let (mut sink, mut messages) = pubsub.split();
+                let mut heartbeat = tokio::time::interval(HEARTBEAT);
+                heartbeat.reset();
                 loop {
                     tokio::select! {
                         msg = messages.next() => {
@@ -154,12 +188,21 @@ async fn subscribe(notifier: Weak<Notifier>) {
                             let Some(notifier) = notifier.upgrade() else {
                                 return;
                             };
-                            notifier.wake(msg.get_payload_bytes());
+                            notifier.on_message(&msg);
                         }
                         _ = switches.changed() => break,
+                        _ = heartbeat.tick() => {
+                            let ping = tokio::time::timeout(HEARTBEAT, sink.ping::<redis::Value>());
+                            if !matches!(ping.await, Ok(Ok(_))) {
+                                break;
+                            }
+                        }
                     }
                 }
-                tracing::debug!(target: "cache_runtime", %channel, "fill announcements lost; reconnecting");
+                if let Some((tier, _)) = &local {
+                    tier.down();
+                }
+                tracing::debug!(target: "cache_runtime", %channel, "subscription lost; reconnecting");
             }
             Ok(Err(error)) => {
                 tracing::debug!(target: "cache_runtime", %error, "cannot subscribe to fill announcements")
@@ -175,6 +218,12 @@ async fn subscribe(notifier: Weak<Notifier>) {
         retry = (retry * 2).min(MAX_RETRY);
     }
 }
+
+/// How often an idle subscription is checked with a `PING`, and how long
+/// its answer may take: a subscription that stopped answering (a
+/// black-holed connection) is dropped within twice this, and the local
+/// tier bypassed meanwhile.
+const HEARTBEAT: Duration = Duration::from_secs(1);
 
 /// The wait before a subscription's next try after a failure: doubled
 /// after each failure up to [`MAX_RETRY`], back to this after a success

@@ -26,11 +26,19 @@ pub enum Keep {
     note = "if it is another type, give it another name at the function (a `type` alias) so that it is cached whole"
 )]
 pub trait Strategy<R> {
+    /// The part of a result that is stored: `T` of a `Result<T, E>`, the
+    /// whole value otherwise.
+    type Stored;
     /// Appends the stored form of `result` to `out` (unless it is kept
     /// `Keep::Nothing`), and says what becomes of it.
     fn encode(&self, codec: Codec, result: &R, out: &mut Vec<u8>) -> Result<Keep, CodecError>;
     /// A result read back from the cache.
     fn decode(&self, codec: Codec, bytes: &[u8]) -> Result<R, CodecError>;
+    /// The part of `result` that is stored, if it is stored (what
+    /// [`encode`](Self::encode) keeps with `Keep::Store`).
+    fn stored<'r>(&self, result: &'r R) -> Option<&'r Self::Stored>;
+    /// The result of a stored part.
+    fn result_of(&self, stored: Self::Stored) -> R;
 }
 
 /// Caches every value.
@@ -38,11 +46,18 @@ pub trait Strategy<R> {
 pub struct Plain;
 
 impl<T: Serialize + DeserializeOwned> Strategy<T> for Plain {
+    type Stored = T;
     fn encode(&self, codec: Codec, result: &T, out: &mut Vec<u8>) -> Result<Keep, CodecError> {
         codec.encode_into(result, out).map(|()| Keep::Store)
     }
     fn decode(&self, codec: Codec, bytes: &[u8]) -> Result<T, CodecError> {
         codec.decode(bytes)
+    }
+    fn stored<'r>(&self, result: &'r T) -> Option<&'r T> {
+        Some(result)
+    }
+    fn result_of(&self, stored: T) -> T {
+        stored
     }
 }
 
@@ -51,6 +66,7 @@ impl<T: Serialize + DeserializeOwned> Strategy<T> for Plain {
 pub struct OkOnly;
 
 impl<T: Serialize + DeserializeOwned, E> Strategy<Result<T, E>> for OkOnly {
+    type Stored = T;
     fn encode(
         &self,
         codec: Codec,
@@ -64,6 +80,12 @@ impl<T: Serialize + DeserializeOwned, E> Strategy<Result<T, E>> for OkOnly {
     }
     fn decode(&self, codec: Codec, bytes: &[u8]) -> Result<Result<T, E>, CodecError> {
         codec.decode(bytes).map(Ok)
+    }
+    fn stored<'r>(&self, result: &'r Result<T, E>) -> Option<&'r T> {
+        result.as_ref().ok()
+    }
+    fn result_of(&self, stored: T) -> Result<T, E> {
+        Ok(stored)
     }
 }
 
@@ -79,6 +101,7 @@ pub struct SomeOnly {
 }
 
 impl<T: Serialize + DeserializeOwned> Strategy<Option<T>> for SomeOnly {
+    type Stored = Option<T>;
     fn encode(
         &self,
         codec: Codec,
@@ -107,6 +130,12 @@ impl<T: Serialize + DeserializeOwned> Strategy<Option<T>> for SomeOnly {
             ))),
         }
     }
+    fn stored<'r>(&self, result: &'r Option<T>) -> Option<&'r Option<T>> {
+        (result.is_some() || self.cache_none).then_some(result)
+    }
+    fn result_of(&self, stored: Option<T>) -> Option<T> {
+        stored
+    }
 }
 
 /// Caches `Ok(Some(_))`, and `Ok(None)` too when `cache_none` is set;
@@ -118,6 +147,7 @@ pub struct OkSome {
 }
 
 impl<T: Serialize + DeserializeOwned, E> Strategy<Result<Option<T>, E>> for OkSome {
+    type Stored = Option<T>;
     fn encode(
         &self,
         codec: Codec,
@@ -138,6 +168,15 @@ impl<T: Serialize + DeserializeOwned, E> Strategy<Result<Option<T>, E>> for OkSo
         }
         .decode(codec, bytes)
         .map(Ok)
+    }
+    fn stored<'r>(&self, result: &'r Result<Option<T>, E>) -> Option<&'r Option<T>> {
+        result
+            .as_ref()
+            .ok()
+            .filter(|value| value.is_some() || self.cache_none)
+    }
+    fn result_of(&self, stored: Option<T>) -> Result<Option<T>, E> {
+        Ok(stored)
     }
 }
 

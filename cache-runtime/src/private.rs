@@ -18,6 +18,7 @@ pub use crate::codec::{Codec, CodecError};
 pub use crate::handle::{AsCache, default_cache};
 pub use crate::invalidate::{invalidate_call, invalidate_function};
 pub use crate::key::{ArgsDigest, KeyArg, KeyPart};
+pub use crate::local::{LocalForm, LocalProbe, ViaBytes, ViaClone};
 pub use crate::outcome::{OkOnly, OkSome, Plain, SomeOnly, Strategy};
 pub use crate::spec::{Options, Spec};
 pub use crate::template::{TemplateArg, TemplateValue};

@@ -29,6 +29,9 @@ pub struct Options {
     pub timeout_ms: Option<u64>,
     /// `refresh_ahead = true`: hot keys are refreshed before they expire.
     pub refresh_ahead: bool,
+    /// Whether the cache's local tier serves this function (`local =
+    /// false` opts out).
+    pub local: bool,
 }
 
 impl Options {
@@ -42,6 +45,7 @@ impl Options {
         grace_secs: None,
         timeout_ms: None,
         refresh_ahead: false,
+        local: true,
     };
 
     /// Whether entries record their freshness (`grace` or `refresh_ahead`).

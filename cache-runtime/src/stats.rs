@@ -62,6 +62,9 @@ macro_rules! counters {
 counters! {
     /// Calls answered from the cache without running the function.
     hits,
+    /// Hits answered by the local tier, without a Redis command (counted
+    /// in `hits` too).
+    local_hits,
     /// Lookups that found no valid entry (absent, invalidated or undecodable).
     misses,
     /// Entries found but invalidated by a tag (counted in `misses` too).

@@ -215,6 +215,7 @@ impl MemoryBackend {
         Snapshot {
             items,
             leased: false,
+            ttl: None,
         }
     }
 

@@ -78,6 +78,8 @@ pub(crate) struct Snapshot {
     /// The entry, then the versions: each `Nil` or `BulkString`.
     items: Vec<Value>,
     pub leased: bool,
+    /// The entry's remaining time to live, when it was asked for.
+    pub ttl: Option<Duration>,
 }
 
 impl Snapshot {
@@ -93,7 +95,11 @@ impl Snapshot {
                 other => return Err(Error::Reply(format!("expected a string, got {other:?}"))),
             }
         }
-        Ok(Snapshot { items, leased })
+        Ok(Snapshot {
+            items,
+            leased,
+            ttl: None,
+        })
     }
 
     fn bytes(item: &Value) -> Option<&[u8]> {
@@ -158,15 +164,17 @@ pub(crate) enum Backend {
 
 impl Backend {
     /// Reads an entry, its versions and (when `lease_key` is given) whether
-    /// its lease is held, in one round trip.
+    /// its lease is held, in one round trip; with `ttl`, on Redis, the
+    /// entry's remaining time to live too.
     pub async fn read<'k>(
         &self,
         entry_key: KeyName<'_>,
         version_keys: impl ExactSizeIterator<Item = KeyName<'k>> + Clone,
         lease_key: Option<&str>,
+        ttl: bool,
     ) -> Result<Snapshot, Error> {
         match self {
-            Backend::Redis(b) => b.read(entry_key, version_keys, lease_key).await,
+            Backend::Redis(b) => b.read(entry_key, version_keys, lease_key, ttl).await,
             Backend::Memory(b) => Ok(b.read(entry_key, version_keys)),
         }
     }
@@ -200,10 +208,16 @@ impl Backend {
         }
     }
 
-    /// Deletes keys, one command each.
-    pub async fn delete(&self, keys: &[String]) -> Result<(), Error> {
+    /// Deletes keys, one command each; on Redis, then announces
+    /// `announced` on `channel` (see [`RedisBackend::delete`](redis::RedisBackend::delete)).
+    pub async fn delete(
+        &self,
+        keys: &[String],
+        announced: &[&str],
+        channel: Option<&str>,
+    ) -> Result<(), Error> {
         match self {
-            Backend::Redis(b) => b.delete(keys).await,
+            Backend::Redis(b) => b.delete(keys, announced, channel).await,
             Backend::Memory(b) => {
                 b.delete(keys);
                 Ok(())

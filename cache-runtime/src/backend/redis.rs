@@ -331,11 +331,14 @@ impl RedisBackend {
     /// held, in one round trip. On one node the entry and its versions are a
     /// single `MGET`, so a hit costs one command like a bare `GET`; on a
     /// cluster, where the keys live in different slots, one `GET` each.
+    /// With `ttl`, the entry's remaining time to live too (`PTTL`, in the
+    /// same round trip), for a value the local tier may keep.
     pub async fn read<'k>(
         &self,
         entry_key: KeyName<'_>,
         version_keys: impl ExactSizeIterator<Item = KeyName<'k>> + Clone,
         lease_key: Option<&str>,
+        ttl: bool,
     ) -> Result<Snapshot, Error> {
         let wanted = version_keys.len() + 1;
         let mget = || {
@@ -349,11 +352,11 @@ impl RedisBackend {
             }
             mget
         };
-        if self.is_cluster() || lease_key.is_some() {
-            // Off a hit's path (a cluster, or a waiter): boxed, so that a
-            // hit's future stays small.
+        if self.is_cluster() || lease_key.is_some() || ttl {
+            // Off a hit's path (a cluster, a waiter, a value for the local
+            // tier): boxed, so that a hit's future stays small.
             let mget = mget();
-            return Box::pin(self.read_more(entry_key, version_keys, mget, lease_key)).await;
+            return Box::pin(self.read_more(entry_key, version_keys, mget, lease_key, ttl)).await;
         }
         match self.exec_one(&mget()).await? {
             Value::Array(items) if items.len() == wanted => Snapshot::new(items, false),
@@ -363,42 +366,57 @@ impl RedisBackend {
         }
     }
 
-    /// [`read`](Self::read) on a cluster, or with the lease.
+    /// [`read`](Self::read) on a cluster, or with the lease or the TTL.
     async fn read_more<'k>(
         &self,
         entry_key: KeyName<'_>,
         version_keys: impl ExactSizeIterator<Item = KeyName<'k>>,
         mget: Cmd,
         lease_key: Option<&str>,
+        ttl: bool,
     ) -> Result<Snapshot, Error> {
         let wanted = version_keys.len() + 1;
+        let mut cmds = Vec::with_capacity(wanted + 2);
         if self.is_cluster() {
-            let mut cmds = Vec::with_capacity(wanted + 1);
             cmds.push(redis::cmd("GET").arg(entry_key).to_owned());
             cmds.extend(version_keys.map(|k| redis::cmd("GET").arg(k).to_owned()));
-            if let Some(l) = lease_key {
-                cmds.push(redis::cmd("EXISTS").arg(l).to_owned());
-            }
-            let mut values = self.exec(cmds).await?;
-            let leased = match lease_key {
-                Some(_) => int(values.pop())? > 0,
-                None => false,
-            };
-            return Snapshot::new(values, leased);
+        } else {
+            cmds.push(mget);
         }
-        let mut cmds = vec![mget];
-        cmds.extend(lease_key.map(|l| redis::cmd("EXISTS").arg(l).to_owned()));
-        let mut values = self.exec(cmds).await?.into_iter();
-        let items = match values.next() {
-            Some(Value::Array(items)) if items.len() == wanted => items,
-            other => {
-                return Err(Error::Reply(format!(
-                    "expected {wanted} values, got {other:?}"
-                )));
-            }
+        let items = cmds.len();
+        if let Some(l) = lease_key {
+            cmds.push(redis::cmd("EXISTS").arg(l).to_owned());
+        }
+        if ttl {
+            cmds.push(redis::cmd("PTTL").arg(entry_key).to_owned());
+        }
+        let mut values = self.exec(cmds).await?;
+        let pttl = if ttl { Some(int(values.pop())?) } else { None };
+        let leased = match lease_key {
+            Some(_) => int(values.pop())? > 0,
+            None => false,
         };
-        Snapshot::new(items, int(values.next())? > 0)
+        let items = if items == 1 {
+            match values.pop() {
+                Some(Value::Array(items)) if items.len() == wanted => items,
+                other => {
+                    return Err(Error::Reply(format!(
+                        "expected {wanted} values, got {other:?}"
+                    )));
+                }
+            }
+        } else {
+            values
+        };
+        let mut snap = Snapshot::new(items, leased)?;
+        // `PTTL` is -2 for a key gone since, -1 for one without a TTL
+        // (not ours): neither is kept locally.
+        snap.ttl = pttl
+            .and_then(|ms| u64::try_from(ms).ok())
+            .map(Duration::from_millis);
+        Ok(snap)
     }
+
     /// Creates the missing versions (one script per key: atomic and
     /// single-key, so cluster-safe) and tries the lease (`SET NX PX`), in
     /// one round trip.
@@ -448,17 +466,69 @@ impl RedisBackend {
             .map(drop)
     }
 
-    /// Deletes keys. An invalidation is asked of Redis even while the
-    /// breaker is open (its caller must know whether it happened), and its
-    /// outcome tells the breaker.
-    pub async fn delete(&self, keys: &[String]) -> Result<(), Error> {
-        let cmds = keys
+    /// Deletes keys, then `PUBLISH`es each of `announced` on `channel`
+    /// (the backplane of local tiers), in one round trip on one node; on a
+    /// cluster the deletes land before the announcements go out. An
+    /// invalidation is asked of Redis even while the breaker is open (its
+    /// caller must know whether it happened), and its outcome tells the
+    /// breaker.
+    pub async fn delete(
+        &self,
+        keys: &[String],
+        announced: &[&str],
+        channel: Option<&str>,
+    ) -> Result<(), Error> {
+        let channel = channel.filter(|_| self.can_publish.load(Ordering::Relaxed));
+        match self.delete_on(keys, announced, channel).await {
+            Err(Error::Redis(e)) if channel.is_some() && is_no_channel_rights(&e) => {
+                if self.can_publish.swap(false, Ordering::Relaxed) {
+                    tracing::warn!(
+                        target: "cache_runtime",
+                        error = %e,
+                        "no rights to publish on the cache's channels: other processes' waiters poll, and their local tiers do not see invalidations (they are bypassed)"
+                    );
+                }
+                self.delete_on(keys, announced, None).await
+            }
+            other => other,
+        }
+    }
+
+    async fn delete_on(
+        &self,
+        keys: &[String],
+        announced: &[&str],
+        channel: Option<&str>,
+    ) -> Result<(), Error> {
+        let dels: Vec<Cmd> = keys
             .iter()
             .map(|k| redis::cmd("DEL").arg(k).to_owned())
             .collect();
-        self.gated(Gate::Always, self.exec_within(cmds, self.op_timeout))
-            .await
-            .map(drop)
+        let mut publishes: Vec<Cmd> = Vec::new();
+        if let Some(channel) = channel {
+            for k in announced {
+                publishes.push(redis::cmd("PUBLISH").arg(channel).arg(*k).to_owned());
+            }
+        }
+        let run = async {
+            if self.is_cluster() {
+                if !dels.is_empty() {
+                    self.exec_within(dels, self.op_timeout).await?;
+                }
+                if !publishes.is_empty() {
+                    self.exec_within(publishes, self.op_timeout).await?;
+                }
+                Ok(())
+            } else {
+                let mut cmds = dels;
+                cmds.extend(publishes);
+                if cmds.is_empty() {
+                    return Ok(());
+                }
+                self.exec_within(cmds, self.op_timeout).await.map(drop)
+            }
+        };
+        self.gated(Gate::Always, run).await
     }
 
     /// Deletes `key` if its value is longer than `max` bytes: whether it

@@ -69,7 +69,7 @@ impl Call<'_> {
             // every few milliseconds. -ln(u) for u in (0, 1] is at least 0.
             const BETA: f64 = 2.0;
             let remaining = fresh.until_ms - now;
-            let window = (self.ttl.as_millis() as u64 / 4).max(fresh.delta_ms.saturating_mul(2));
+            let window = window(self.ttl, fresh.delta_ms);
             let u: f64 = 1.0 - rand::random::<f64>();
             if remaining <= window && BETA * fresh.delta_ms as f64 * -u.ln() >= remaining as f64 {
                 return Step::Refresh {
@@ -310,4 +310,11 @@ where
             None
         }
     }
+}
+
+/// The last stretch of a `refresh_ahead` entry's freshness in which it may
+/// be refreshed early: a quarter of the TTL, or twice the body's duration
+/// if longer.
+pub(super) fn window(ttl: Duration, delta_ms: u64) -> u64 {
+    (u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX) / 4).max(delta_ms.saturating_mul(2))
 }

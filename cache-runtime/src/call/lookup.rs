@@ -9,12 +9,13 @@ use crate::stats::{Counters, Stat};
 
 impl Call<'_> {
     /// Reads the entry; a current one is served, anything else is a miss.
-    pub(super) async fn lookup(&self) -> Step<'_> {
+    /// With `ttl`, reads the entry's TTL too, for the local tier.
+    pub(super) async fn lookup(&self, ttl: bool) -> Step<'_> {
         let epoch = self.inner.flights.epoch();
         let read = self
             .inner
             .backend
-            .read(self.entry(), self.version_names(), None)
+            .read(self.entry(), self.version_names(), None, ttl)
             .await;
         let snap = match read {
             Ok(snap) => snap,

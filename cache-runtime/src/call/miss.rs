@@ -71,7 +71,7 @@ impl Call<'_> {
                         let snap = match self
                             .inner
                             .backend
-                            .read(self.entry(), self.version_names(), None)
+                            .read(self.entry(), self.version_names(), None, false)
                             .await
                         {
                             Ok(snap) => snap,

@@ -43,6 +43,7 @@ use crate::codec::CodecError;
 use crate::entry::{self, Check};
 use crate::error::Error;
 use crate::key::{CallPart, KeyPart};
+use crate::local::{LocalForm, LocalKey, LocalTier, Ticket};
 use crate::outcome::{Keep, Strategy};
 use crate::scope::{self, Scope};
 use crate::spec::{CountersRef, KeysRef, Spec};
@@ -62,6 +63,7 @@ pub async fn execute<R, S, F>(
     key: KeyPart,
     tags: &[String],
     strategy: S,
+    form: LocalForm<R, S>,
     body: F,
 ) -> R
 where
@@ -74,7 +76,7 @@ where
         spec,
         key,
         tags,
-        strategy,
+        (strategy, form),
         body,
         grace::InPlace,
         &span,
@@ -126,6 +128,7 @@ pub async fn execute_detached<R, S, F>(
     key: KeyPart,
     tags: &[String],
     strategy: S,
+    form: LocalForm<R, S>,
     body: F,
 ) -> R
 where
@@ -139,7 +142,7 @@ where
         spec,
         key,
         tags,
-        strategy,
+        (strategy, form),
         body,
         grace::Detached,
         &span,
@@ -153,7 +156,7 @@ async fn run<R, S, F, M>(
     spec: &'static Spec,
     key: KeyPart,
     tags: &[String],
-    strategy: S,
+    (strategy, form): (S, LocalForm<R, S>),
     body: F,
     mode: M,
     span: &tracing::Span,
@@ -168,6 +171,29 @@ where
         span.record("outcome", "uncached");
         return body.await;
     };
+    let codec = spec.options.codec;
+    let scope = scope::current();
+    // The local tier: a hit there makes no Redis command. Otherwise, what
+    // the Redis read finds current may be kept there.
+    let mut local = None;
+    if let (None, true, Some(tier)) = (scope, spec.options.local, cache.inner.local.as_deref())
+        && let Some(local_key) = crate::local::key_of(spec, &key)
+    {
+        if let Some(value) = tier.serve(&local_key, form, &strategy, codec) {
+            local_hit(&cache.inner, spec);
+            span.record("outcome", "local hit");
+            return value;
+        }
+        match tier.ticket() {
+            Some(ticket) => local = Some((tier, ticket, local_key)),
+            // The backplane is down: bypassed until it is (back) up.
+            None => {
+                if let Some(notifier) = &cache.inner.notifier {
+                    notifier.start();
+                }
+            }
+        }
+    }
     let call = match Call::new(&cache.inner, spec, key, tags) {
         Ok(call) => call,
         Err(error) => {
@@ -183,14 +209,12 @@ where
             return body.await;
         }
     };
-    let codec = spec.options.codec;
-    let scope = scope::current();
     if scope == Some(Scope::Bypass) {
         call.count(Stat::bypassed);
         span.record("outcome", "bypass");
         return body.await;
     }
-    let mut step = call.lookup().await;
+    let mut step = call.lookup(local.is_some()).await;
     if scope == Some(Scope::Refresh) {
         step = Box::pin(call.refresh(step)).await;
     }
@@ -199,6 +223,9 @@ where
             Step::Serve(found) => match strategy.decode(codec, found.value()) {
                 Ok(value) => {
                     call.served(&found);
+                    if let Some((tier, ticket, local_key)) = local.take() {
+                        call.keep_local(tier, ticket, local_key, form, &strategy, &value, &found);
+                    }
                     span.record("outcome", found.outcome());
                     return value;
                 }
@@ -222,7 +249,12 @@ where
                 let result = body.await;
                 let took = started.elapsed();
                 call.function.body_took(took);
-                fill_with(fill, &strategy, &result, took).await;
+                let keep = fill_with(fill, &strategy, &result, took).await;
+                if scope == Some(Scope::Refresh) && keep == Keep::Store && !call.failed() {
+                    // The new value replaces a current one: local tiers
+                    // drop theirs.
+                    Box::pin(call.announce_replaced()).await;
+                }
                 return result;
             }
         };
@@ -252,6 +284,15 @@ fn fill_with<'f, R, S: Strategy<R>>(
         // Boxed, like the miss: a hit's future carries none of it.
         Box::pin(fill.finish(out, at, keep)).await;
         keep
+    }
+}
+
+/// Counts a local hit (a hit too).
+fn local_hit(inner: &Inner, spec: &'static Spec) {
+    let function = spec.counters(inner);
+    for stat in [Stat::hits, Stat::local_hits] {
+        Counters::add(inner.stats.get(stat));
+        function.count(stat);
     }
 }
 
@@ -516,5 +557,63 @@ impl<'c> Call<'c> {
 
     fn failed(&self) -> bool {
         self.failed.load(Ordering::Relaxed)
+    }
+
+    /// Keeps a value the call's own read found current in the local tier,
+    /// for as long as its Redis entry lives (and, with `grace` or
+    /// `refresh_ahead`, as long as it is fresh, less the refresh window:
+    /// the rest of those rules run on the Redis path).
+    #[allow(clippy::too_many_arguments)]
+    fn keep_local<R, S: Strategy<R>>(
+        &self,
+        tier: &LocalTier,
+        ticket: Ticket,
+        key: LocalKey,
+        form: LocalForm<R, S>,
+        strategy: &S,
+        value: &R,
+        found: &Found,
+    ) {
+        let Found::Hit { snap, .. } = found else {
+            return;
+        };
+        let Some(mut life) = snap.ttl else {
+            return;
+        };
+        let options = &self.spec.options;
+        if options.records_freshness() {
+            let Some(fresh) = entry::freshness(found.entry()) else {
+                return;
+            };
+            let mut fresh_ms = fresh.until_ms.saturating_sub(entry::now_ms());
+            if options.refresh_ahead {
+                fresh_ms = fresh_ms.saturating_sub(grace::window(self.ttl, fresh.delta_ms));
+            }
+            life = life.min(Duration::from_millis(fresh_ms));
+        }
+        if life.is_zero() {
+            return;
+        }
+        let names = self.version_names().map(|k| k.to_string());
+        tier.keep(
+            ticket,
+            key,
+            form,
+            strategy,
+            value,
+            found.value(),
+            names,
+            ticket.at() + life,
+        );
+    }
+
+    /// Tells the local tiers of every process that this call's value was
+    /// replaced (a refresh scope's): its call version is announced on the
+    /// backplane, not deleted, so the new value stays current in Redis.
+    async fn announce_replaced(&self) {
+        let version = [self.part.call_version(&self.keys).to_string()];
+        if let Err(error) = self.inner.announce(&version).await {
+            self.fail(&error, "announce");
+        }
     }
 }

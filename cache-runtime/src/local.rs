@@ -1,0 +1,462 @@
+//! The local tier ([`CacheBuilder::local_cache`](crate::CacheBuilder::local_cache)):
+//! values read from Redis kept in process memory, answered without a Redis
+//! command while they are provably current.
+//!
+//! A local entry is served only while all of these hold:
+//! - the backplane, this process's subscription to `{ns}#invalidations`,
+//!   is confirmed and has not dropped since the entry was made (the
+//!   `session`): every invalidation anywhere is `PUBLISH`ed there, after
+//!   its `DEL`;
+//! - none of the version keys the entry was read with (the same ones a
+//!   Redis hit checks: the function's, the call's, the namespace's and the
+//!   tags') has been invalidated since: each is a [`Cell`] the entry holds,
+//!   marked dead by an invalidation message, or by an invalidation made in
+//!   this process before it returns;
+//! - its Redis entry has not expired (`PTTL`, read with the value), nor,
+//!   with `grace` or `refresh_ahead`, its freshness (the rest of those
+//!   functions' rules run on the Redis path).
+//!
+//! The stale-set race: a value read from Redis before an invalidation must
+//! not be kept after the invalidation's message was applied. Every
+//! message bumps an epoch; a value is kept only if the epoch has not moved
+//! since before its read (checked under the lock that applies messages).
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use crate::codec::Codec;
+use crate::key::KeyPart;
+use crate::outcome::Strategy;
+use crate::spec::Spec;
+
+/// A decoded value, type-erased.
+pub(crate) type AnyValue = Box<dyn Any + Send + Sync>;
+
+/// One version key as this process knows it: dead once invalidated.
+#[derive(Debug, Default)]
+pub(crate) struct Cell {
+    dead: AtomicBool,
+}
+
+/// What a local entry holds: the decoded value (for a `Clone` type), or
+/// the stored bytes, decoded on each hit.
+enum Value {
+    Decoded(AnyValue),
+    Bytes(Box<[u8]>),
+}
+
+struct Entry {
+    value: Value,
+    cells: Box<[Arc<Cell>]>,
+    session: u64,
+    until: Instant,
+    weight: u32,
+}
+
+/// The version keys this process's local entries hold, by name, and the
+/// epoch of invalidations.
+#[derive(Default)]
+struct Table {
+    cells: HashMap<Box<str>, Weak<Cell>>,
+    epoch: u64,
+    /// The table's size after its last sweep of cells no entry holds.
+    swept_at: usize,
+}
+
+/// The local tier of one cache.
+pub(crate) struct LocalTier {
+    entries: moka::sync::Cache<Box<[u8]>, Arc<Entry>>,
+    /// Odd while the backplane subscription is confirmed; moves on each
+    /// confirmation and each loss.
+    session: AtomicU64,
+    /// The table's epoch, readable without its lock.
+    epoch: AtomicU64,
+    table: Mutex<Table>,
+}
+
+impl std::fmt::Debug for LocalTier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalTier")
+            .field("entries", &self.entries.entry_count())
+            .field("bytes", &self.entries.weighted_size())
+            .field("session", &self.session.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Expires an entry at its `until`.
+struct Expiry;
+
+impl moka::Expiry<Box<[u8]>, Arc<Entry>> for Expiry {
+    fn expire_after_create(
+        &self,
+        _key: &Box<[u8]>,
+        entry: &Arc<Entry>,
+        created_at: Instant,
+    ) -> Option<Duration> {
+        Some(entry.until.saturating_duration_since(created_at))
+    }
+}
+
+/// Taken before the Redis read of a value that may be kept locally.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ticket {
+    epoch: u64,
+    session: u64,
+    /// When it was taken: a kept value lives from here, so never past its
+    /// Redis entry.
+    at: Instant,
+}
+
+impl Ticket {
+    pub fn at(&self) -> Instant {
+        self.at
+    }
+}
+
+impl LocalTier {
+    pub fn new(max_bytes: u64) -> Self {
+        LocalTier {
+            entries: moka::sync::Cache::builder()
+                .max_capacity(max_bytes)
+                .weigher(|_key, entry: &Arc<Entry>| entry.weight)
+                .expire_after(Expiry)
+                .build(),
+            session: AtomicU64::new(0),
+            epoch: AtomicU64::new(0),
+            table: Mutex::default(),
+        }
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the backplane is confirmed (local entries may be served).
+    pub fn is_up(&self) -> bool {
+        is_up(self.session.load(Ordering::Acquire))
+    }
+
+    /// The entry under `key`, if it may be served.
+    fn get(&self, key: &[u8]) -> Option<Arc<Entry>> {
+        let session = self.session.load(Ordering::Acquire);
+        if !is_up(session) {
+            return None;
+        }
+        let entry = self.entries.get(key)?;
+        let current = entry.session == session
+            && Instant::now() < entry.until
+            && !entry.cells.iter().any(|c| c.dead.load(Ordering::Acquire));
+        current.then_some(entry)
+    }
+
+    /// Taken before a Redis read whose value may be kept: `None` while the
+    /// backplane is down.
+    pub fn ticket(&self) -> Option<Ticket> {
+        let session = self.session.load(Ordering::Acquire);
+        // The epoch after the session: a loss moves both.
+        let epoch = self.epoch.load(Ordering::Acquire);
+        (is_up(session)).then(|| Ticket {
+            epoch,
+            session,
+            at: Instant::now(),
+        })
+    }
+
+    /// Keeps a value read from Redis under `ticket` with these version
+    /// keys, unless an invalidation (or a loss of the backplane) came since
+    /// the ticket: whether it was kept.
+    fn insert(
+        &self,
+        ticket: Ticket,
+        key: Box<[u8]>,
+        value: Value,
+        value_len: usize,
+        version_keys: impl Iterator<Item = String>,
+        until: Instant,
+    ) -> bool {
+        let cells = {
+            let mut table = self.table();
+            if table.epoch != ticket.epoch || self.session.load(Ordering::Acquire) != ticket.session
+            {
+                return false;
+            }
+            let cells: Box<[Arc<Cell>]> = version_keys.map(|k| table.cell(k)).collect();
+            table.sweep();
+            cells
+        };
+        let weight = 128 + key.len() + value_len + 48 * cells.len();
+        self.entries.insert(
+            key,
+            Arc::new(Entry {
+                value,
+                cells,
+                session: ticket.session,
+                until,
+                weight: u32::try_from(weight).unwrap_or(u32::MAX),
+            }),
+        );
+        true
+    }
+
+    /// Applies an invalidation of these version keys: the local entries
+    /// holding one are no longer served, and no value read before this is
+    /// kept.
+    pub fn invalidate<'k>(&self, version_keys: impl IntoIterator<Item = &'k str>) {
+        let mut table = self.table();
+        table.epoch += 1;
+        self.epoch.store(table.epoch, Ordering::Release);
+        for key in version_keys {
+            if let Some(cell) = table.cells.remove(key).and_then(|c| c.upgrade()) {
+                cell.dead.store(true, Ordering::Release);
+            }
+        }
+    }
+
+    /// The backplane is confirmed: a new session, with nothing from before
+    /// it (invalidations may have been missed).
+    pub fn up(&self) {
+        self.transition(true);
+    }
+
+    /// The backplane dropped: nothing local is served until it is back.
+    pub fn down(&self) {
+        self.transition(false);
+    }
+
+    fn transition(&self, up: bool) {
+        let mut table = self.table();
+        let session = self.session.load(Ordering::Acquire);
+        if (is_up(session)) == up {
+            return;
+        }
+        table.epoch += 1;
+        self.epoch.store(table.epoch, Ordering::Release);
+        self.session.store(session + 1, Ordering::Release);
+        table.cells.clear();
+        table.swept_at = 0;
+        drop(table);
+        self.entries.invalidate_all();
+    }
+}
+
+impl Table {
+    /// The live cell of a version key, made if it has none.
+    fn cell(&mut self, key: String) -> Arc<Cell> {
+        if let Some(cell) = self.cells.get(key.as_str()).and_then(Weak::upgrade) {
+            return cell;
+        }
+        let cell = Arc::new(Cell::default());
+        self.cells.insert(key.into(), Arc::downgrade(&cell));
+        cell
+    }
+
+    /// Drops the cells no entry holds any more, when the table has doubled
+    /// since the last sweep.
+    fn sweep(&mut self) {
+        if self.cells.len() < 1024 || self.cells.len() < 2 * self.swept_at {
+            return;
+        }
+        self.cells.retain(|_, cell| cell.strong_count() > 0);
+        self.swept_at = self.cells.len();
+    }
+}
+
+/// Whether a session is one of a confirmed subscription.
+fn is_up(session: u64) -> bool {
+    session & 1 == 1
+}
+
+/// The key of a call in the local tier: the function and the argument
+/// digest, or the rendered template (shared by functions, as in Redis).
+pub(crate) fn key_of(spec: &'static Spec, key: &KeyPart) -> Option<LocalKey> {
+    match key {
+        KeyPart::Digest(digest) => {
+            let mut bytes = [0u8; 25];
+            bytes[1..9].copy_from_slice(&(std::ptr::from_ref(spec) as usize as u64).to_le_bytes());
+            bytes[9..].copy_from_slice(digest);
+            Some(LocalKey::Digest(bytes))
+        }
+        KeyPart::Template(t) => {
+            let mut bytes = Vec::with_capacity(t.len() + 1);
+            bytes.push(1);
+            bytes.extend_from_slice(t.as_bytes());
+            Some(LocalKey::Template(bytes))
+        }
+        KeyPart::Failed(_) => None,
+    }
+}
+
+/// A call's key in the local tier, made without allocating for a digest.
+pub(crate) enum LocalKey {
+    Digest([u8; 25]),
+    Template(Vec<u8>),
+}
+
+impl LocalKey {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            LocalKey::Digest(b) => b,
+            LocalKey::Template(b) => b,
+        }
+    }
+}
+
+/// How a function's values are kept locally, chosen by the macro from the
+/// stored type: decoded when it is `Clone` (a hit clones it), as bytes
+/// otherwise (a hit decodes them).
+pub struct LocalForm<R, S> {
+    decoded: Option<Decoded<R, S>>,
+}
+
+struct Decoded<R, S> {
+    keep: fn(&S, &R) -> Option<AnyValue>,
+    take: fn(&S, &(dyn Any + Send + Sync)) -> Option<R>,
+}
+
+impl<R, S> Clone for LocalForm<R, S> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<R, S> Copy for LocalForm<R, S> {}
+
+impl<R, S> Clone for Decoded<R, S> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<R, S> Copy for Decoded<R, S> {}
+
+impl<R, S> std::fmt::Debug for LocalForm<R, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.decoded.is_some() {
+            "LocalForm::Decoded"
+        } else {
+            "LocalForm::Bytes"
+        })
+    }
+}
+
+impl<R, S> LocalForm<R, S> {
+    /// Values kept as their stored bytes.
+    pub const fn bytes() -> Self {
+        LocalForm { decoded: None }
+    }
+}
+
+impl<R, S> LocalForm<R, S>
+where
+    S: Strategy<R>,
+    S::Stored: Clone + Send + Sync + 'static,
+{
+    /// Values kept decoded.
+    pub const fn decoded() -> Self {
+        LocalForm {
+            decoded: Some(Decoded {
+                keep: |strategy, result| {
+                    let stored = strategy.stored(result)?;
+                    Some(Box::new(stored.clone()))
+                },
+                take: |strategy, any| {
+                    let stored = any.downcast_ref::<S::Stored>()?;
+                    Some(strategy.result_of(stored.clone()))
+                },
+            }),
+        }
+    }
+}
+
+/// Picks the [`LocalForm`] of a function at its expansion (autoref
+/// specialization): `(&&LocalProbe::<R, S>::NEW).local_form()` is
+/// `decoded` when the stored type is `Clone + Send + Sync + 'static`,
+/// `bytes` otherwise.
+pub struct LocalProbe<R, S>(PhantomData<fn() -> (R, S)>);
+
+impl<R, S> LocalProbe<R, S> {
+    /// The probe.
+    pub const NEW: Self = LocalProbe(PhantomData);
+}
+
+/// The choice for a `Clone` stored type.
+pub trait ViaClone<R, S> {
+    /// The form.
+    fn local_form(&self) -> LocalForm<R, S>;
+}
+
+impl<R, S> ViaClone<R, S> for &LocalProbe<R, S>
+where
+    S: Strategy<R>,
+    S::Stored: Clone + Send + Sync + 'static,
+{
+    fn local_form(&self) -> LocalForm<R, S> {
+        LocalForm::decoded()
+    }
+}
+
+/// The choice for any other.
+pub trait ViaBytes<R, S> {
+    /// The form.
+    fn local_form(&self) -> LocalForm<R, S>;
+}
+
+impl<R, S> ViaBytes<R, S> for LocalProbe<R, S> {
+    fn local_form(&self) -> LocalForm<R, S> {
+        LocalForm::bytes()
+    }
+}
+
+impl LocalTier {
+    /// The value under `key` as the call's result, if it may be served and
+    /// reads back (a value of another type, under a template key that
+    /// functions share, is a miss).
+    pub(crate) fn serve<R, S: Strategy<R>>(
+        &self,
+        key: &LocalKey,
+        form: LocalForm<R, S>,
+        strategy: &S,
+        codec: Codec,
+    ) -> Option<R> {
+        let entry = self.get(key.bytes())?;
+        match (&entry.value, form.decoded) {
+            (Value::Decoded(any), Some(decoded)) => (decoded.take)(strategy, any.as_ref()),
+            (Value::Bytes(bytes), None) => strategy.decode(codec, bytes).ok(),
+            _ => None,
+        }
+    }
+
+    /// Keeps a value read from Redis (see [`insert`](Self::insert)).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn keep<R, S: Strategy<R>>(
+        &self,
+        ticket: Ticket,
+        key: LocalKey,
+        form: LocalForm<R, S>,
+        strategy: &S,
+        result: &R,
+        bytes: &[u8],
+        version_keys: impl Iterator<Item = String>,
+        until: Instant,
+    ) -> bool {
+        let value = match form.decoded {
+            Some(decoded) => match (decoded.keep)(strategy, result) {
+                Some(any) => Value::Decoded(any),
+                None => return false,
+            },
+            None => Value::Bytes(bytes.into()),
+        };
+        let key = match key {
+            LocalKey::Digest(b) => Box::from(&b[..]),
+            LocalKey::Template(b) => b.into_boxed_slice(),
+        };
+        // A decoded value weighs what its encoding does: its heap size is
+        // not known, and the encoding is a fair measure of it.
+        self.insert(ticket, key, value, bytes.len(), version_keys, until)
+    }
+}
