@@ -247,6 +247,9 @@ async fn raw_miss<V: Value>(who: &Who, id: u64) -> V {
 /// The memory backend: what a hit costs without any I/O.
 static MEMORY: OnceLock<Cache> = OnceLock::new();
 
+/// A Redis cache with a local tier (`local_cache`).
+static LOCAL: OnceLock<Cache> = OnceLock::new();
+
 /// The `cached` crate's store for a function, under `prefix`.
 async fn peer_cache<K, V>(prefix: String) -> AsyncRedisCache<K, V>
 where
@@ -296,6 +299,16 @@ macro_rules! contenders {
                 body(id)
             }
 
+            #[cached(ttl = 600, tags = ["items", "item:{id}"], cache = LOCAL.get().expect("set in run"))]
+            async fn ours_local(id: u64) -> V {
+                body(id)
+            }
+
+            #[cached::macros::cached(ttl_secs = 600)]
+            async fn peer_local(id: u64) -> V {
+                body(id)
+            }
+
             #[concurrent_cached(
                 ty = "AsyncRedisCache<u64, V>",
                 create = r##"{ peer_cache(SHAPE.peer_prefix()).await }"##,
@@ -318,7 +331,9 @@ macro_rules! contenders {
                     Kind::OursMsgpack => ours_msgpack(id).await,
                     Kind::OursUnlocked => ours_unlocked(id).await,
                     Kind::OursInMemory => ours_in_memory(id).await,
+                    Kind::OursLocal => ours_local(id).await,
                     Kind::Peer => peer(id).await.expect("peer"),
+                    Kind::PeerLocal => peer_local(id).await,
                 }
             }
         }
@@ -408,7 +423,9 @@ enum Kind {
     OursMsgpack,
     OursUnlocked,
     OursInMemory,
+    OursLocal,
     Peer,
+    PeerLocal,
 }
 
 impl Kind {
@@ -422,7 +439,9 @@ impl Kind {
             Kind::OursMsgpack => "#[cached], codec = \"msgpack\"",
             Kind::OursUnlocked => "#[cached], no tags, lock = false",
             Kind::OursInMemory => "#[cached], memory backend",
+            Kind::OursLocal => "#[cached], two tags, local tier (local_cache)",
             Kind::Peer => "cached 4.1 #[concurrent_cached] AsyncRedisCache",
+            Kind::PeerLocal => "cached 4.1 #[cached(ttl_secs = 600)], in process only",
         }
     }
 
@@ -559,7 +578,7 @@ const STAMPEDE: usize = 256;
 const STAMPEDE_ROUNDS: u64 = 3;
 
 /// The hit contenders, in the order of the tables.
-const HIT_KINDS: [Kind; 7] = [
+const HIT_KINDS: [Kind; 9] = [
     Kind::RawJson,
     Kind::RawMsgpack,
     Kind::RawMget,
@@ -567,6 +586,8 @@ const HIT_KINDS: [Kind; 7] = [
     Kind::OursTagged,
     Kind::OursMsgpack,
     Kind::Peer,
+    Kind::OursLocal,
+    Kind::PeerLocal,
 ];
 
 struct HitRow {
@@ -720,13 +741,15 @@ fn row(rows: &[HitRow], kind: Kind) -> &HitRow {
 
 /// The ratios that matter on one value, one line each; returns the headline.
 fn hit_ratios(shape: Shape, rows: &[HitRow]) -> String {
-    let [floor, mget, ours, tagged, msgpack, peer] = [
+    let [floor, mget, ours, tagged, msgpack, peer, local, peer_local] = [
         Kind::RawJson,
         Kind::RawMget,
         Kind::Ours,
         Kind::OursTagged,
         Kind::OursMsgpack,
         Kind::Peer,
+        Kind::OursLocal,
+        Kind::PeerLocal,
     ]
     .map(|k| row(rows, k));
     let vs = |a: &HitRow, b: &HitRow| {
@@ -764,12 +787,23 @@ fn hit_ratios(shape: Shape, rows: &[HitRow]) -> String {
         over(msgpack),
         over(peer)
     );
+    println!(
+        "- {label}: local tier / #[cached] Redis hit (two tags): {}, client CPU {:.2} µs vs {:.1} µs per hit; local tier / cached crate in process: {}; local tier / cached crate on Redis: {}",
+        vs(local, tagged),
+        local.cpu_us,
+        tagged.cpu_us,
+        vs(local, peer_local),
+        vs(local, peer)
+    );
     format!(
-        "hit, {label}: #[cached] vs raw GET + serde_json: p50 {:.2}x, 64-task throughput {:.2}x, client CPU {} per hit; codec = \"msgpack\" vs the cached crate: throughput {:.2}x",
+        "hit, {label}: #[cached] vs raw GET + serde_json: p50 {:.2}x, 64-task throughput {:.2}x, client CPU {} per hit; codec = \"msgpack\" vs the cached crate: throughput {:.2}x; local tier vs a Redis hit: throughput {:.1}x, p50 {}, {:.2} µs CPU per hit",
         ours.lat.p50.as_secs_f64() / floor.lat.p50.as_secs_f64(),
         ours.ops / floor.ops,
         over(ours),
-        msgpack.ops / peer.ops
+        msgpack.ops / peer.ops,
+        local.ops / tagged.ops,
+        us(local.lat.p50),
+        local.cpu_us
     )
 }
 
@@ -1089,6 +1123,20 @@ async fn run(url: String) {
         .build()
         .expect("cache");
     cache_runtime::set_default(cache.clone());
+    let local = Cache::builder()
+        .redis(&url)
+        .namespace("bench-local")
+        .op_timeout(Duration::from_secs(1))
+        .local_cache(64 << 20)
+        .build()
+        .expect("cache");
+    LOCAL.set(local.clone()).expect("once");
+    // The first call starts the backplane subscription; hits are local
+    // once it is confirmed.
+    while !local.local_ready() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        Shape::Product.who(Kind::OursLocal, &raw).call(0).await;
+    }
 
     // Fill the floors' keys the way cache-aside would.
     for version in RAW_VERSIONS {

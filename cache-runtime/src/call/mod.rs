@@ -71,6 +71,16 @@ where
     F: Future<Output = R>,
 {
     let span = call_span(spec);
+    let local = match first_local(cache.as_ref(), spec, &key, form, &strategy) {
+        First::Hit(value) => {
+            // A local hit never waits: it takes from the task's budget, so
+            // that a loop of them still lets the task's neighbours run.
+            tokio::task::consume_budget().await;
+            span.record("outcome", "local hit");
+            return value;
+        }
+        First::Miss(local) => local,
+    };
     let call = run(
         cache,
         spec,
@@ -80,8 +90,11 @@ where
         body,
         grace::InPlace,
         &span,
+        local,
     );
-    observed(span.clone(), call).await
+    // Boxed: the future of a call stays small (it is moved on each call),
+    // and only a call that reads Redis pays for the rest.
+    observed(span.clone(), Box::pin(call)).await
 }
 
 /// The span of one call, at `DEBUG`: the function, then the outcome and
@@ -137,6 +150,16 @@ where
     F: Future<Output = R> + Send + 'static,
 {
     let span = call_span(spec);
+    let local = match first_local(cache.as_ref(), spec, &key, form, &strategy) {
+        First::Hit(value) => {
+            // A local hit never waits: it takes from the task's budget, so
+            // that a loop of them still lets the task's neighbours run.
+            tokio::task::consume_budget().await;
+            span.record("outcome", "local hit");
+            return value;
+        }
+        First::Miss(local) => local,
+    };
     let call = run(
         cache,
         spec,
@@ -146,8 +169,54 @@ where
         body,
         grace::Detached,
         &span,
+        local,
     );
-    observed(span.clone(), call).await
+    // Boxed: the future of a call stays small (it is moved on each call),
+    // and only a call that reads Redis pays for the rest.
+    observed(span.clone(), Box::pin(call)).await
+}
+
+/// What the local tier made of a call.
+enum First<R> {
+    /// Its value, served.
+    Hit(R),
+    /// Nothing: with a ticket and the key when what Redis returns may be
+    /// kept.
+    Miss(Option<(Ticket, LocalKey)>),
+}
+
+/// The local tier's answer to a call, if the cache has one and the call
+/// may use it (not in a `bypass` or `refresh` scope, not `local = false`).
+fn first_local<R, S: Strategy<R>>(
+    cache: Option<&Cache>,
+    spec: &'static Spec,
+    key: &KeyPart,
+    form: LocalForm<R, S>,
+    strategy: &S,
+) -> First<R> {
+    let Some((cache, tier)) = cache.and_then(|c| Some((c, c.inner.local.as_deref()?))) else {
+        return First::Miss(None);
+    };
+    if !spec.options.local || scope::current().is_some() {
+        return First::Miss(None);
+    }
+    let Some(local_key) = crate::local::key_of(spec, key) else {
+        return First::Miss(None);
+    };
+    if let Some(value) = tier.serve(&local_key, form, strategy, spec.options.codec) {
+        local_hit(&cache.inner, spec);
+        return First::Hit(value);
+    }
+    match tier.ticket() {
+        Some(ticket) => First::Miss(Some((ticket, local_key))),
+        // The backplane is down: bypassed until it is (back) up.
+        None => {
+            if let Some(notifier) = &cache.inner.notifier {
+                notifier.start();
+            }
+            First::Miss(None)
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -160,6 +229,7 @@ async fn run<R, S, F, M>(
     body: F,
     mode: M,
     span: &tracing::Span,
+    local: Option<(Ticket, LocalKey)>,
 ) -> R
 where
     S: Strategy<R>,
@@ -173,27 +243,8 @@ where
     };
     let codec = spec.options.codec;
     let scope = scope::current();
-    // The local tier: a hit there makes no Redis command. Otherwise, what
-    // the Redis read finds current may be kept there.
-    let mut local = None;
-    if let (None, true, Some(tier)) = (scope, spec.options.local, cache.inner.local.as_deref())
-        && let Some(local_key) = crate::local::key_of(spec, &key)
-    {
-        if let Some(value) = tier.serve(&local_key, form, &strategy, codec) {
-            local_hit(&cache.inner, spec);
-            span.record("outcome", "local hit");
-            return value;
-        }
-        match tier.ticket() {
-            Some(ticket) => local = Some((tier, ticket, local_key)),
-            // The backplane is down: bypassed until it is (back) up.
-            None => {
-                if let Some(notifier) = &cache.inner.notifier {
-                    notifier.start();
-                }
-            }
-        }
-    }
+    let tier = cache.inner.local.as_deref();
+    let mut local = local.and_then(|(ticket, key)| Some((tier?, ticket, key)));
     let call = match Call::new(&cache.inner, spec, key, tags) {
         Ok(call) => call,
         Err(error) => {

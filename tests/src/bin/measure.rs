@@ -29,6 +29,12 @@
 //!   max, calls slower than 50 ms, and body runs across the fleet (the
 //!   warm-up fill of the cold key excluded).
 //!
+//! - `measure propagation [rounds]`: one process invalidates a tag, another
+//!   reads a value carrying it from its local tier in a loop: the time
+//!   from `invalidate_tag` returning in the first process to the second's
+//!   first call that no longer serves the old value (p50/p99/max), over
+//!   `rounds` (default 500).
+//!
 //! Run: `cargo run --release -p cache-tests --bin measure -- stampede`
 //! (needs `redis-server` on the PATH).
 
@@ -46,9 +52,14 @@ fn main() {
         Some("hit") => hit::run(std::env::args().nth(2), std::env::args().nth(3)),
         Some("grace") => grace::run(),
         Some("steady") => steady(),
+        Some("propagation") => propagation::run(std::env::args().nth(2)),
+        Some("propagation-reader") => {
+            let args: Vec<String> = std::env::args().skip(2).collect();
+            propagation::reader(&args[0], &args[1]);
+        }
         _ => {
             eprintln!(
-                "usage: measure stampede|fail-open|grace|steady|hit [raw|ours|tagged|msgpack] [seconds]"
+                "usage: measure stampede|fail-open|grace|steady|propagation [rounds]|hit [raw|mget4|ours|tagged|msgpack|local] [seconds]"
             );
             std::process::exit(2);
         }
@@ -382,6 +393,14 @@ mod hit {
         product(id)
     }
 
+    /// `tagged` through a local tier.
+    #[cached(ttl = 600, tags = ["items", "item:{id}"], cache = LOCAL.get().unwrap())]
+    async fn local(id: u64) -> Product {
+        product(id)
+    }
+
+    static LOCAL: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
+
     /// A value shaped like a tag version: 32 hex digits.
     const VERSION: &str = "0123456789abcdef0123456789abcdef";
 
@@ -423,6 +442,7 @@ mod hit {
             "ours" => ours(1).await.name.len(),
             "tagged" => tagged(1).await.name.len(),
             "msgpack" => msgpack(1).await.name.len(),
+            "local" => local(1).await.name.len(),
             other => panic!("unknown contender {other}"),
         }
     }
@@ -446,6 +466,17 @@ mod hit {
         runtime.block_on(async {
             let cache = Cache::builder().redis(server.url()).build().unwrap();
             cache_runtime::set_default(cache.clone());
+            let local_cache = Cache::builder()
+                .redis(server.url())
+                .namespace("local")
+                .local_cache(64 << 20)
+                .build()
+                .unwrap();
+            LOCAL.set(local_cache.clone()).unwrap();
+            while !local_cache.local_ready() {
+                local(0).await;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
             let client = redis::Client::open(server.url()).unwrap();
             let conn = client.get_multiplexed_async_connection().await.unwrap();
             let json = serde_json::to_vec(&product(1)).unwrap();
@@ -468,12 +499,12 @@ mod hit {
                 json.len(),
                 std::mem::size_of_val(&ours(1))
             );
-            let all = ["raw", "mget4", "ours", "tagged", "msgpack"];
+            let all = ["raw", "mget4", "ours", "tagged", "msgpack", "local"];
             let who: Vec<&str> = match &only {
                 Some(one) => vec![
                     all.iter()
                         .find(|w| *w == one)
-                        .expect("raw|ours|tagged|msgpack"),
+                        .expect("raw|mget4|ours|tagged|msgpack|local"),
                 ],
                 None => all.to_vec(),
             };
@@ -514,11 +545,138 @@ mod hit {
             }
             let s = cache.stats();
             assert_eq!(s.computations, 3.min(s.computations), "hits only: {s:?}");
-            // The raw contenders alone do not touch the cache.
+            // The raw contenders alone do not touch the cache, nor does the
+            // local tier's (which has a cache of its own).
             let cached = only
                 .as_deref()
-                .is_none_or(|w| !matches!(w, "raw" | "mget4"));
+                .is_none_or(|w| !matches!(w, "raw" | "mget4" | "local"));
             assert!(s.errors == 0 && (s.hits > hits || !cached), "{s:?}");
+            let l = local_cache.stats();
+            let local_ran = only.as_deref().is_none_or(|w| w == "local");
+            assert!(l.errors == 0 && (l.local_hits > 0 || !local_ran), "{l:?}");
         });
+    }
+}
+
+mod propagation {
+    use std::io::{BufRead, BufReader};
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use super::*;
+
+    /// Nanoseconds since 1970: one clock for both processes.
+    fn now_ns() -> u128 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    }
+
+    /// The value under test: the version of `{ns}:db`, tagged `stamps`.
+    #[cached(cache = cache, skip(cache, db, namespace), ttl = 600, tags = ["stamps"])]
+    async fn stamp(cache: Cache, db: redis::Client, namespace: String, id: u64) -> u64 {
+        let mut conn = db.get_multiplexed_async_connection().await.unwrap();
+        let v: u64 = redis::cmd("GET")
+            .arg(format!("{namespace}:db"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        v + id
+    }
+
+    fn cache(url: &str, namespace: &str) -> Cache {
+        Cache::builder()
+            .redis(url)
+            .namespace(namespace)
+            .local_cache(1 << 20)
+            .build()
+            .unwrap()
+    }
+
+    /// The reading process: calls `stamp` in a loop and prints, for each
+    /// new value, the time the first call that returned it started.
+    #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+    pub async fn reader(url: &str, namespace: &str) {
+        let cache = cache(url, namespace);
+        let db = redis::Client::open(url).unwrap();
+        let call = || stamp(cache.clone(), db.clone(), namespace.to_owned(), 0);
+        while !cache.local_ready() {
+            call().await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let mut last = u64::MAX;
+        loop {
+            let started = now_ns();
+            let v = call().await;
+            if v != last {
+                println!("{v} {started}");
+                last = v;
+            }
+        }
+    }
+
+    pub fn run(rounds: Option<String>) {
+        let rounds: u64 = rounds.map_or(500, |r| r.parse().unwrap());
+        let server = RedisServer::start();
+        let namespace = "propagation";
+        let mut conn = server.conn();
+        let set = |conn: &mut redis::Connection, v: u64| {
+            let _: () = redis::cmd("SET")
+                .arg(format!("{namespace}:db"))
+                .arg(v)
+                .query(conn)
+                .unwrap();
+        };
+        set(&mut conn, 0);
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["propagation-reader", &server.url(), namespace])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let line = line.unwrap();
+                let (v, t) = line.split_once(' ').unwrap();
+                let _ = tx.send((v.parse::<u64>().unwrap(), t.parse::<u128>().unwrap()));
+            }
+        });
+        // The reader serves version 0 from its local tier.
+        while rx.recv().unwrap().0 != 0 {}
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let writer = cache(&server.url(), namespace);
+        let mut took = Vec::new();
+        let mut before = 0;
+        for round in 1..=rounds {
+            // Time for the reader to read the last value back into its
+            // local tier (a miss, then a Redis hit it keeps).
+            std::thread::sleep(Duration::from_millis(20));
+            set(&mut conn, round);
+            runtime.block_on(writer.invalidate_tag("stamps")).unwrap();
+            let returned = now_ns();
+            let seen = loop {
+                let (v, t) = rx.recv().unwrap();
+                if v == round {
+                    break t;
+                }
+            };
+            if seen < returned {
+                before += 1;
+            }
+            took.push(seen.saturating_sub(returned) as f64 / 1000.0);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        took.sort_by(f64::total_cmp);
+        println!(
+            "propagation over {rounds} invalidations (invalidate_tag returned -> the other process's first call not serving the old value): p50 {:.0} µs, p99 {:.0} µs, max {:.0} µs; {before} already before the call returned",
+            percentile(&took, 0.5),
+            percentile(&took, 0.99),
+            took.last().unwrap()
+        );
     }
 }
