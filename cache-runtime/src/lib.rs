@@ -34,8 +34,9 @@
 //! - [`macro@cached`]: the attribute, and its reference documentation.
 //! - [`Cache`], [`CacheBuilder`]: the backend (Redis, Redis Cluster,
 //!   Redis Sentinel or memory; TLS), namespace, timeouts, circuit breaker,
-//!   TTL jitter; invalidation (of a tag, a function, a call, the whole
-//!   namespace); [`Stats`], overall and per function.
+//!   TTL jitter, the local tier ([`CacheBuilder::local_cache`]);
+//!   invalidation (of a tag, a function, a call, the whole namespace);
+//!   [`Stats`], overall and per function.
 //! - [`bypass`], [`refresh`]: scopes in which calls skip or recompute the
 //!   cache.
 //! - `metrics` (feature `metrics`): the metrics the cache records;
@@ -44,7 +45,9 @@
 //!   stores and costs and why no stale value survives it, and what one call
 //!   does. The source has a module for each piece: `call` (the path of one
 //!   call: `lookup`, `miss`, `fill`, `offline`, `grace`), `lease` (where
-//!   the fill lease is taken), `singleflight`, `notify`, `entry` (the
+//!   the fill lease is taken), `singleflight`, `notify` (the subscription:
+//!   fill announcements and the local tier's backplane), `local` (the local
+//!   tier), `entry` (the
 //!   stored form), `codec`, `key` and `canonical`, `backend` (with `link`,
 //!   the connection that is replaced when dead, and `clients`, TLS and
 //!   Sentinel), `scope`.
@@ -124,7 +127,13 @@
 //!   PX ttl`, a TTL extension per version, the lease's release and the fill
 //!   announcement, in one pipeline). Scripts go by hash (`EVALSHA`).
 //! - An invalidation: `DEL {ns}#tag:{tag}`, one single-key command per tag,
-//!   whatever the number of entries. Nothing is scanned or listed.
+//!   whatever the number of entries, then `PUBLISH {ns}#invalidations
+//!   {ns}#tag:{tag}` for the local tiers, in the same round trip. Nothing is
+//!   scanned or listed.
+//! - A local hit ([`CacheBuilder::local_cache`]): no Redis command. A
+//!   lookup in process memory, a check that the backplane subscription is
+//!   up and that none of the entry's versions was announced as
+//!   invalidated since it was read, and a clone of the decoded value.
 //!
 //! **Why a stale value is never served after an invalidation.** A fill
 //! reads the tag versions *before* running the body, so a body that read the
@@ -143,6 +152,18 @@
 //! entry; and since versions are random, a re-created version never equals
 //! an old one: lost bookkeeping invalidates, it never revalidates. A counter
 //! (`INCR`) would not have this property.
+//!
+//! **The local tier keeps the promise.** A local entry is a value a Redis
+//! read found current, kept with the version keys that read checked. Every
+//! invalidation publishes the keys it deleted, after deleting them; each
+//! process marks its entries holding one of them dead as the message
+//! arrives (and the invalidating process before its call returns). A value
+//! whose Redis read started before a message was applied is not kept (an
+//! epoch, moved by each message, is checked when it is kept), which is the
+//! stale-set race of the local tier. While the subscription is not
+//! confirmed, or has dropped (a `PING` each second finds a silent one),
+//! nothing local is served, and the tier restarts empty once it is back. A
+//! local entry lives no longer than its Redis entry's `PTTL`, read with it.
 //!
 //! **Redis Cluster.** Every command but the single-node `MGET` touches one
 //! key, so entries and versions may live in any slot.

@@ -149,6 +149,7 @@ async fn subscribe(notifier: Weak<Notifier>) {
     // a user without channel rights must not make a subscription every
     // 250 ms forever.
     let mut retry = FIRST_RETRY;
+    let mut warned = false;
     loop {
         let Some((link, channel, local)) = notifier
             .upgrade()
@@ -203,6 +204,17 @@ async fn subscribe(notifier: Weak<Notifier>) {
                     tier.down();
                 }
                 tracing::debug!(target: "cache_runtime", %channel, "subscription lost; reconnecting");
+            }
+            Ok(Err(Error::Redis(e)))
+                if local.is_some() && crate::backend::redis::is_no_channel_rights(&e) =>
+            {
+                if !std::mem::replace(&mut warned, true) {
+                    tracing::warn!(
+                        target: "cache_runtime",
+                        error = %e,
+                        "no rights to subscribe to the cache's channels: the local tier is bypassed"
+                    );
+                }
             }
             Ok(Err(error)) => {
                 tracing::debug!(target: "cache_runtime", %error, "cannot subscribe to fill announcements")

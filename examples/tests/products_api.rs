@@ -332,3 +332,28 @@ async fn products_api_on_redis() {
     assert_eq!(value[0]["id"], id, "{raw}");
     assert_eq!(value[0]["category"], "e2e-new", "{raw}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn products_api_on_redis_with_a_local_tier() {
+    let server = RedisServer::start();
+    let cache = Cache::builder()
+        .redis(server.url())
+        .namespace("shop")
+        .op_timeout(Duration::from_secs(2))
+        .local_cache(8 << 20)
+        .build()
+        .unwrap();
+    // The backplane up before the scenario, so that its hits are local: a
+    // `PUT` must still show at once everywhere.
+    #[cache_runtime::cached(cache = cache, skip(cache))]
+    async fn ping(cache: &Cache) -> u8 {
+        0
+    }
+    while !cache.local_ready() {
+        ping(&cache).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let hits = cache.stats().local_hits;
+    scenario(cache.clone(), tiny_db("redis-local")).await;
+    assert!(cache.stats().local_hits > hits, "{:?}", cache.stats());
+}

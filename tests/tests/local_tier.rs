@@ -108,6 +108,13 @@ async fn local_hits_make_no_redis_command() {
     assert_eq!(after.0.round_trips, before.0.round_trips);
     assert_eq!(after.1, before.1, "no read reached Redis");
     assert_eq!(db.runs(), 1);
+    // The subscription's heartbeat (a `PING` a second) keeps it up: the
+    // value is still served locally seconds later.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(cache.local_ready());
+    assert_eq!(price(cache.clone(), db.clone(), 1).await, Ok(1001));
+    assert_eq!(cache.stats().local_hits, after.0.local_hits + 1);
+    assert_eq!(redis_reads(&server), after.1);
     let by_function = cache.function_stats();
     let (_, stats) = by_function
         .iter()
@@ -122,13 +129,13 @@ async fn local_hits_make_no_redis_command() {
             Receipt { id: 1, version: 1 }
         );
     }
-    assert_eq!(cache.stats().local_hits, 101);
+    assert_eq!(cache.stats().local_hits, 102);
 
     // `local = false`: every hit reads Redis.
     for _ in 0..3 {
         assert_eq!(price_remote(cache.clone(), db.clone(), 1).await, 1001);
     }
-    assert_eq!(cache.stats().local_hits, 101);
+    assert_eq!(cache.stats().local_hits, 102);
     assert!(redis_reads(&server) >= after.1 + 3);
 }
 

@@ -7,6 +7,8 @@
 //! Environment:
 //! - `REDIS_URL`: cache in this Redis (e.g. `redis://127.0.0.1:6379/`);
 //!   unset: cache in process memory.
+//! - `LOCAL_CACHE_MB`: with Redis, the size of the local tier in front of
+//!   it (default 64; 0 turns it off).
 //! - `PORT`: where to listen on 127.0.0.1 (default 3000; 0 picks a free port).
 //! - `DB_PATH`: the SQLite database (default: `products-api-data/` beside the
 //!   executable in the target directory, else in the temp directory).
@@ -68,7 +70,16 @@ async fn run() -> Result<(), BoxError> {
         );
     }
 
+    let local_mb: u64 = match std::env::var("LOCAL_CACHE_MB") {
+        Ok(mb) => mb
+            .parse()
+            .map_err(|_| format!("LOCAL_CACHE_MB must be a number, got `{mb}`"))?,
+        Err(_) => 64,
+    };
     let builder = match std::env::var("REDIS_URL") {
+        Ok(url) if !url.is_empty() && local_mb > 0 => {
+            Cache::builder().redis(url).local_cache(local_mb << 20)
+        }
         Ok(url) if !url.is_empty() => Cache::builder().redis(url),
         _ => Cache::builder().memory(),
     };
@@ -79,8 +90,13 @@ async fn run() -> Result<(), BoxError> {
     let backend = match std::env::var("REDIS_URL") {
         // The host only: the URL may carry a password.
         Ok(url) if !url.is_empty() => format!(
-            "redis ({})",
-            url.rsplit_once('@').map_or(url.as_str(), |(_, host)| host)
+            "redis ({}){}",
+            url.rsplit_once('@').map_or(url.as_str(), |(_, host)| host),
+            if local_mb > 0 {
+                format!(", with a local tier of {local_mb} MiB")
+            } else {
+                String::new()
+            }
         ),
         _ => "memory (in process; set REDIS_URL to use Redis)".to_owned(),
     };
