@@ -92,9 +92,7 @@ where
         &span,
         local,
     );
-    // Boxed: the future of a call stays small (it is moved on each call),
-    // and only a call that reads Redis pays for the rest.
-    observed(span.clone(), Box::pin(call)).await
+    observed(span.clone(), call).await
 }
 
 /// The span of one call, at `DEBUG`: the function, then the outcome and
@@ -118,17 +116,47 @@ tokio::task_local! {
 }
 
 /// Runs a call in its span, counting its round trips into the span; with
-/// the span disabled, just runs it.
-async fn observed<R>(span: tracing::Span, call: impl Future<Output = R>) -> R {
+/// the span disabled, just runs it. A plain function, not an `async fn`:
+/// the call's future is stored once, not once per way of running it.
+fn observed<R>(span: tracing::Span, call: impl Future<Output = R>) -> impl Future<Output = R> {
+    use futures_util::future::Either;
     if span.is_disabled() {
-        return call.await;
+        return Either::Left(call);
     }
-    let counted = ROUND_TRIPS.scope(std::cell::Cell::new(0), async {
-        let result = call.await;
-        span.record("round_trips", ROUND_TRIPS.with(std::cell::Cell::get));
-        result
-    });
-    counted.instrument(span.clone()).await
+    let recorded = Recorded {
+        call,
+        span: span.clone(),
+    };
+    Either::Right(
+        ROUND_TRIPS
+            .scope(std::cell::Cell::new(0), recorded)
+            .instrument(span),
+    )
+}
+
+pin_project_lite::pin_project! {
+    /// A call that records its round trips into its span when it is done
+    /// (polled within the scope of [`ROUND_TRIPS`]).
+    struct Recorded<F> {
+        #[pin]
+        call: F,
+        span: tracing::Span,
+    }
+}
+
+impl<F: Future> Future for Recorded<F> {
+    type Output = F::Output;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        let this = self.project();
+        let result = std::task::ready!(this.call.poll(cx));
+        this.span
+            .record("round_trips", ROUND_TRIPS.with(std::cell::Cell::get));
+        std::task::Poll::Ready(result)
+    }
 }
 
 /// [`execute`] for a function whose body can move into a task of its own
@@ -171,9 +199,7 @@ where
         &span,
         local,
     );
-    // Boxed: the future of a call stays small (it is moved on each call),
-    // and only a call that reads Redis pays for the rest.
-    observed(span.clone(), Box::pin(call)).await
+    observed(span.clone(), call).await
 }
 
 /// What the local tier made of a call.
