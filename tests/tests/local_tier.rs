@@ -120,7 +120,7 @@ async fn local_hits_make_no_redis_command() {
         .iter()
         .find(|(path, _)| path.ends_with("::price"))
         .unwrap();
-    assert_eq!(stats.local_hits, 100);
+    assert_eq!(stats.local_hits, 101);
 
     // A value that is not `Clone` is kept too (as bytes).
     for _ in 0..3 {
