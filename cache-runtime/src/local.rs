@@ -460,3 +460,106 @@ impl LocalTier {
         self.insert(ticket, key, value, bytes.len(), version_keys, until)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::{LocalTier, Value};
+
+    fn keep(tier: &LocalTier, ticket: super::Ticket, key: &[u8], versions: &[&str]) -> bool {
+        tier.insert(
+            ticket,
+            key.into(),
+            Value::Bytes(b"42".as_slice().into()),
+            2,
+            versions.iter().map(|v| v.to_string()),
+            Instant::now() + Duration::from_secs(60),
+        )
+    }
+
+    #[test]
+    fn nothing_is_kept_or_served_until_the_backplane_is_up() {
+        let tier = LocalTier::new(1 << 20);
+        assert!(tier.ticket().is_none());
+        tier.up();
+        let ticket = tier.ticket().unwrap();
+        assert!(keep(&tier, ticket, b"k", &["ns#tag:a"]));
+        assert!(tier.get(b"k").is_some());
+        tier.down();
+        assert!(tier.get(b"k").is_none(), "served while down");
+        assert!(tier.ticket().is_none());
+        tier.up();
+        assert!(tier.get(b"k").is_none(), "kept across a resubscription");
+    }
+
+    #[test]
+    fn an_invalidated_version_ends_exactly_the_entries_holding_it() {
+        let tier = LocalTier::new(1 << 20);
+        tier.up();
+        let ticket = tier.ticket().unwrap();
+        assert!(keep(&tier, ticket, b"a", &["ns#fn:f", "ns#tag:a"]));
+        assert!(keep(&tier, ticket, b"b", &["ns#fn:f", "ns#tag:b"]));
+        tier.invalidate(["ns#tag:a"]);
+        assert!(tier.get(b"a").is_none());
+        assert!(tier.get(b"b").is_some());
+        // A value read after the invalidation is kept under a new cell.
+        let ticket = tier.ticket().unwrap();
+        assert!(keep(&tier, ticket, b"a", &["ns#fn:f", "ns#tag:a"]));
+        assert!(tier.get(b"a").is_some());
+        tier.invalidate(["ns#fn:f"]);
+        assert!(tier.get(b"a").is_none() && tier.get(b"b").is_none());
+    }
+
+    #[test]
+    fn a_value_read_before_an_invalidation_is_not_kept_after_it() {
+        let tier = LocalTier::new(1 << 20);
+        tier.up();
+        let before = tier.ticket().unwrap();
+        // The message of an unrelated key arrives while the read is out:
+        // the value is not kept (the epoch is the tier's, not the key's).
+        tier.invalidate(["ns#tag:other"]);
+        assert!(!keep(&tier, before, b"k", &["ns#tag:a"]));
+        assert!(tier.get(b"k").is_none());
+        // Nor across a loss of the backplane and its return.
+        let before = tier.ticket().unwrap();
+        tier.down();
+        tier.up();
+        assert!(!keep(&tier, before, b"k", &["ns#tag:a"]));
+    }
+
+    #[test]
+    fn an_entry_is_not_served_past_its_redis_ttl() {
+        let tier = LocalTier::new(1 << 20);
+        tier.up();
+        let ticket = tier.ticket().unwrap();
+        let kept = tier.insert(
+            ticket,
+            b"k".as_slice().into(),
+            Value::Bytes(b"42".as_slice().into()),
+            2,
+            std::iter::empty(),
+            Instant::now() + Duration::from_millis(20),
+        );
+        assert!(kept && tier.get(b"k").is_some());
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(tier.get(b"k").is_none());
+    }
+
+    #[test]
+    fn cells_no_entry_holds_are_swept() {
+        let tier = LocalTier::new(64 << 10);
+        tier.up();
+        for i in 0..5000u32 {
+            let ticket = tier.ticket().unwrap();
+            keep(&tier, ticket, &i.to_le_bytes(), &[&format!("ns#call:{i}")]);
+        }
+        tier.entries.run_pending_tasks();
+        // 64 KiB holds a few hundred entries: the cells of evicted ones go.
+        assert!(
+            tier.table().cells.len() < 2500,
+            "{}",
+            tier.table().cells.len()
+        );
+    }
+}

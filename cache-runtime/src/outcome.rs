@@ -268,6 +268,36 @@ mod tests {
         }
     }
 
+    /// What `stored` picks is what `encode` stores, and `result_of` gives
+    /// the result back (the local tier keeps values by them).
+    fn stored_agrees<R: PartialEq + std::fmt::Debug, S: Strategy<R>>(s: &S, r: R)
+    where
+        S::Stored: Clone,
+    {
+        let stores = enc(s, Codec::Json, &r).is_some();
+        let stored = s.stored(&r).cloned();
+        assert_eq!(stored.is_some(), stores, "{r:?}");
+        if let Some(stored) = stored {
+            assert_eq!(s.result_of(stored), r);
+        }
+    }
+
+    #[test]
+    fn the_stored_part_is_what_encode_stores() {
+        stored_agrees(&Plain, 7u8);
+        stored_agrees(&OkOnly, Ok::<u8, ()>(7));
+        stored_agrees(&OkOnly, Err::<u8, ()>(()));
+        for cache_none in [false, true] {
+            let some = SomeOnly { cache_none };
+            stored_agrees(&some, Some(7u8));
+            stored_agrees(&some, None::<u8>);
+            let ok = OkSome { cache_none };
+            stored_agrees(&ok, Ok::<_, ()>(Some(7u8)));
+            stored_agrees(&ok, Ok::<Option<u8>, ()>(None));
+            stored_agrees(&ok, Err::<Option<u8>, ()>(()));
+        }
+    }
+
     #[test]
     fn ok_values_round_trip() {
         let bytes = enc(&OkOnly, Codec::Json, &Ok::<_, ()>(vec![1u8, 2])).unwrap();

@@ -44,6 +44,12 @@ async fn price_short(cache: Cache, db: Db, id: u64) -> u64 {
     id * 1000 + db.version.load(Ordering::SeqCst)
 }
 
+#[cached(cache = cache, skip(cache, db), ttl = 1, grace = "1h")]
+async fn price_graced(cache: Cache, db: Db, id: u64) -> u64 {
+    db.runs.fetch_add(1, Ordering::SeqCst);
+    id * 1000 + db.version.load(Ordering::SeqCst)
+}
+
 /// Not `Clone`: kept locally as its encoding.
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
 struct Receipt {
@@ -225,6 +231,33 @@ async fn a_local_value_never_outlives_its_redis_entry() {
     tokio::time::sleep(Duration::from_millis(1050)).await;
     assert_eq!(price_short(cache.clone(), db.clone(), 1).await, 1002);
     assert_eq!(db.runs(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_grace_a_local_value_ends_with_its_freshness() {
+    let server = RedisServer::start();
+    let cache = local_cache(&server, "local-grace");
+    ready(&cache).await;
+    let db = Db::default();
+    db.set(1);
+    for _ in 0..3 {
+        assert_eq!(price_graced(cache.clone(), db.clone(), 1).await, 1001);
+    }
+    let local_hits = cache.stats().local_hits;
+    assert!(local_hits >= 1);
+    db.set(2);
+    tokio::time::sleep(Duration::from_millis(1050)).await;
+    // Past its TTL: the grace rules run on the Redis path (the old value,
+    // and a refresh), not a local hit.
+    assert_eq!(price_graced(cache.clone(), db.clone(), 1).await, 1001);
+    let s = cache.stats();
+    assert_eq!((s.local_hits, s.grace_hits), (local_hits, 1));
+    no_hang(5, "the refresh", async {
+        while price_graced(cache.clone(), db.clone(), 1).await != 1002 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
