@@ -344,6 +344,7 @@ pub mod fixtures;
 pub mod proxy;
 pub mod sentinel;
 pub mod tls;
+pub mod versioned_reads;
 
 /// The README's example, compiled and run as a doctest.
 #[doc = include_str!("../../README.md")]

@@ -294,20 +294,7 @@ fn invalidation_ends_grace_across_processes() {
         runtime.block_on(cache.invalidate_tag("prices")).unwrap();
         set(&mut conn, "invalidated", version);
     }
-    let (mut calls, mut stale) = (0, 0);
-    for w in workers {
-        let out = w.wait_with_output().unwrap();
-        assert!(out.status.success());
-        let line = String::from_utf8_lossy(&out.stdout).to_string();
-        let field = |name: &str| -> u64 {
-            line.split_whitespace()
-                .find_map(|f| f.strip_prefix(name))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or_else(|| panic!("worker output: {line}"))
-        };
-        calls += field("calls=");
-        stale += field("stale=");
-    }
+    let [calls, stale] = cache_tests::versioned_reads::totals(workers, ["calls", "stale"]);
     assert!(
         version > 20 && calls > 300,
         "{version} invalidations, {calls} reads"

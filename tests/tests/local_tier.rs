@@ -403,21 +403,8 @@ fn no_stale_local_read_across_processes_even_with_the_subscription_killed() {
         set(&mut conn, &namespace, "invalidated", version);
         std::thread::sleep(Duration::from_millis(50));
     }
-    let (mut calls, mut stale, mut local_hits) = (0, 0, 0);
-    for w in workers {
-        let out = w.wait_with_output().unwrap();
-        assert!(out.status.success());
-        let line = String::from_utf8_lossy(&out.stdout).to_string();
-        let field = |name: &str| -> u64 {
-            line.split_whitespace()
-                .find_map(|f| f.strip_prefix(name))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or_else(|| panic!("worker output: {line}"))
-        };
-        calls += field("calls=");
-        stale += field("stale=");
-        local_hits += field("local_hits=");
-    }
+    let [calls, stale, local_hits] =
+        cache_tests::versioned_reads::totals(workers, ["calls", "stale", "local_hits"]);
     assert!(
         version > 15 && kills >= 5,
         "{version} invalidations, {kills} subscriptions killed"

@@ -57,7 +57,7 @@ pub(crate) use grace::REFRESH_BACKOFF;
 /// `grace`, an expired value is refreshed by this caller (the others get
 /// the grace value meanwhile); see [`execute_detached`] for the refresh in
 /// a task of its own.
-pub async fn execute<R, S, F>(
+pub fn execute<R, S, F>(
     cache: Option<Cache>,
     spec: &'static Spec,
     key: KeyPart,
@@ -65,22 +65,15 @@ pub async fn execute<R, S, F>(
     strategy: S,
     form: LocalForm<R, S>,
     body: F,
-) -> R
+) -> impl Future<Output = R>
 where
     S: Strategy<R>,
     F: Future<Output = R>,
 {
+    // Plain functions around one `async fn`: the call's arguments and its
+    // body are stored once in its future (each `async fn` layer that moves
+    // them on would store them again).
     let span = call_span(spec);
-    let local = match first_local(cache.as_ref(), spec, &key, form, &strategy) {
-        First::Hit(value) => {
-            // A local hit never waits: it takes from the task's budget, so
-            // that a loop of them still lets the task's neighbours run.
-            tokio::task::consume_budget().await;
-            span.record("outcome", "local hit");
-            return value;
-        }
-        First::Miss(local) => local,
-    };
     let call = run(
         cache,
         spec,
@@ -89,10 +82,9 @@ where
         (strategy, form),
         body,
         grace::InPlace,
-        &span,
-        local,
+        span.clone(),
     );
-    observed(span.clone(), call).await
+    observed(span, call)
 }
 
 /// The span of one call, at `DEBUG`: the function, then the outcome and
@@ -163,7 +155,7 @@ impl<F: Future> Future for Recorded<F> {
 /// (its arguments are owned): with `grace` or `refresh_ahead`, a refresh
 /// runs in the background, so that no caller waits for it (or waits at
 /// most `timeout`).
-pub async fn execute_detached<R, S, F>(
+pub fn execute_detached<R, S, F>(
     cache: Option<Cache>,
     spec: &'static Spec,
     key: KeyPart,
@@ -171,23 +163,13 @@ pub async fn execute_detached<R, S, F>(
     strategy: S,
     form: LocalForm<R, S>,
     body: F,
-) -> R
+) -> impl Future<Output = R>
 where
     R: Send + 'static,
     S: Strategy<R> + Clone + Send + Sync + 'static,
     F: Future<Output = R> + Send + 'static,
 {
     let span = call_span(spec);
-    let local = match first_local(cache.as_ref(), spec, &key, form, &strategy) {
-        First::Hit(value) => {
-            // A local hit never waits: it takes from the task's budget, so
-            // that a loop of them still lets the task's neighbours run.
-            tokio::task::consume_budget().await;
-            span.record("outcome", "local hit");
-            return value;
-        }
-        First::Miss(local) => local,
-    };
     let call = run(
         cache,
         spec,
@@ -196,10 +178,9 @@ where
         (strategy, form),
         body,
         grace::Detached,
-        &span,
-        local,
+        span.clone(),
     );
-    observed(span.clone(), call).await
+    observed(span, call)
 }
 
 /// What the local tier made of a call.
@@ -254,14 +235,23 @@ async fn run<R, S, F, M>(
     (strategy, form): (S, LocalForm<R, S>),
     body: F,
     mode: M,
-    span: &tracing::Span,
-    local: Option<(Ticket, LocalKey)>,
+    span: tracing::Span,
 ) -> R
 where
     S: Strategy<R>,
     F: Future<Output = R>,
     M: grace::Mode<R, S, F>,
 {
+    let local = match first_local(cache.as_ref(), spec, &key, form, &strategy) {
+        First::Hit(value) => {
+            // A local hit never waits: it takes from the task's budget, so
+            // that a loop of them still lets the task's neighbours run.
+            tokio::task::consume_budget().await;
+            span.record("outcome", "local hit");
+            return value;
+        }
+        First::Miss(local) => local,
+    };
     let Some(cache) = cache else {
         warn_no_cache(spec);
         span.record("outcome", "uncached");

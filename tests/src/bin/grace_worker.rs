@@ -1,90 +1,32 @@
 //! One process of the cross-process test that invalidation ends grace:
 //! `TASKS` tasks read `price(id)` (TTL 1 s, `grace = "1h"`, tag `prices`)
-//! for `SECONDS`. The "database" is the Redis key `{NAMESPACE}:db`; the
-//! body reads it, then takes 0-20 ms to answer. Before each call a task
-//! reads `{NAMESPACE}:invalidated`, the last version whose write was
-//! followed by a completed `invalidate_tag("prices")`: the call must not
-//! return an older one. Prints `calls=<n> stale=<n>`.
+//! for `SECONDS`, checking each value against the last invalidated version
+//! (see `cache_tests::versioned_reads`). Prints `calls=<n> stale=<n>`.
 //!
 //! usage: grace_worker REDIS_URL NAMESPACE TASKS SECONDS
 
-use std::time::{Duration, Instant};
-
 use cache_runtime::{Cache, cached};
+use cache_tests::versioned_reads::{self, WorkerArgs};
 
 #[cached(cache = cache, skip(cache, db, namespace), ttl = 1, grace = "1h", tags = ["prices"])]
 async fn price(cache: Cache, db: redis::Client, namespace: String, id: u64) -> Result<u64, String> {
-    let mut conn = db
-        .get_multiplexed_async_connection()
-        .await
-        .map_err(|e| e.to_string())?;
-    let version: u64 = redis::cmd("GET")
-        .arg(format!("{namespace}:db"))
-        .query_async(&mut conn)
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::time::sleep(Duration::from_millis(rand_below(20))).await;
-    Ok(id * 1_000_000 + version)
-}
-
-fn rand_below(n: u64) -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(Instant::now().elapsed().as_nanos());
-    h.finish() % n
+    Ok(id * 1_000_000 + versioned_reads::db_version(&db, &namespace).await?)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.len() < 4 {
-        eprintln!("usage: grace_worker REDIS_URL NAMESPACE TASKS SECONDS");
-        std::process::exit(2);
-    }
-    let (url, namespace) = (args[0].clone(), args[1].clone());
-    let tasks: usize = args[2].parse().expect("TASKS");
-    let seconds: u64 = args[3].parse().expect("SECONDS");
+    let args = WorkerArgs::parse("grace_worker REDIS_URL NAMESPACE TASKS SECONDS");
     let cache = Cache::builder()
-        .redis(url.as_str())
-        .namespace(namespace.as_str())
+        .redis(args.url.as_str())
+        .namespace(args.namespace.as_str())
         .build()
         .expect("cache");
-    let db = redis::Client::open(url.as_str()).expect("url");
-    let until = Instant::now() + Duration::from_secs(seconds);
-    let handles: Vec<_> = (0..tasks)
-        .map(|_| {
-            let (cache, db, namespace) = (cache.clone(), db.clone(), namespace.clone());
-            tokio::spawn(async move {
-                let mut conn = db.get_multiplexed_async_connection().await.expect("conn");
-                let (mut calls, mut stale) = (0u64, 0u64);
-                while Instant::now() < until {
-                    let invalidated: u64 = redis::cmd("GET")
-                        .arg(format!("{namespace}:invalidated"))
-                        .query_async(&mut conn)
-                        .await
-                        .expect("GET invalidated");
-                    let v = price(cache.clone(), db.clone(), namespace.clone(), 1)
-                        .await
-                        .expect("a read");
-                    calls += 1;
-                    if v % 1_000_000 < invalidated {
-                        stale += 1;
-                        eprintln!(
-                            "served version {} after {invalidated} was invalidated",
-                            v % 1_000_000
-                        );
-                    }
-                    tokio::time::sleep(Duration::from_millis(rand_below(5))).await;
-                }
-                (calls, stale)
-            })
-        })
-        .collect();
-    let (mut calls, mut stale) = (0, 0);
-    for h in handles {
-        let (c, s) = h.await.expect("task");
-        calls += c;
-        stale += s;
-    }
+    let db = redis::Client::open(args.url.as_str()).expect("url");
+    let namespace = args.namespace.clone();
+    let (calls, stale) = versioned_reads::read_and_check(&args, 1, 5, move || {
+        let (cache, db, namespace) = (cache.clone(), db.clone(), namespace.clone());
+        async move { price(cache, db, namespace, 1).await.expect("a read") % 1_000_000 }
+    })
+    .await;
     println!("calls={calls} stale={stale}");
 }
