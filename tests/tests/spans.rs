@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use cache_runtime::{Cache, cached};
-use cache_tests::backends;
+use cache_tests::{backends, shared_url, unique_namespace};
 
 struct Shop {
     cache: Cache,
@@ -53,8 +53,21 @@ async fn each_call_has_a_span_with_its_function_and_outcome() {
         .with_ansi(false)
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
-    for cache in backends("span") {
-        let name = cache.backend_name();
+    let local = Cache::builder()
+        .redis(shared_url())
+        .namespace(unique_namespace("span-local"))
+        .local_cache(1 << 20)
+        .build()
+        .unwrap();
+    let mut caches: Vec<(Cache, &str)> = backends("span")
+        .into_iter()
+        .map(|c| {
+            let name = c.backend_name();
+            (c, name)
+        })
+        .collect();
+    caches.push((local, "redis with a local tier"));
+    for (cache, name) in caches {
         let shop = Shop {
             cache,
             runs: AtomicU64::new(0),
@@ -62,25 +75,32 @@ async fn each_call_has_a_span_with_its_function_and_outcome() {
         // The first misses on a new server also load the scripts.
         shop.product(1).await;
         shop.product(2).await;
+        let local = name == "redis with a local tier";
+        while local && !shop.cache.local_ready() {
+            shop.product(2).await;
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
         logs.0.lock().unwrap().clear();
         shop.product(7).await;
         shop.product(7).await;
+        if local {
+            shop.product(7).await;
+        }
         let _ = cache_runtime::bypass(shop.product(7)).await;
         let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
         let closes: Vec<&str> = text
             .lines()
             .filter(|l| l.contains("cached{") && l.contains("close"))
             .collect();
-        assert_eq!(closes.len(), 3, "{name}: {text}");
-        // A miss: read, versions + lease, store; a hit: one read; a bypass
-        // none. In memory, never one.
-        let trips = if name == "redis" {
-            [3, 1, 0]
-        } else {
-            [0, 0, 0]
+        // A miss: read, versions + lease, store; a hit: one read; a local
+        // hit and a bypass none. In memory, never one.
+        let (outcomes, trips): (&[&str], &[u32]) = match name {
+            "redis" => (&["computed", "hit", "bypass"], &[3, 1, 0]),
+            "memory" => (&["computed", "hit", "bypass"], &[0, 0, 0]),
+            _ => (&["computed", "hit", "local hit", "bypass"], &[3, 1, 0, 0]),
         };
-        for ((line, outcome), trips) in closes.iter().zip(["computed", "hit", "bypass"]).zip(trips)
-        {
+        assert_eq!(closes.len(), outcomes.len(), "{name}: {text}");
+        for ((line, outcome), trips) in closes.iter().zip(outcomes).zip(trips) {
             assert!(line.contains("Shop::product"), "{line}");
             assert!(
                 line.contains(&format!("outcome=\"{outcome}\"")),
