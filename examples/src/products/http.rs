@@ -250,6 +250,8 @@ async fn cache_stats(State(catalog): State<Catalog>) -> Json<serde_json::Value> 
         "backend": cache.backend_name(),
         "namespace": cache.namespace(),
         "hits": s.hits,
+        "local_hits": s.local_hits,
+        "local_tier": cache.local_ready(),
         "misses": s.misses,
         "hit_ratio": s.hit_ratio(),
         "errors": s.errors,
@@ -269,7 +271,12 @@ async fn cache_stats(State(catalog): State<Catalog>) -> Json<serde_json::Value> 
             .map(|(function, s)| {
                 (
                     function,
-                    json!({ "hits": s.hits, "misses": s.misses, "hit_ratio": s.hit_ratio() }),
+                    json!({
+                        "hits": s.hits,
+                        "local_hits": s.local_hits,
+                        "misses": s.misses,
+                        "hit_ratio": s.hit_ratio(),
+                    }),
                 )
             })
             .collect::<serde_json::Map<_, _>>(),
