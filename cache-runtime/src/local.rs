@@ -271,19 +271,23 @@ fn is_up(session: u64) -> bool {
     session & 1 == 1
 }
 
-/// The key of a call in the local tier: the function and the argument
-/// digest, or the rendered template (shared by functions, as in Redis).
+/// The key of a call in the local tier: the function, then the argument
+/// digest or the rendered template. Unlike in Redis, functions that render
+/// the same template keep apart: each checks its value against its own
+/// versions.
 pub(crate) fn key_of(spec: &'static Spec, key: &KeyPart) -> Option<LocalKey> {
+    let function = (std::ptr::from_ref(spec) as usize as u64).to_le_bytes();
     match key {
         KeyPart::Digest(digest) => {
-            let mut bytes = [0u8; 25];
-            bytes[1..9].copy_from_slice(&(std::ptr::from_ref(spec) as usize as u64).to_le_bytes());
-            bytes[9..].copy_from_slice(digest);
+            let mut bytes = [0u8; 24];
+            bytes[..8].copy_from_slice(&function);
+            bytes[8..].copy_from_slice(digest);
             Some(LocalKey::Digest(bytes))
         }
         KeyPart::Template(t) => {
-            let mut bytes = Vec::with_capacity(t.len() + 1);
-            bytes.push(1);
+            let mut bytes = Vec::with_capacity(t.len() + 9);
+            bytes.extend_from_slice(&function);
+            bytes.push(b':');
             bytes.extend_from_slice(t.as_bytes());
             Some(LocalKey::Template(bytes))
         }
@@ -293,7 +297,7 @@ pub(crate) fn key_of(spec: &'static Spec, key: &KeyPart) -> Option<LocalKey> {
 
 /// A call's key in the local tier, made without allocating for a digest.
 pub(crate) enum LocalKey {
-    Digest([u8; 25]),
+    Digest([u8; 24]),
     Template(Vec<u8>),
 }
 
@@ -414,8 +418,7 @@ impl<R, S> ViaBytes<R, S> for LocalProbe<R, S> {
 
 impl LocalTier {
     /// The value under `key` as the call's result, if it may be served and
-    /// reads back (a value of another type, under a template key that
-    /// functions share, is a miss).
+    /// reads back.
     pub(crate) fn serve<R, S: Strategy<R>>(
         &self,
         key: &LocalKey,

@@ -50,6 +50,16 @@ async fn price_graced(cache: Cache, db: Db, id: u64) -> u64 {
     id * 1000 + db.version.load(Ordering::SeqCst)
 }
 
+#[cached(cache = cache, skip(cache), ttl = 60, key = "shared:{id}", tags = ["a"])]
+async fn shared_a(cache: Cache, id: u64) -> String {
+    format!("a{id}")
+}
+
+#[cached(cache = cache, skip(cache), ttl = 60, key = "shared:{id}", tags = ["b"])]
+async fn shared_b(cache: Cache, id: u64) -> String {
+    format!("b{id}")
+}
+
 /// Not `Clone`: kept locally as its encoding.
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
 struct Receipt {
@@ -213,6 +223,21 @@ async fn every_invalidation_made_here_applies_before_it_returns() {
         "refresh"
     );
     assert!(local_hits() > hits);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn functions_sharing_a_key_template_check_their_own_versions() {
+    let server = RedisServer::start();
+    let cache = local_cache(&server, "local-shared");
+    ready(&cache).await;
+    for _ in 0..3 {
+        assert_eq!(shared_a(cache.clone(), 1).await, "a1");
+    }
+    assert!(cache.stats().local_hits >= 1);
+    // The same Redis entry, read by a function with other tags: in Redis
+    // it does not carry `b`'s version, so it is a miss there; locally too.
+    assert_eq!(shared_b(cache.clone(), 1).await, "b1");
+    assert_eq!(shared_a(cache.clone(), 1).await, "a1");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -269,6 +269,11 @@ where
     F: Future<Output = R>,
 {
     let call = Call::with_part(&cache.inner, spec, part, &tags);
+    // Spawned before another refresh of the key failed, and run after it
+    // (a busy runtime): the backoff holds for it too.
+    if call.backing_off() {
+        return None;
+    }
     call.leave.store(true, std::sync::atomic::Ordering::Relaxed);
     let fill = match Box::pin(call.miss(read, epoch)).await {
         Step::Compute(fill) => fill,
