@@ -277,10 +277,11 @@ impl CacheBuilder {
     /// `max_bytes` counts each entry as its encoded size plus its keys;
     /// the least used entries are evicted beyond it.
     ///
-    /// Single-node Redis and Sentinel only. On a cluster, or with the
-    /// in-process backend (which needs no second tier), it is ignored: a
-    /// cluster's classic pub/sub would put every invalidation through one
-    /// node's subscription, and its waiters already poll.
+    /// On Redis Cluster, the subscription goes to the first node given to
+    /// [`redis_cluster`](Self::redis_cluster) (a cluster forwards classic
+    /// pub/sub messages to every node); while that node is unreachable the
+    /// local tier is bypassed. With the in-process backend, which needs no
+    /// second tier, it is ignored.
     ///
     /// ```
     /// let cache = cache_runtime::Cache::builder()
@@ -348,6 +349,7 @@ impl CacheBuilder {
             }
         }
         let stats = Arc::new(Counters::default());
+        let mut subscription = None;
         let backend = match std::mem::replace(&mut self.backend, BackendChoice::None) {
             BackendChoice::None => return Err(Error::NoBackend),
             BackendChoice::Memory => Backend::Memory(MemoryBackend::new(
@@ -381,17 +383,23 @@ impl CacheBuilder {
                     ));
                 }
                 let client = clients::cluster(&urls, &self.tls, self.op_timeout)?;
+                // The subscription (fill announcements, the local tier's
+                // backplane) goes to the first node given: a cluster
+                // forwards classic pub/sub messages to every node.
+                subscription = Some(Arc::new(Link::new(
+                    Node::Fixed(clients::single(&urls[0], &self.tls)?),
+                    self.op_timeout,
+                )));
                 self.redis_backend(Target::Cluster(Box::new(client)), &stats)
             }
         };
-        let link = backend.as_redis().and_then(|redis| redis.link());
-        let local = match (link, self.local_bytes) {
+        let link = subscription.or_else(|| backend.as_redis().and_then(|r| r.link()).cloned());
+        let local = match (&link, self.local_bytes) {
             (Some(_), Some(bytes)) => Some(Arc::new(LocalTier::new(bytes))),
             (None, Some(_)) => {
                 tracing::debug!(
                     target: "cache_runtime",
-                    backend = ?backend,
-                    "`local_cache` is ignored: it serves single-node Redis and Sentinel only"
+                    "`local_cache` is ignored: the in-process backend needs no second tier"
                 );
                 None
             }
@@ -399,7 +407,7 @@ impl CacheBuilder {
         };
         let notifier = link.map(|link| {
             Notifier::new(
-                link.clone(),
+                link,
                 cache::fill_channel(&self.namespace),
                 local
                     .clone()

@@ -10,7 +10,7 @@
 //! - Callers that lose the race wait: they read the entry when the release
 //!   is announced (the value reaches them a round trip after it is
 //!   written), and on a short bounded backoff (5 ms doubling to 50 ms) that
-//!   covers a subscription that is not up yet, or a cluster. When the lease
+//!   covers a subscription that is not up yet (or down). When the lease
 //!   is gone without a value (the holder failed) or its time is up, they try
 //!   to take it.
 //! - A holder that panics or is dropped releases its lease from

@@ -7,8 +7,12 @@
 //!   this subscription is confirmed; a `PING` every second finds a
 //!   connection that stopped answering.
 //!
-//! Single-node Redis (and Sentinel) only: a cluster has no subscription,
-//! its waiters poll (see [`lease`](crate::lease)) and it has no local tier.
+//! On a cluster, the subscription goes to the first node given to
+//! `redis_cluster`: a cluster forwards every classic `PUBLISH` to all its
+//! nodes, so one subscription hears the whole cluster (sharded pub/sub
+//! would need one per shard, and messages for all keys). While that node
+//! is unreachable, the local tier is bypassed and waiters poll (see
+//! [`lease`](crate::lease)).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use cache_runtime::{Cache, cached};
-use cache_tests::{RedisServer, no_hang, unique_namespace};
+use cache_tests::{RedisCluster, RedisServer, no_hang, unique_namespace};
 use serde::{Deserialize, Serialize};
 
 /// The "database": a version, and how many times the body ran.
@@ -315,6 +315,46 @@ async fn invalidations_from_another_cache_reach_the_local_tier() {
         }
     }
     assert!(reader.stats().local_hits >= 20 * 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_invalidations_reach_the_local_tier_through_one_node() {
+    let cluster = RedisCluster::start();
+    let namespace = unique_namespace("local-cluster");
+    let build = |local: bool| {
+        let builder = Cache::builder()
+            .redis_cluster(cluster.urls())
+            .namespace(namespace.as_str())
+            .op_timeout(Duration::from_secs(1));
+        if local {
+            builder.local_cache(1 << 20).build().unwrap()
+        } else {
+            builder.build().unwrap()
+        }
+    };
+    let (reader, writer) = (build(true), build(false));
+    ready(&reader).await;
+    let db = Db::default();
+    for round in 1..=10u64 {
+        db.set(round);
+        if round % 2 == 0 {
+            writer.invalidate_tag("prices").await.unwrap();
+        } else {
+            writer.invalidate_all().await.unwrap();
+        }
+        no_hang(5, "the invalidation's message", async {
+            while price(reader.clone(), db.clone(), 1).await != Ok(1000 + round) {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+        for _ in 0..5 {
+            assert_eq!(price(reader.clone(), db.clone(), 1).await, Ok(1000 + round));
+        }
+    }
+    let s = reader.stats();
+    assert!(s.local_hits >= 10 * 3, "{s:?}");
+    assert_eq!(s.errors + writer.stats().errors, 0, "{s:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
