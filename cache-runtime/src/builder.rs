@@ -272,6 +272,14 @@ impl CacheBuilder {
     /// against the same versions a Redis hit checks, and never outlives its
     /// Redis entry (nor, with `grace` or `refresh_ahead`, its freshness).
     ///
+    /// What it does not see: a version key that disappears without an
+    /// invalidation (evicted under `maxmemory`, a `FLUSHDB` by hand) makes
+    /// Redis hits misses at once, but local values read before it are
+    /// served until their Redis TTL ends. Give Redis a `maxmemory-policy`
+    /// that evicts by TTL (`volatile-*`) or none, and invalidate through
+    /// the cache (`invalidate_all` rather than `FLUSHDB`). A Sentinel
+    /// failover restarts the subscription, and so the local tier.
+    ///
     /// Values whose stored type is `Clone` are kept decoded (a local hit is
     /// a clone); others are kept as their encoding (a hit decodes it).
     /// `max_bytes` counts each entry as its encoded size plus its keys;
