@@ -275,10 +275,12 @@ impl CacheBuilder {
     /// What it does not see: a version key that disappears without an
     /// invalidation (evicted under `maxmemory`, a `FLUSHDB` by hand) makes
     /// Redis hits misses at once, but local values read before it are
-    /// served until their Redis TTL ends. Give Redis a `maxmemory-policy`
-    /// that evicts by TTL (`volatile-*`) or none, and invalidate through
-    /// the cache (`invalidate_all` rather than `FLUSHDB`). A Sentinel
-    /// failover restarts the subscription, and so the local tier.
+    /// served until their Redis TTL ends. With local tiers, size Redis so
+    /// that it does not evict (or run it with `maxmemory-policy
+    /// noeviction`: full, it refuses stores, which are counted errors), and
+    /// invalidate through the cache (`invalidate_all` rather than
+    /// `FLUSHDB`). A Sentinel failover restarts the subscription, and so
+    /// the local tier.
     ///
     /// Values whose stored type is `Clone` are kept decoded (a local hit is
     /// a clone); others are kept as their encoding (a hit decodes it).
