@@ -287,10 +287,10 @@ impl CacheBuilder {
     /// `max_bytes` counts each entry as its encoded size plus its keys;
     /// the least used entries are evicted beyond it.
     ///
-    /// On Redis Cluster, the subscription goes to the first node given to
+    /// On Redis Cluster, the subscription goes to one of the nodes given to
     /// [`redis_cluster`](Self::redis_cluster) (a cluster forwards classic
-    /// pub/sub messages to every node); while that node is unreachable the
-    /// local tier is bypassed. With the in-process backend, which needs no
+    /// pub/sub messages to every node): the first, then the next one after
+    /// each failure; while none answers, the local tier is bypassed. With the in-process backend, which needs no
     /// second tier, it is ignored.
     ///
     /// ```
@@ -394,10 +394,18 @@ impl CacheBuilder {
                 }
                 let client = clients::cluster(&urls, &self.tls, self.op_timeout)?;
                 // The subscription (fill announcements, the local tier's
-                // backplane) goes to the first node given: a cluster
-                // forwards classic pub/sub messages to every node.
+                // backplane) goes to one node, the first given, then the
+                // next after a failure: a cluster forwards classic pub/sub
+                // messages to every node.
+                let nodes = urls
+                    .iter()
+                    .map(|url| clients::single(url, &self.tls))
+                    .collect::<Result<Vec<_>, _>>()?;
                 subscription = Some(Arc::new(Link::new(
-                    Node::Fixed(clients::single(&urls[0], &self.tls)?),
+                    Node::Any {
+                        clients: nodes,
+                        next: Default::default(),
+                    },
                     self.op_timeout,
                 )));
                 self.redis_backend(Target::Cluster(Box::new(client)), &stats)

@@ -7,12 +7,12 @@
 //!   this subscription is confirmed; a `PING` every second finds a
 //!   connection that stopped answering.
 //!
-//! On a cluster, the subscription goes to the first node given to
-//! `redis_cluster`: a cluster forwards every classic `PUBLISH` to all its
-//! nodes, so one subscription hears the whole cluster (sharded pub/sub
-//! would need one per shard, and messages for all keys). While that node
-//! is unreachable, the local tier is bypassed and waiters poll (see
-//! [`lease`](crate::lease)).
+//! On a cluster, the subscription goes to one of the nodes given to
+//! `redis_cluster`, the next one after each failure: a cluster forwards
+//! every classic `PUBLISH` to all its nodes, so one subscription hears the
+//! whole cluster (sharded pub/sub would need one per shard, and messages
+//! for all keys). While none answers, the local tier is bypassed and
+//! waiters poll (see [`lease`](crate::lease)).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};

@@ -40,6 +40,12 @@ pub(crate) const REPLACE_AFTER: u32 = 3;
 pub(crate) enum Node {
     /// A fixed address.
     Fixed(redis::Client),
+    /// Any of these nodes, each connection to the next in turn (the nodes
+    /// of a cluster, for its subscription: any one hears every message).
+    Any {
+        clients: Vec<redis::Client>,
+        next: std::sync::atomic::AtomicUsize,
+    },
     /// The primary of a Sentinel-monitored group, asked of the sentinels
     /// each time a connection is made.
     Sentinel {
@@ -150,6 +156,13 @@ impl Link {
     pub async fn client(&self) -> Result<redis::Client, Error> {
         match &self.node {
             Node::Fixed(client) => Ok(client.clone()),
+            Node::Any { clients, next } => {
+                let i = next.fetch_add(1, Ordering::Relaxed) % clients.len().max(1);
+                clients
+                    .get(i)
+                    .cloned()
+                    .ok_or(Error::InvalidConfig("no node to connect to"))
+            }
             Node::Sentinel { client, .. } => {
                 // Boxed as a trait object: the sentinel's future is large
                 // and deep, and callers' futures must not carry its type.
