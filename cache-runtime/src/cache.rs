@@ -48,10 +48,9 @@ pub(crate) struct Inner {
     pub ttl_jitter: f64,
     pub stats: Arc<Counters>,
     pub flights: Flights,
-    /// Fill announcements and the backplane (single-node Redis only).
+    /// Fill announcements and the backplane (Redis only).
     pub notifier: Option<Arc<Notifier>>,
-    /// The local tier, with its backplane (`local_cache`, single-node Redis
-    /// only).
+    /// The local tier (`local_cache`, Redis only).
     pub local: Option<Arc<crate::local::LocalTier>>,
     /// Whether a check for an oversized entry runs (at most one at a time).
     pub sweeping: Arc<std::sync::atomic::AtomicBool>,
