@@ -184,7 +184,9 @@ impl Cache {
 
     /// Makes every entry carrying `tag` a miss on its next read, in every
     /// process sharing the backend. One single-key write, whatever the number
-    /// of entries.
+    /// of entries, and its announcement to local tiers (a `PUBLISH` in the
+    /// same round trip); this process's local tier drops the entries before
+    /// the call returns.
     ///
     /// # Errors
     /// When the backend cannot be reached within the op timeout: the tag was
