@@ -247,19 +247,7 @@ impl Cache {
             return Ok(());
         }
         let n = keys.len() as u64;
-        let announced: Vec<&str> = keys.iter().map(String::as_str).collect();
-        let channel = invalidation_channel(&self.inner.namespace);
-        let deleted = self
-            .inner
-            .backend
-            .delete(&keys, &announced, Some(&channel))
-            .await;
-        // This process's local tier forgets them before the call returns
-        // (also when Redis failed: a local value is then not to be trusted
-        // either).
-        if let Some(local) = &self.inner.local {
-            local.invalidate(announced.iter().copied());
-        }
+        let deleted = self.inner.invalidate(&keys, true).await;
         match deleted {
             Ok(()) => {
                 self.inner
@@ -278,16 +266,18 @@ impl Cache {
 }
 
 impl Inner {
-    /// Announces version keys on the backplane without deleting them (a
-    /// value replaced under the same versions): every local tier,
-    /// this process's first, drops the values read under them.
-    pub(crate) async fn announce(&self, version_keys: &[String]) -> Result<(), Error> {
-        if let Some(local) = &self.local {
-            local.invalidate(version_keys.iter().map(String::as_str));
-        }
+    /// Invalidates version keys: deletes them (with `delete`; without, a
+    /// value was replaced under the same versions) and announces them on
+    /// the backplane, in one round trip; then this process's local tier
+    /// forgets the values read under them, before the caller goes on (also
+    /// when Redis failed: a local value is then not to be trusted either).
+    pub(crate) async fn invalidate(&self, keys: &[String], delete: bool) -> Result<(), Error> {
         let channel = invalidation_channel(&self.namespace);
-        let announced: Vec<&str> = version_keys.iter().map(String::as_str).collect();
-        self.backend.delete(&[], &announced, Some(&channel)).await
+        let result = self.backend.invalidate(keys, delete, Some(&channel)).await;
+        if let Some(local) = &self.local {
+            local.invalidate(keys.iter().map(String::as_str));
+        }
+        result
     }
 
     /// The counters of the function `spec` in this cache, made on first use.

@@ -208,18 +208,21 @@ impl Backend {
         }
     }
 
-    /// Deletes keys, one command each; on Redis, then announces
-    /// `announced` on `channel` (see [`RedisBackend::delete`](redis::RedisBackend::delete)).
-    pub async fn delete(
+    /// Invalidates version keys: deletes them (with `delete`; one command
+    /// each), and on Redis announces them on `channel` (see
+    /// [`RedisBackend::invalidate`](redis::RedisBackend::invalidate)).
+    pub async fn invalidate(
         &self,
         keys: &[String],
-        announced: &[&str],
+        delete: bool,
         channel: Option<&str>,
     ) -> Result<(), Error> {
         match self {
-            Backend::Redis(b) => b.delete(keys, announced, channel).await,
+            Backend::Redis(b) => b.invalidate(keys, delete, channel).await,
             Backend::Memory(b) => {
-                b.delete(keys);
+                if delete {
+                    b.delete(keys);
+                }
                 Ok(())
             }
         }

@@ -466,20 +466,20 @@ impl RedisBackend {
             .map(drop)
     }
 
-    /// Deletes keys, then `PUBLISH`es each of `announced` on `channel`
+    /// Deletes keys (with `delete`), then `PUBLISH`es each on `channel`
     /// (the backplane of local tiers), in one round trip on one node; on a
     /// cluster the deletes land before the announcements go out. An
     /// invalidation is asked of Redis even while the breaker is open (its
     /// caller must know whether it happened), and its outcome tells the
     /// breaker.
-    pub async fn delete(
+    pub async fn invalidate(
         &self,
         keys: &[String],
-        announced: &[&str],
+        delete: bool,
         channel: Option<&str>,
     ) -> Result<(), Error> {
         let channel = channel.filter(|_| self.can_publish.load(Ordering::Relaxed));
-        match self.delete_on(keys, announced, channel).await {
+        match self.invalidate_on(keys, delete, channel).await {
             Err(Error::Redis(e)) if channel.is_some() && is_no_channel_rights(&e) => {
                 if self.can_publish.swap(false, Ordering::Relaxed) {
                     tracing::warn!(
@@ -488,28 +488,32 @@ impl RedisBackend {
                         "no rights to publish on the cache's channels: other processes' waiters poll, and their local tiers do not see invalidations (they are bypassed)"
                     );
                 }
-                self.delete_on(keys, announced, None).await
+                self.invalidate_on(keys, delete, None).await
             }
             other => other,
         }
     }
 
-    async fn delete_on(
+    async fn invalidate_on(
         &self,
         keys: &[String],
-        announced: &[&str],
+        delete: bool,
         channel: Option<&str>,
     ) -> Result<(), Error> {
-        let dels: Vec<Cmd> = keys
-            .iter()
-            .map(|k| redis::cmd("DEL").arg(k).to_owned())
-            .collect();
-        let mut publishes: Vec<Cmd> = Vec::new();
-        if let Some(channel) = channel {
-            for k in announced {
-                publishes.push(redis::cmd("PUBLISH").arg(channel).arg(*k).to_owned());
-            }
-        }
+        let dels: Vec<Cmd> = match delete {
+            true => keys
+                .iter()
+                .map(|k| redis::cmd("DEL").arg(k).to_owned())
+                .collect(),
+            false => Vec::new(),
+        };
+        let publishes: Vec<Cmd> = channel
+            .map(|channel| {
+                keys.iter()
+                    .map(|k| redis::cmd("PUBLISH").arg(channel).arg(k).to_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
         let run = async {
             if self.is_cluster() {
                 if !dels.is_empty() {

@@ -70,21 +70,30 @@ where
     S: Strategy<R>,
     F: Future<Output = R>,
 {
-    // Plain functions around one `async fn`: the call's arguments and its
-    // body are stored once in its future (each `async fn` layer that moves
-    // them on would store them again).
+    in_span(spec, move |span| {
+        run(
+            cache,
+            spec,
+            key,
+            tags,
+            (strategy, form),
+            body,
+            grace::InPlace,
+            span,
+        )
+    })
+}
+
+/// A call's future (`run`) in its span. Plain functions around one
+/// `async fn`: the call's arguments and its body are stored once in its
+/// future (each `async fn` layer that moves them on would store them
+/// again).
+fn in_span<R, C: Future<Output = R>>(
+    spec: &'static Spec,
+    call: impl FnOnce(tracing::Span) -> C,
+) -> impl Future<Output = R> {
     let span = call_span(spec);
-    let call = run(
-        cache,
-        spec,
-        key,
-        tags,
-        (strategy, form),
-        body,
-        grace::InPlace,
-        span.clone(),
-    );
-    observed(span, call)
+    observed(span.clone(), call(span))
 }
 
 /// The span of one call, at `DEBUG`: the function, then the outcome and
@@ -169,18 +178,18 @@ where
     S: Strategy<R> + Clone + Send + Sync + 'static,
     F: Future<Output = R> + Send + 'static,
 {
-    let span = call_span(spec);
-    let call = run(
-        cache,
-        spec,
-        key,
-        tags,
-        (strategy, form),
-        body,
-        grace::Detached,
-        span.clone(),
-    );
-    observed(span, call)
+    in_span(spec, move |span| {
+        run(
+            cache,
+            spec,
+            key,
+            tags,
+            (strategy, form),
+            body,
+            grace::Detached,
+            span,
+        )
+    })
 }
 
 /// What the local tier made of a call.
@@ -679,7 +688,7 @@ impl<'c> Call<'c> {
     /// backplane, not deleted, so the new value stays current in Redis.
     async fn announce_replaced(&self) {
         let version = [self.part.call_version(&self.keys).to_string()];
-        if let Err(error) = self.inner.announce(&version).await {
+        if let Err(error) = self.inner.invalidate(&version, false).await {
             self.fail(&error, "announce");
         }
     }
