@@ -7,7 +7,7 @@
 //! that returns an older version is a stale read.
 
 use std::future::Future;
-use std::process::Child;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A worker's command line: `REDIS_URL NAMESPACE TASKS SECONDS`.
@@ -130,4 +130,35 @@ pub fn totals<const N: usize>(workers: Vec<Child>, fields: [&str; N]) -> [u64; N
         }
     }
     sums
+}
+
+/// Sets `{namespace}:{key}` (the database's version, or the last
+/// invalidated one) on the test's server.
+pub fn set(conn: &mut redis::Connection, namespace: &str, key: &str, version: u64) {
+    let _: () = redis::cmd("SET")
+        .arg(format!("{namespace}:{key}"))
+        .arg(version)
+        .query(conn)
+        .unwrap();
+}
+
+/// Starts `processes` of the worker binary `bin`, each with `tasks` tasks
+/// reading for `seconds`, their output piped for [`totals`].
+pub fn spawn_workers(
+    bin: &str,
+    url: &str,
+    namespace: &str,
+    processes: usize,
+    tasks: usize,
+    seconds: u64,
+) -> Vec<Child> {
+    (0..processes)
+        .map(|_| {
+            Command::new(bin)
+                .args([url, namespace, &tasks.to_string(), &seconds.to_string()])
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"))
+        })
+        .collect()
 }

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use cache_runtime::{Cache, cached};
+use cache_tests::versioned_reads::{set, spawn_workers, totals};
 use cache_tests::{backends, no_hang, redis_cache, shared_url, unique_namespace};
 
 /// The database: a version to read, a switch to fail, a delay per read.
@@ -273,24 +274,16 @@ fn invalidation_ends_grace_across_processes() {
     let server = cache_tests::RedisServer::start();
     let namespace = unique_namespace("grace-xproc");
     let mut conn = server.conn();
-    let set = |conn: &mut redis::Connection, key: &str, v: u64| {
-        let _: () = redis::cmd("SET")
-            .arg(format!("{namespace}:{key}"))
-            .arg(v)
-            .query(conn)
-            .unwrap();
-    };
-    set(&mut conn, "db", 1);
-    set(&mut conn, "invalidated", 0);
-    let workers: Vec<_> = (0..3)
-        .map(|_| {
-            std::process::Command::new(env!("CARGO_BIN_EXE_grace_worker"))
-                .args([&server.url(), &namespace, "6", "6"])
-                .stdout(std::process::Stdio::piped())
-                .spawn()
-                .expect("grace_worker")
-        })
-        .collect();
+    set(&mut conn, &namespace, "db", 1);
+    set(&mut conn, &namespace, "invalidated", 0);
+    let workers = spawn_workers(
+        env!("CARGO_BIN_EXE_grace_worker"),
+        &server.url(),
+        &namespace,
+        3,
+        6,
+        6,
+    );
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let cache = redis_cache(&server.url(), &namespace);
     let started = std::time::Instant::now();
@@ -298,11 +291,11 @@ fn invalidation_ends_grace_across_processes() {
     while started.elapsed() < Duration::from_millis(5500) {
         std::thread::sleep(Duration::from_millis(150));
         version += 1;
-        set(&mut conn, "db", version);
+        set(&mut conn, &namespace, "db", version);
         runtime.block_on(cache.invalidate_tag("prices")).unwrap();
-        set(&mut conn, "invalidated", version);
+        set(&mut conn, &namespace, "invalidated", version);
     }
-    let [calls, stale] = cache_tests::versioned_reads::totals(workers, ["calls", "stale"]);
+    let [calls, stale] = totals(workers, ["calls", "stale"]);
     assert!(
         version > 20 && calls > 300,
         "{version} invalidations, {calls} reads"

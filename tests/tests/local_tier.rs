@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use cache_runtime::{Cache, cached};
+use cache_tests::versioned_reads::{set, spawn_workers, totals};
 use cache_tests::{RedisCluster, RedisServer, free_port, no_hang, unique_namespace};
 use serde::{Deserialize, Serialize};
 
@@ -285,6 +286,20 @@ async fn with_grace_a_local_value_ends_with_its_freshness() {
     .await;
 }
 
+/// Once the invalidation's message is applied, `reader` serves the new
+/// value, and keeps serving it (from its local tier after a Redis hit).
+async fn serves_after_the_message(reader: &Cache, db: &Db, expected: u64) {
+    no_hang(5, "the invalidation's message", async {
+        while price(reader.clone(), db.clone(), 1).await != Ok(expected) {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    for _ in 0..5 {
+        assert_eq!(price(reader.clone(), db.clone(), 1).await, Ok(expected));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalidations_from_another_cache_reach_the_local_tier() {
     let server = RedisServer::start();
@@ -304,15 +319,7 @@ async fn invalidations_from_another_cache_reach_the_local_tier() {
         db.set(round);
         writer.invalidate_tag("prices").await.unwrap();
         // The message is on its way: once applied, the old value is gone.
-        no_hang(5, "the invalidation's message", async {
-            while price(reader.clone(), db.clone(), 1).await != Ok(1000 + round) {
-                tokio::task::yield_now().await;
-            }
-        })
-        .await;
-        for _ in 0..5 {
-            assert_eq!(price(reader.clone(), db.clone(), 1).await, Ok(1000 + round));
-        }
+        serves_after_the_message(&reader, &db, 1000 + round).await;
     }
     assert!(reader.stats().local_hits >= 20 * 3);
 }
@@ -346,15 +353,7 @@ async fn on_a_cluster_invalidations_reach_the_local_tier_through_any_node() {
         } else {
             writer.invalidate_all().await.unwrap();
         }
-        no_hang(5, "the invalidation's message", async {
-            while price(reader.clone(), db.clone(), 1).await != Ok(1000 + round) {
-                tokio::task::yield_now().await;
-            }
-        })
-        .await;
-        for _ in 0..5 {
-            assert_eq!(price(reader.clone(), db.clone(), 1).await, Ok(1000 + round));
-        }
+        serves_after_the_message(&reader, &db, 1000 + round).await;
     }
     let s = reader.stats();
     assert!(s.local_hits >= 10 * 3, "{s:?}");
@@ -418,15 +417,6 @@ async fn the_memory_backend_ignores_the_local_tier() {
     assert_eq!((cache.stats().hits, cache.stats().local_hits), (2, 0));
 }
 
-/// Sets `{namespace}:{key}` on the test's server.
-fn set(conn: &mut redis::Connection, namespace: &str, key: &str, v: u64) {
-    let _: () = redis::cmd("SET")
-        .arg(format!("{namespace}:{key}"))
-        .arg(v)
-        .query(conn)
-        .unwrap();
-}
-
 /// How long the test gives an invalidation to reach every process before
 /// it counts an older value as a stale read: a bound on delivery, far
 /// above what it takes (see BENCHMARKS.md), never a performance assertion.
@@ -439,15 +429,14 @@ fn no_stale_local_read_across_processes_even_with_the_subscription_killed() {
     let mut conn = server.conn();
     set(&mut conn, &namespace, "db", 1);
     set(&mut conn, &namespace, "invalidated", 0);
-    let workers: Vec<_> = (0..3)
-        .map(|_| {
-            std::process::Command::new(env!("CARGO_BIN_EXE_local_worker"))
-                .args([&server.url(), &namespace, "4", "8"])
-                .stdout(std::process::Stdio::piped())
-                .spawn()
-                .expect("local_worker")
-        })
-        .collect();
+    let workers = spawn_workers(
+        env!("CARGO_BIN_EXE_local_worker"),
+        &server.url(),
+        &namespace,
+        3,
+        4,
+        8,
+    );
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let cache = cache_tests::redis_cache(&server.url(), &namespace);
     let started = std::time::Instant::now();
@@ -472,8 +461,7 @@ fn no_stale_local_read_across_processes_even_with_the_subscription_killed() {
         set(&mut conn, &namespace, "invalidated", version);
         std::thread::sleep(Duration::from_millis(50));
     }
-    let [calls, stale, local_hits] =
-        cache_tests::versioned_reads::totals(workers, ["calls", "stale", "local_hits"]);
+    let [calls, stale, local_hits] = totals(workers, ["calls", "stale", "local_hits"]);
     assert!(
         version > 15 && kills >= 5,
         "{version} invalidations, {kills} subscriptions killed"
