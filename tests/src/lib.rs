@@ -341,6 +341,7 @@ impl RedisCluster {
 }
 
 pub mod fixtures;
+pub mod logs;
 pub mod proxy;
 pub mod sentinel;
 pub mod tls;

@@ -1,37 +1,14 @@
 //! No password in any error, `Debug` output or log event: with a bad URL,
 //! a refused connection, and a server that rejects the password.
 
-use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cache_runtime::{Cache, cached};
+use cache_tests::logs::Logs;
 use cache_tests::{RedisServer, free_port};
-use tracing_subscriber::fmt::MakeWriter;
 
 const SECRET: &str = "s3cret-pw";
-
-/// Log events written here.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Logs {
-    type Writer = Logs;
-    fn make_writer(&'a self) -> Logs {
-        self.clone()
-    }
-}
 
 struct Api {
     cache: Cache,
@@ -130,7 +107,7 @@ async fn no_password_in_errors_debug_output_or_logs() {
         assert!(cache.stats().errors >= 2, "{:?}", cache.stats());
     }
 
-    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let logs = logs.text();
     assert!(
         logs.contains("cache backend failed"),
         "events were captured: {logs}"

@@ -5,6 +5,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use cache_runtime::{Cache, cached};
+use cache_tests::logs::Logs;
 use cache_tests::{backends, shared_url, unique_namespace};
 
 struct Shop {
@@ -17,27 +18,6 @@ impl Shop {
     async fn product(&self, id: u32) -> u32 {
         self.runs.fetch_add(1, Ordering::SeqCst);
         id
-    }
-}
-
-/// Captured log output.
-#[derive(Clone, Default)]
-struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
-    type Writer = Logs;
-    fn make_writer(&'a self) -> Logs {
-        self.clone()
     }
 }
 
@@ -80,14 +60,14 @@ async fn each_call_has_a_span_with_its_function_and_outcome() {
             shop.product(2).await;
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
-        logs.0.lock().unwrap().clear();
+        logs.clear();
         shop.product(7).await;
         shop.product(7).await;
         if local {
             shop.product(7).await;
         }
         let _ = cache_runtime::bypass(shop.product(7)).await;
-        let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        let text = logs.text();
         let closes: Vec<&str> = text
             .lines()
             .filter(|l| l.contains("cached{") && l.contains("close"))
