@@ -193,27 +193,28 @@ where
 }
 
 /// What the local tier made of a call.
-enum First<R> {
+enum First<'c, R> {
     /// Its value, served.
     Hit(R),
-    /// Nothing: with a ticket and the key when what Redis returns may be
-    /// kept.
-    Miss(Option<(Ticket, LocalKey)>),
+    /// Nothing: with the tier, a ticket and the key when what Redis
+    /// returns may be kept.
+    Miss(Option<(&'c LocalTier, Ticket, LocalKey)>),
 }
 
 /// The local tier's answer to a call, if the cache has one and the call
 /// may use it (not in a `bypass` or `refresh` scope, not `local = false`).
-fn first_local<R, S: Strategy<R>>(
-    cache: Option<&Cache>,
+fn first_local<'c, R, S: Strategy<R>>(
+    cache: &'c Cache,
     spec: &'static Spec,
     key: &KeyPart,
+    scope: Option<Scope>,
     form: LocalForm<R, S>,
     strategy: &S,
-) -> First<R> {
-    let Some((cache, tier)) = cache.and_then(|c| Some((c, c.inner.local.as_deref()?))) else {
+) -> First<'c, R> {
+    let Some(tier) = cache.inner.local.as_deref() else {
         return First::Miss(None);
     };
-    if !spec.options.local || scope::current().is_some() {
+    if !spec.options.local || scope.is_some() {
         return First::Miss(None);
     }
     let Some(local_key) = crate::local::key_of(spec, key) else {
@@ -224,7 +225,7 @@ fn first_local<R, S: Strategy<R>>(
         return First::Hit(value);
     }
     match tier.ticket() {
-        Some(ticket) => First::Miss(Some((ticket, local_key))),
+        Some(ticket) => First::Miss(Some((tier, ticket, local_key))),
         // The backplane is down: bypassed until it is (back) up.
         None => {
             if let Some(notifier) = &cache.inner.notifier {
@@ -251,7 +252,13 @@ where
     F: Future<Output = R>,
     M: grace::Mode<R, S, F>,
 {
-    let local = match first_local(cache.as_ref(), spec, &key, form, &strategy) {
+    let Some(cache) = cache else {
+        warn_no_cache(spec);
+        span.record("outcome", "uncached");
+        return body.await;
+    };
+    let scope = scope::current();
+    let mut local = match first_local(&cache, spec, &key, scope, form, &strategy) {
         First::Hit(value) => {
             // A local hit never waits: it takes from the task's budget, so
             // that a loop of them still lets the task's neighbours run.
@@ -261,15 +268,7 @@ where
         }
         First::Miss(local) => local,
     };
-    let Some(cache) = cache else {
-        warn_no_cache(spec);
-        span.record("outcome", "uncached");
-        return body.await;
-    };
     let codec = spec.options.codec;
-    let scope = scope::current();
-    let tier = cache.inner.local.as_deref();
-    let mut local = local.and_then(|(ticket, key)| Some((tier?, ticket, key)));
     let call = match Call::new(&cache.inner, spec, key, tags) {
         Ok(call) => call,
         Err(error) => {
