@@ -290,8 +290,8 @@ impl CacheBuilder {
     /// On Redis Cluster, the subscription goes to one of the nodes given to
     /// [`redis_cluster`](Self::redis_cluster) (a cluster forwards classic
     /// pub/sub messages to every node): the first, then the next one after
-    /// each failure; while none answers, the local tier is bypassed. With the in-process backend, which needs no
-    /// second tier, it is ignored.
+    /// each failure; while none answers, the local tier is bypassed. With
+    /// the in-process backend, which needs no second tier, it is ignored.
     ///
     /// ```
     /// let cache = cache_runtime::Cache::builder()
