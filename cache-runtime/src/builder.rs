@@ -8,12 +8,13 @@ use crate::backend::clients::{self, Tls};
 use crate::backend::link::{Link, Node};
 use crate::backend::memory::MemoryBackend;
 use crate::backend::redis::{RedisBackend, Target};
+use crate::backplane::Backplane;
 use crate::breaker::Breaker;
-use crate::cache::{self, Cache, Inner};
+use crate::cache::Cache;
+use crate::engine::{Inner, Parts};
 use crate::error::Error;
 use crate::local::LocalTier;
-use crate::notify::Notifier;
-use crate::singleflight::Flights;
+use crate::schema;
 use crate::stats::Counters;
 
 enum BackendChoice {
@@ -324,6 +325,27 @@ impl CacheBuilder {
     /// Makes the cache. Does no I/O: Redis is connected on first use, and a
     /// Redis that is down is not an error here.
     pub fn build(mut self) -> Result<Cache, Error> {
+        self.check()?;
+        let stats = Arc::new(Counters::default());
+        let (backend, link) = self.backend(&stats)?;
+        let (backplane, local) = self.backplane(link);
+        Ok(Cache {
+            inner: Arc::new(Inner::new(Parts {
+                backend,
+                namespace: self.namespace,
+                default_ttl: self.default_ttl,
+                lock_ttl: self.lock_ttl,
+                max_value_bytes: self.max_value_bytes,
+                ttl_jitter: self.ttl_jitter,
+                stats,
+                backplane,
+                local,
+            })),
+        })
+    }
+
+    /// Checks the settings, each against its bounds.
+    fn check(&self) -> Result<(), Error> {
         if self.op_timeout.is_zero() {
             return Err(Error::InvalidConfig(
                 "`op_timeout` must be greater than zero",
@@ -358,60 +380,75 @@ impl CacheBuilder {
                 return Err(Error::InvalidConfig(too_long));
             }
         }
-        let stats = Arc::new(Counters::default());
-        let mut subscription = None;
-        let backend = match std::mem::replace(&mut self.backend, BackendChoice::None) {
-            BackendChoice::None => return Err(Error::NoBackend),
-            BackendChoice::Memory => Backend::Memory(MemoryBackend::new(
-                self.memory_capacity,
-                self.memory_max_bytes,
-            )),
-            BackendChoice::Redis(url) => {
-                let client = clients::single(&url, &self.tls)?;
-                self.redis_backend(
-                    Target::Single(Arc::new(Link::new(Node::Fixed(client), self.op_timeout))),
-                    &stats,
-                )
-            }
-            BackendChoice::Sentinel(urls, master_name) => {
-                let sentinel = clients::sentinel(&urls, &master_name, &self.tls)?;
-                self.redis_backend(
-                    Target::Single(Arc::new(Link::new(
-                        Node::Sentinel {
-                            client: tokio::sync::Mutex::new(sentinel),
-                            master_name,
-                        },
-                        self.op_timeout,
-                    ))),
-                    &stats,
-                )
-            }
-            BackendChoice::Cluster(urls) => {
-                if urls.is_empty() {
-                    return Err(Error::InvalidConfig(
-                        "`redis_cluster` needs at least one URL",
-                    ));
+        Ok(())
+    }
+
+    /// The backend, and the link its backplane subscribes on (Redis only):
+    /// a single node's own link, or for a cluster one to any of its nodes.
+    fn backend(&mut self, stats: &Arc<Counters>) -> Result<(Backend, Option<Arc<Link>>), Error> {
+        let single = |node: Node| Arc::new(Link::new(node, self.op_timeout));
+        Ok(
+            match std::mem::replace(&mut self.backend, BackendChoice::None) {
+                BackendChoice::None => return Err(Error::NoBackend),
+                BackendChoice::Memory => (
+                    Backend::Memory(MemoryBackend::new(
+                        self.memory_capacity,
+                        self.memory_max_bytes,
+                    )),
+                    None,
+                ),
+                BackendChoice::Redis(url) => {
+                    let link = single(Node::Fixed(clients::single(&url, &self.tls)?));
+                    (
+                        self.redis_backend(Target::Single(link.clone()), stats),
+                        Some(link),
+                    )
                 }
-                let client = clients::cluster(&urls, &self.tls, self.op_timeout)?;
-                // The subscription (fill announcements, the local tier's
-                // backplane) goes to one node, the first given, then the
-                // next after a failure: a cluster forwards classic pub/sub
-                // messages to every node.
-                let nodes = urls
-                    .iter()
-                    .map(|url| clients::single(url, &self.tls))
-                    .collect::<Result<Vec<_>, _>>()?;
-                subscription = Some(Arc::new(Link::new(
-                    Node::Any {
+                BackendChoice::Sentinel(urls, master_name) => {
+                    let sentinel = clients::sentinel(&urls, &master_name, &self.tls)?;
+                    let link = single(Node::Sentinel {
+                        client: tokio::sync::Mutex::new(sentinel),
+                        master_name,
+                    });
+                    (
+                        self.redis_backend(Target::Single(link.clone()), stats),
+                        Some(link),
+                    )
+                }
+                BackendChoice::Cluster(urls) => {
+                    if urls.is_empty() {
+                        return Err(Error::InvalidConfig(
+                            "`redis_cluster` needs at least one URL",
+                        ));
+                    }
+                    let client = clients::cluster(&urls, &self.tls, self.op_timeout)?;
+                    // The subscription (fill announcements, the local tier's
+                    // backplane) goes to one node, the first given, then the
+                    // next after a failure: a cluster forwards classic pub/sub
+                    // messages to every node.
+                    let nodes = urls
+                        .iter()
+                        .map(|url| clients::single(url, &self.tls))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let link = single(Node::Any {
                         clients: nodes,
                         next: Default::default(),
-                    },
-                    self.op_timeout,
-                )));
-                self.redis_backend(Target::Cluster(Box::new(client)), &stats)
-            }
-        };
-        let link = subscription.or_else(|| backend.as_redis().and_then(|r| r.link()).cloned());
+                    });
+                    (
+                        self.redis_backend(Target::Cluster(Box::new(client)), stats),
+                        Some(link),
+                    )
+                }
+            },
+        )
+    }
+
+    /// The backplane (fill announcements, and invalidations for the local
+    /// tier) on `link`, and the local tier, which needs it.
+    fn backplane(
+        &self,
+        link: Option<Arc<Link>>,
+    ) -> (Option<Arc<Backplane>>, Option<Arc<LocalTier>>) {
         let local = match (&link, self.local_bytes) {
             (Some(_), Some(bytes)) => Some(Arc::new(LocalTier::new(bytes))),
             (None, Some(_)) => {
@@ -423,44 +460,18 @@ impl CacheBuilder {
             }
             _ => None,
         };
-        let notifier = link.map(|link| {
-            Notifier::new(
+        let backplane = link.map(|link| {
+            Backplane::new(
                 link,
-                cache::fill_channel(&self.namespace),
+                schema::fill_channel(&self.namespace),
                 local
                     .clone()
-                    .map(|tier| (tier, cache::invalidation_channel(&self.namespace))),
+                    .map(|tier| (tier, schema::invalidation_channel(&self.namespace))),
             )
         });
-        Ok(Cache {
-            inner: Arc::new(Inner {
-                id: {
-                    static NEXT: std::sync::atomic::AtomicU64 =
-                        std::sync::atomic::AtomicU64::new(1);
-                    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-                },
-                functions: Default::default(),
-                backend,
-                namespace: self.namespace,
-                default_ttl: self.default_ttl,
-                lock_ttl: self.lock_ttl,
-                max_value_bytes: self.max_value_bytes,
-                ttl_jitter: self.ttl_jitter,
-                stats,
-                flights: Flights::default(),
-                notifier,
-                local,
-                sweeping: Default::default(),
-                failed_refreshes: moka::sync::Cache::builder()
-                    .max_capacity(100_000)
-                    .time_to_live(crate::call::REFRESH_BACKOFF)
-                    .build(),
-            }),
-        })
+        (backplane, local)
     }
-}
 
-impl CacheBuilder {
     fn redis_backend(&self, target: Target, stats: &Arc<Counters>) -> Backend {
         Backend::Redis(Arc::new(RedisBackend::new(
             target,

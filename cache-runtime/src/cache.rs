@@ -2,15 +2,13 @@
 //! counters and its in-flight computations.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::backend::Backend;
 use crate::builder::CacheBuilder;
+use crate::engine::Inner;
 use crate::error::Error;
-use crate::notify::Notifier;
-use crate::singleflight::Flights;
-use crate::spec::Spec;
-use crate::stats::{Counters, FunctionCounters, Stats};
+use crate::schema::{function_key, namespace_key, tag_key};
+use crate::stats::Stats;
 
 /// A cache that `#[cached]` functions read and fill. Clone it freely: clones
 /// share everything.
@@ -31,76 +29,6 @@ use crate::stats::{Counters, FunctionCounters, Stats};
 #[derive(Clone)]
 pub struct Cache {
     pub(crate) inner: Arc<Inner>,
-}
-
-pub(crate) struct Inner {
-    /// Unique among the caches of this process.
-    pub id: u64,
-    /// The counters of each function called with this cache, by the
-    /// address of its `Spec`.
-    pub functions: std::sync::Mutex<std::collections::HashMap<usize, Arc<FunctionCounters>>>,
-    pub backend: Backend,
-    pub namespace: String,
-    pub default_ttl: Duration,
-    pub lock_ttl: Duration,
-    pub max_value_bytes: usize,
-    /// The largest share of a TTL taken off at random (`ttl_jitter`).
-    pub ttl_jitter: f64,
-    pub stats: Arc<Counters>,
-    pub flights: Flights,
-    /// Fill announcements and the backplane (Redis only).
-    pub notifier: Option<Arc<Notifier>>,
-    /// The local tier (`local_cache`, Redis only).
-    pub local: Option<Arc<crate::local::LocalTier>>,
-    /// Whether a check for an oversized entry runs (at most one at a time).
-    pub sweeping: Arc<std::sync::atomic::AtomicBool>,
-    /// Entry keys whose refresh failed in the last
-    /// [`REFRESH_BACKOFF`](crate::call::REFRESH_BACKOFF): their grace value
-    /// is served without another try, so a failing database gets one
-    /// refresh per key per process per backoff, not one per call.
-    pub failed_refreshes: moka::sync::Cache<String, ()>,
-}
-
-// Entries live under `{ns}:`; the cache's own keys under `{ns}#`, so that no
-// entry key, whatever a `key = "..."` template renders, is ever one of them.
-
-/// The key that holds the current version of a user tag.
-pub(crate) fn tag_key(namespace: &str, tag: &str) -> String {
-    format!("{namespace}#tag:{tag}")
-}
-
-/// The key that holds the current version of a function's implicit tag,
-/// carried by every entry of that function.
-pub(crate) fn function_key(namespace: &str, function: &str) -> String {
-    format!("{namespace}#fn:{function}")
-}
-
-/// The key that holds the version of a whole namespace, which every entry
-/// carries ([`Cache::invalidate_all`] deletes it).
-pub(crate) fn namespace_key(namespace: &str) -> String {
-    format!("{namespace}#all")
-}
-
-/// The key that holds the version of one call's entry (its implicit tag,
-/// which `<fn>_invalidate(args)` deletes).
-pub(crate) fn call_key(namespace: &str, entry_key: &str) -> String {
-    format!("{namespace}#call:{entry_key}")
-}
-
-/// The key of the fill lease of an entry.
-pub(crate) fn lease_key(namespace: &str, entry_key: &str) -> String {
-    format!("{namespace}#lease:{entry_key}")
-}
-
-/// The channel on which invalidations are announced to local tiers (the
-/// backplane).
-pub(crate) fn invalidation_channel(namespace: &str) -> String {
-    format!("{namespace}#invalidations")
-}
-
-/// The channel on which fills are announced to waiting processes.
-pub(crate) fn fill_channel(namespace: &str) -> String {
-    format!("{namespace}#fills")
 }
 
 impl std::fmt::Debug for Cache {
@@ -171,15 +99,7 @@ impl Cache {
     /// # Ok(()) }
     /// ```
     pub fn function_stats(&self) -> std::collections::BTreeMap<String, Stats> {
-        let functions = self
-            .inner
-            .functions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        functions
-            .values()
-            .map(|f| (f.path.to_owned(), f.counters.snapshot()))
-            .collect()
+        self.inner.function_stats()
     }
 
     /// Makes every entry carrying `tag` a miss on its next read, in every
@@ -206,7 +126,7 @@ impl Cache {
             .into_iter()
             .map(|t| tag_key(&self.inner.namespace, t.as_ref()))
             .collect();
-        self.delete_versions(keys).await
+        self.inner.invalidate_versions(keys).await
     }
 
     /// Makes every entry of one `#[cached]` function a miss, given its full
@@ -217,7 +137,8 @@ impl Cache {
     /// # Errors
     /// As [`invalidate_tag`](Self::invalidate_tag).
     pub async fn invalidate_function(&self, function: &str) -> Result<(), Error> {
-        self.delete_versions(vec![function_key(&self.inner.namespace, function)])
+        self.inner
+            .invalidate_versions(vec![function_key(&self.inner.namespace, function)])
             .await
     }
 
@@ -238,66 +159,8 @@ impl Cache {
     /// # Errors
     /// As [`invalidate_tag`](Self::invalidate_tag).
     pub async fn invalidate_all(&self) -> Result<(), Error> {
-        self.delete_versions(vec![namespace_key(&self.inner.namespace)])
+        self.inner
+            .invalidate_versions(vec![namespace_key(&self.inner.namespace)])
             .await
-    }
-
-    pub(crate) async fn delete_versions(&self, keys: Vec<String>) -> Result<(), Error> {
-        if keys.is_empty() {
-            return Ok(());
-        }
-        let n = keys.len() as u64;
-        let deleted = self.inner.invalidate(&keys, true).await;
-        match deleted {
-            Ok(()) => {
-                self.inner
-                    .stats
-                    .invalidations
-                    .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-                tracing::debug!(target: "cache_runtime", ?keys, "invalidated");
-                Ok(())
-            }
-            Err(e) => {
-                self.inner.record_error(&e, "invalidate");
-                Err(e)
-            }
-        }
-    }
-}
-
-impl Inner {
-    /// Invalidates version keys: deletes them (with `delete`; without, a
-    /// value was replaced under the same versions) and announces them on
-    /// the backplane, in one round trip; then this process's local tier
-    /// forgets the values read under them, before the caller goes on (also
-    /// when Redis failed: a local value is then not to be trusted either).
-    pub(crate) async fn invalidate(&self, keys: &[String], delete: bool) -> Result<(), Error> {
-        let channel = invalidation_channel(&self.namespace);
-        let result = self.backend.invalidate(keys, delete, Some(&channel)).await;
-        if let Some(local) = &self.local {
-            local.invalidate(keys.iter().map(String::as_str));
-        }
-        result
-    }
-
-    /// The counters of the function `spec` in this cache, made on first use.
-    pub(crate) fn function_counters(&self, spec: &'static Spec) -> Arc<FunctionCounters> {
-        let mut functions = self.functions.lock().unwrap_or_else(|p| p.into_inner());
-        functions
-            .entry(std::ptr::from_ref(spec) as usize)
-            .or_insert_with(|| Arc::new(FunctionCounters::new(spec.path())))
-            .clone()
-    }
-
-    /// Counts and logs a backend failure.
-    pub(crate) fn record_error(&self, error: &Error, op: &'static str) {
-        if matches!(error, Error::CircuitOpen) {
-            return; // counted in `skipped` where it was decided
-        }
-        Counters::add(&self.stats.errors);
-        if error.is_timeout() {
-            Counters::add(&self.stats.timeouts);
-        }
-        tracing::warn!(target: "cache_runtime", op, %error, "cache backend failed; going on without it");
     }
 }

@@ -4,8 +4,8 @@
 
 use serde::Serialize;
 
-use crate::backend::KeyName;
 use crate::canonical::{self, EncodeError};
+use crate::schema::{self, KeyName};
 use crate::spec::FunctionKeys;
 
 /// The per-call part of a key, built by the generated code.
@@ -50,20 +50,14 @@ impl CallPart {
     /// The entry's key: `{ns}:{path}:{digest}` or `{ns}:{template}`.
     pub fn entry<'a>(&'a self, keys: &'a FunctionKeys) -> KeyName<'a> {
         match self {
-            CallPart::Digest(hex) => KeyName::new(&[&keys.entry_prefix, hex.as_str()]),
-            CallPart::Template(t) => KeyName::new(&[&keys.namespace, ":", t]),
+            CallPart::Digest(hex) => schema::digest_entry(&keys.entry_prefix, hex.as_str()),
+            CallPart::Template(t) => schema::template_entry(&keys.namespace, t),
         }
     }
 
     /// The key of the entry's own version: `{ns}#call:{entry key}`.
     pub fn call_version<'a>(&'a self, keys: &'a FunctionKeys) -> KeyName<'a> {
-        let ns = keys.namespace.as_str();
-        match self {
-            CallPart::Digest(hex) => {
-                KeyName::new(&[ns, "#call:", &keys.entry_prefix, hex.as_str()])
-            }
-            CallPart::Template(t) => KeyName::new(&[ns, "#call:", ns, ":", t]),
-        }
+        schema::call_name(&keys.namespace, self.entry(keys))
     }
 }
 

@@ -6,7 +6,7 @@
 //!   Holding it, it computes and stores the value, then in the same round
 //!   trip releases the lease with a compare-and-delete script (a holder
 //!   whose lease already expired never deletes the next holder's) and
-//!   announces the release (see [`notify`](crate::notify)).
+//!   announces the release (see [`backplane`](crate::backplane)).
 //! - Callers that lose the race wait: they read the entry when the release
 //!   is announced (the value reaches them a round trip after it is
 //!   written), and on a short bounded backoff (5 ms doubling to 50 ms) that
@@ -23,17 +23,18 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::backend::Snapshot;
 use crate::backend::Store;
 use crate::backend::redis::{LeaseTry, RedisBackend};
-use crate::backend::{KeyName, Snapshot};
+use crate::backplane::{Backplane, Registration};
 use crate::error::Error;
-use crate::notify::{Notifier, Registration};
+use crate::schema::KeyName;
 
 /// The lease of one entry, not taken yet. Made before the first attempt, so
 /// that no announcement of a release after it is missed.
 pub(crate) struct LeaseRequest<'a> {
     redis: &'a Arc<RedisBackend>,
-    notifier: Option<&'a Arc<Notifier>>,
+    backplane: Option<&'a Arc<Backplane>>,
     registration: Option<Registration<'a>>,
     key: String,
     token: String,
@@ -62,14 +63,14 @@ const MAX_BACKOFF: Duration = Duration::from_millis(50);
 impl<'a> LeaseRequest<'a> {
     pub fn new(
         redis: &'a Arc<RedisBackend>,
-        notifier: Option<&'a Arc<Notifier>>,
+        backplane: Option<&'a Arc<Backplane>>,
         key: String,
         ttl: Duration,
     ) -> Self {
         LeaseRequest {
             redis,
-            notifier,
-            registration: notifier.map(|n| n.register(&key)),
+            backplane,
+            registration: backplane.map(|n| n.register(&key)),
             key,
             token: crate::ids::random_id(),
             ttl,
@@ -95,7 +96,7 @@ impl<'a> LeaseRequest<'a> {
     fn guard(&self, armed: bool) -> LeaseGuard {
         LeaseGuard {
             redis: self.redis.clone(),
-            channel: self.notifier.map(|n| n.channel().clone()),
+            channel: self.backplane.map(|n| n.channel().clone()),
             key: self.key.clone(),
             token: self.token.clone(),
             armed,

@@ -171,28 +171,34 @@
 #![warn(missing_docs)]
 
 mod backend;
+mod backplane;
 mod breaker;
 mod builder;
 mod cache;
 mod call;
 mod canonical;
 mod codec;
+mod companions;
+mod default_cache;
+mod engine;
 mod entry;
 mod error;
-mod handle;
+mod function_counters;
 #[cfg(feature = "http")]
 pub mod http;
 mod ids;
-mod invalidate;
+mod invalidation;
 mod key;
 mod lease;
 mod local;
 #[cfg(feature = "metrics")]
 pub mod metrics;
-mod notify;
 mod outcome;
+mod retry;
+mod schema;
 mod scope;
 mod singleflight;
+mod span;
 mod spec;
 mod stats;
 mod template;
@@ -204,8 +210,8 @@ pub mod __private;
 pub use builder::{CacheBuilder, DEFAULT_MAX_VALUE_BYTES, MAX_DURATION};
 pub use cache::Cache;
 pub use canonical::EncodeError;
+pub use default_cache::{AsCache, set_default};
 pub use error::Error;
-pub use handle::{AsCache, set_default};
 pub use scope::{bypass, refresh};
 pub use stats::Stats;
 pub use template::template_value;

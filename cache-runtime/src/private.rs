@@ -15,8 +15,8 @@ pub use ::std::string::String;
 
 pub use crate::call::{execute, execute_detached};
 pub use crate::codec::{Codec, CodecError};
-pub use crate::handle::{AsCache, default_cache};
-pub use crate::invalidate::{invalidate_call, invalidate_function};
+pub use crate::companions::{invalidate_call, invalidate_function};
+pub use crate::default_cache::{AsCache, default_cache};
 pub use crate::key::{ArgsDigest, KeyArg, KeyPart};
 pub use crate::local::{LocalForm, LocalProbe, ViaBytes, ViaClone};
 pub use crate::outcome::{OkOnly, OkSome, Plain, SomeOnly, Strategy};

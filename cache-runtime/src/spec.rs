@@ -3,9 +3,9 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use crate::cache::Inner;
 use crate::codec::Codec;
-use crate::stats::FunctionCounters;
+use crate::function_counters::FunctionCounters;
+use crate::schema;
 
 /// The attribute's options, as the macro wrote them.
 #[derive(Debug, Clone, Copy)]
@@ -131,33 +131,36 @@ impl Spec {
         }
     }
 
-    /// The function's counters in the cache `inner`: without a lock for
-    /// the first cache the function is called with.
-    pub(crate) fn counters(&'static self, inner: &Inner) -> CountersRef {
-        let (id, first) = self
-            .counters
-            .get_or_init(|| (inner.id, inner.function_counters(self)));
-        if *id == inner.id {
+    /// The function's counters in the cache whose id is `cache`, made by
+    /// `make` on first use: without a lock for the first cache the function
+    /// is called with.
+    pub(crate) fn counters(
+        &'static self,
+        cache: u64,
+        make: impl Fn() -> Arc<FunctionCounters>,
+    ) -> CountersRef {
+        let (id, first) = self.counters.get_or_init(|| (cache, make()));
+        if *id == cache {
             CountersRef::Shared(first)
         } else {
-            CountersRef::Own(inner.function_counters(self))
+            CountersRef::Own(make())
         }
     }
 
     fn make_keys(&self, namespace: &str) -> FunctionKeys {
         let path = self.path();
         let mut version_keys = Vec::with_capacity(2 + self.options.tags.len());
-        version_keys.push(crate::cache::function_key(namespace, path));
-        version_keys.push(crate::cache::namespace_key(namespace));
+        version_keys.push(schema::function_key(namespace, path));
+        version_keys.push(schema::namespace_key(namespace));
         version_keys.extend(
             self.options
                 .tags
                 .iter()
-                .map(|tag| crate::cache::tag_key(namespace, tag)),
+                .map(|tag| schema::tag_key(namespace, tag)),
         );
         FunctionKeys {
             namespace: namespace.to_owned(),
-            entry_prefix: format!("{namespace}:{path}:"),
+            entry_prefix: schema::entry_prefix(namespace, path),
             version_keys,
         }
     }

@@ -36,8 +36,11 @@ macro_rules! counters {
             }
         }
 
-        /// One of the counters.
+        /// One of the counters. The cache-wide ones (`round_trips`,
+        /// `invalidations`) are counted by name, never as a `Stat`, but are
+        /// listed in `Stat::ALL` (for the metrics).
         #[allow(non_camel_case_types)]
+        #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
         pub(crate) enum Stat {
             $($name,)*
@@ -45,16 +48,8 @@ macro_rules! counters {
 
         impl Stat {
             /// Every counter, in order.
-            #[allow(dead_code)]
+            #[cfg(feature = "metrics")]
             pub const ALL: &[Stat] = &[$(Stat::$name,)*];
-
-            /// The counter's name, as in [`Stats`].
-            #[allow(dead_code)]
-            pub fn name(self) -> &'static str {
-                match self {
-                    $(Stat::$name => stringify!($name),)*
-                }
-            }
         }
     };
 }
@@ -126,45 +121,5 @@ impl Stats {
 impl Counters {
     pub fn add(counter: &AtomicU64) {
         counter.fetch_add(1, Relaxed);
-    }
-}
-
-/// The counters of one `#[cached]` function in one cache (and its metric
-/// handles, with the `metrics` feature).
-#[derive(Debug)]
-pub(crate) struct FunctionCounters {
-    pub path: &'static str,
-    pub counters: Counters,
-    #[cfg(feature = "metrics")]
-    pub metrics: crate::metrics::FunctionMetrics,
-}
-
-impl FunctionCounters {
-    pub fn new(path: &'static str) -> Self {
-        FunctionCounters {
-            path,
-            counters: Counters::default(),
-            #[cfg(feature = "metrics")]
-            metrics: crate::metrics::FunctionMetrics::new(path),
-        }
-    }
-
-    /// Counts one event of the function, not in the cache's counters.
-    pub fn count(&self, stat: Stat) {
-        Counters::add(self.counters.get(stat));
-        #[cfg(feature = "metrics")]
-        self.metrics.count(stat);
-    }
-
-    /// Records how long the body ran.
-    pub fn body_took(&self, _took: std::time::Duration) {
-        #[cfg(feature = "metrics")]
-        self.metrics.body(_took);
-    }
-
-    /// Records how long a call waited for another process's fill.
-    pub fn waited(&self, _took: std::time::Duration) {
-        #[cfg(feature = "metrics")]
-        self.metrics.lease_wait(_took);
     }
 }

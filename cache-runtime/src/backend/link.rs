@@ -28,7 +28,7 @@ use tokio::sync::{Mutex, OnceCell, watch};
 use tokio::task::JoinHandle;
 
 use crate::error::Error;
-use crate::notify::{FIRST_RETRY, MAX_RETRY};
+use crate::retry::Backoff;
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -262,7 +262,7 @@ impl Drop for Link {
 /// Listens to `+switch-master` on a sentinel (reconnecting after
 /// failures, to whichever sentinel answers) until the link is gone.
 async fn watch_switches(link: Weak<Link>) {
-    let mut retry = FIRST_RETRY;
+    let mut backoff = Backoff::new();
     loop {
         let subscribed = {
             let Some(link) = link.upgrade() else { return };
@@ -287,7 +287,7 @@ async fn watch_switches(link: Weak<Link>) {
         };
         match subscribed {
             Ok(Ok((pubsub, master_name))) => {
-                retry = FIRST_RETRY;
+                backoff.reset();
                 let mut messages = pubsub.into_on_message();
                 while let Some(msg) = messages.next().await {
                     // "<master name> <old ip> <old port> <new ip> <new port>"
@@ -308,8 +308,7 @@ async fn watch_switches(link: Weak<Link>) {
         if link.strong_count() == 0 {
             return;
         }
-        tokio::time::sleep(retry).await;
-        retry = (retry * 2).min(MAX_RETRY);
+        backoff.wait().await;
     }
 }
 

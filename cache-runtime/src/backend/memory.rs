@@ -24,7 +24,8 @@ use moka::Expiry;
 use moka::sync::Cache as Map;
 use redis::Value;
 
-use super::{KeyName, Snapshot};
+use super::Snapshot;
+use crate::schema::KeyName;
 
 #[derive(Clone)]
 struct Stored {

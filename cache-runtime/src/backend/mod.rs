@@ -12,63 +12,13 @@ pub(crate) mod link;
 pub(crate) mod memory;
 pub(crate) mod redis;
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::redis::{RedisWrite, ToRedisArgs, Value};
+use ::redis::Value;
 
 use crate::error::Error;
-
-/// A key name given as up to five pieces, joined only where it is written
-/// (into a command's buffer): a hit builds no `String` for its keys.
-#[derive(Clone, Copy)]
-pub(crate) struct KeyName<'a> {
-    parts: [&'a str; 5],
-    len: usize,
-}
-
-impl<'a> KeyName<'a> {
-    /// The pieces of a name, at most five.
-    pub fn new(parts: &[&'a str]) -> Self {
-        let mut name = KeyName {
-            parts: [""; 5],
-            len: parts.len().min(5),
-        };
-        name.parts[..name.len].copy_from_slice(&parts[..name.len]);
-        name
-    }
-
-    pub fn whole(name: &'a str) -> Self {
-        KeyName::new(&[name])
-    }
-
-    fn parts(&self) -> &[&'a str] {
-        &self.parts[..self.len]
-    }
-
-    /// Its length in bytes.
-    pub fn byte_len(&self) -> usize {
-        self.parts().iter().map(|p| p.len()).sum()
-    }
-}
-
-impl fmt::Display for KeyName<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.parts().iter().try_for_each(|p| f.write_str(p))
-    }
-}
-
-impl ToRedisArgs for KeyName<'_> {
-    fn write_redis_args<W: ?Sized + RedisWrite>(&self, out: &mut W) {
-        use std::io::Write;
-        let mut arg = out.writer_for_next_arg();
-        for part in self.parts() {
-            // Writing into the command's buffer cannot fail.
-            let _ = arg.write_all(part.as_bytes());
-        }
-    }
-}
+use crate::schema::KeyName;
 
 /// What one lookup read: the entry (if any) and the current value of each
 /// of its version keys, as Redis answered them (no copy), and whether a

@@ -27,9 +27,10 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, ErrorKind, ServerErrorKind, Value};
 
 use super::link::{self, Health, Link};
-use super::{KeyName, Prepared, Snapshot, Store};
+use super::{Prepared, Snapshot, Store};
 use crate::breaker::{Admit, Breaker};
 use crate::error::Error;
+use crate::schema::KeyName;
 use crate::stats::Counters;
 
 /// A Lua script, sent by its SHA-1 once the server knows it.
@@ -188,14 +189,6 @@ impl RedisBackend {
         result
     }
 
-    /// The link of a single-node backend (for pub/sub); `None` on a cluster.
-    pub fn link(&self) -> Option<&Arc<Link>> {
-        match &self.target {
-            Target::Single(link) => Some(link),
-            Target::Cluster(_) => None,
-        }
-    }
-
     fn is_cluster(&self) -> bool {
         matches!(self.target, Target::Cluster(_))
     }
@@ -295,8 +288,7 @@ impl RedisBackend {
         run: impl AsyncFnOnce(&Route<'_>) -> Result<T, Error>,
     ) -> Result<T, Error> {
         let _nth = self.stats.round_trips.fetch_add(1, Ordering::Relaxed);
-        // Counted into the span of the call this task runs, if it is on.
-        let _ = crate::call::ROUND_TRIPS.try_with(|n| n.set(n.get() + 1));
+        crate::span::count_round_trip();
         let route = self.route();
         // One round trip in 16 is timed: recording every one would cost a
         // hit about 0.5 µs, and a sample shows the same distribution.

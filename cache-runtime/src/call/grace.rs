@@ -40,6 +40,16 @@ use crate::stats::Stat;
 /// without trying again (in this process).
 pub(crate) const REFRESH_BACKOFF: Duration = Duration::from_secs(1);
 
+/// The entry keys whose refresh failed in the last [`REFRESH_BACKOFF`]:
+/// their grace value is served without another try, so a failing database
+/// gets one refresh per key per process per backoff, not one per call.
+pub(crate) fn failed_refreshes() -> moka::sync::Cache<String, ()> {
+    moka::sync::Cache::builder()
+        .max_capacity(100_000)
+        .time_to_live(REFRESH_BACKOFF)
+        .build()
+}
+
 impl Call<'_> {
     /// A current entry of a function that records freshness: fresh (a
     /// hit), due for an early refresh, or past its freshness (in grace).

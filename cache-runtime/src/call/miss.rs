@@ -112,8 +112,8 @@ impl Call<'_> {
         let request = redis.map(|redis| {
             LeaseRequest::new(
                 redis,
-                self.inner.notifier.as_ref(),
-                crate::cache::lease_key(&self.inner.namespace, &self.owned().entry),
+                self.inner.backplane.as_ref(),
+                crate::schema::lease_key(&self.inner.namespace, &self.owned().entry),
                 self.lock_ttl(),
             )
         });

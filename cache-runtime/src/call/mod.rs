@@ -24,33 +24,34 @@
 //! [`miss`] (flights, versions, where the lease is taken), [`fill`] (what
 //! is written after the body), [`offline`].
 
+mod fail_open;
 mod fill;
 mod grace;
 mod lookup;
 mod miss;
-mod offline;
 
 use std::future::Future;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
-use tracing::Instrument;
 
-use crate::backend::{KeyName, Snapshot};
-use crate::cache::{Cache, Inner};
+use crate::backend::Snapshot;
+use crate::cache::Cache;
 use crate::codec::CodecError;
+use crate::engine::Inner;
 use crate::entry::{self, Check};
-use crate::error::Error;
 use crate::key::{CallPart, KeyPart};
 use crate::local::{LocalForm, LocalKey, LocalTier, Ticket};
 use crate::outcome::{Keep, Strategy};
+use crate::schema::{self, KeyName};
 use crate::scope::{self, Scope};
+use crate::span;
 use crate::spec::{CountersRef, KeysRef, Spec};
 use crate::stats::{Counters, Stat};
 
 pub(crate) use fill::Fill;
-pub(crate) use grace::REFRESH_BACKOFF;
+pub(crate) use grace::failed_refreshes;
 
 /// Runs one call of a `#[cached]` function. Called by the generated code
 /// only; `tags` are the rendered tags that interpolate arguments. With
@@ -92,72 +93,8 @@ fn in_span<R, C: Future<Output = R>>(
     spec: &'static Spec,
     call: impl FnOnce(tracing::Span) -> C,
 ) -> impl Future<Output = R> {
-    let span = call_span(spec);
-    observed(span.clone(), call(span))
-}
-
-/// The span of one call, at `DEBUG`: the function, then the outcome and
-/// the Redis round trips the call made; the call's own events are inside
-/// it. Disabled (the default level of most subscribers), it costs a level
-/// check per call, within the noise of the hit benchmark.
-fn call_span(spec: &'static Spec) -> tracing::Span {
-    tracing::debug_span!(
-        target: "cache_runtime",
-        "cached",
-        function = spec.path(),
-        outcome = tracing::field::Empty,
-        round_trips = tracing::field::Empty,
-    )
-}
-
-tokio::task_local! {
-    /// The round trips of the call the task is running, while its span is
-    /// enabled (see [`RedisBackend`](crate::backend::redis)).
-    pub(crate) static ROUND_TRIPS: std::cell::Cell<u32>;
-}
-
-/// Runs a call in its span, counting its round trips into the span; with
-/// the span disabled, just runs it. A plain function, not an `async fn`:
-/// the call's future is stored once, not once per way of running it.
-fn observed<R>(span: tracing::Span, call: impl Future<Output = R>) -> impl Future<Output = R> {
-    use futures_util::future::Either;
-    if span.is_disabled() {
-        return Either::Left(call);
-    }
-    let recorded = Recorded {
-        call,
-        span: span.clone(),
-    };
-    Either::Right(
-        ROUND_TRIPS
-            .scope(std::cell::Cell::new(0), recorded)
-            .instrument(span),
-    )
-}
-
-pin_project_lite::pin_project! {
-    /// A call that records its round trips into its span when it is done
-    /// (polled within the scope of [`ROUND_TRIPS`]).
-    struct Recorded<F> {
-        #[pin]
-        call: F,
-        span: tracing::Span,
-    }
-}
-
-impl<F: Future> Future for Recorded<F> {
-    type Output = F::Output;
-
-    fn poll(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<F::Output> {
-        let this = self.project();
-        let result = std::task::ready!(this.call.poll(cx));
-        this.span
-            .record("round_trips", ROUND_TRIPS.with(std::cell::Cell::get));
-        std::task::Poll::Ready(result)
-    }
+    let span = span::call_span(spec.path());
+    span::observed(span.clone(), call(span))
 }
 
 /// [`execute`] for a function whose body can move into a task of its own
@@ -228,8 +165,8 @@ fn first_local<'c, R, S: Strategy<R>>(
         Some(ticket) => First::Miss(Some((tier, ticket, local_key))),
         // The backplane is down: bypassed until it is (back) up.
         None => {
-            if let Some(notifier) = &cache.inner.notifier {
-                notifier.start();
+            if let Some(backplane) = &cache.inner.backplane {
+                backplane.start();
             }
             First::Miss(None)
         }
@@ -364,7 +301,7 @@ fn fill_with<'f, R, S: Strategy<R>>(
 
 /// Counts a local hit (a hit too).
 fn local_hit(inner: &Inner, spec: &'static Spec) {
-    let function = spec.counters(inner);
+    let function = inner.counters(spec);
     for stat in [Stat::hits, Stat::local_hits] {
         Counters::add(inner.stats.get(stat));
         function.count(stat);
@@ -506,7 +443,7 @@ impl<'c> Call<'c> {
             failed: AtomicBool::new(false),
             owned: OnceLock::new(),
             leave: AtomicBool::new(false),
-            function: spec.counters(inner),
+            function: inner.counters(spec),
         }
     }
 
@@ -535,7 +472,7 @@ impl<'c> Call<'c> {
             0 => KeyName::whole(&self.keys.version_keys[0]),
             1 => self.part.call_version(&self.keys),
             i if i < 2 + constant.len() => KeyName::whole(&constant[i - 2]),
-            i => KeyName::new(&[namespace, "#tag:", &self.tags[i - 2 - constant.len()]]),
+            i => schema::tag_name(namespace, &self.tags[i - 2 - constant.len()]),
         })
     }
 
@@ -614,24 +551,6 @@ impl<'c> Call<'c> {
             .options
             .lock_ttl_ms
             .map_or(self.inner.lock_ttl, Duration::from_millis)
-    }
-
-    fn fail(&self, error: &Error, op: &'static str) {
-        self.failed.store(true, Ordering::Relaxed);
-        // The cache's counters are `record_error`'s.
-        if matches!(error, Error::CircuitOpen) {
-            self.function.count(Stat::skipped);
-        } else {
-            self.function.count(Stat::errors);
-            if error.is_timeout() {
-                self.function.count(Stat::timeouts);
-            }
-        }
-        self.inner.record_error(error, op);
-    }
-
-    fn failed(&self) -> bool {
-        self.failed.load(Ordering::Relaxed)
     }
 
     /// Keeps a value the call's own read found current in the local tier,

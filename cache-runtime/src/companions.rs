@@ -17,7 +17,8 @@ pub async fn invalidate_call(
     // The call's own version goes with the entry, so that a fill already
     // running cannot bring the entry back (see the crate docs, "Tags").
     cache
-        .delete_versions(vec![crate::cache::call_key(namespace, &key), key])
+        .inner
+        .invalidate_versions(vec![crate::schema::call_key(namespace, &key), key])
         .await
 }
 

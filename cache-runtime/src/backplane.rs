@@ -25,10 +25,11 @@ use tokio::task::JoinHandle;
 use crate::backend::link::Link;
 use crate::error::Error;
 use crate::local::LocalTier;
+use crate::retry::Backoff;
 
 /// Per-process waiters on fill announcements, by lease key, and the
 /// subscription that wakes them.
-pub(crate) struct Notifier {
+pub(crate) struct Backplane {
     link: Arc<Link>,
     channel: Arc<str>,
     /// The local tier, and the backplane's channel.
@@ -37,15 +38,15 @@ pub(crate) struct Notifier {
     subscriber: Mutex<Option<JoinHandle<()>>>,
 }
 
-impl std::fmt::Debug for Notifier {
+impl std::fmt::Debug for Backplane {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Notifier")
+        f.debug_struct("Backplane")
             .field("channel", &self.channel)
             .finish_non_exhaustive()
     }
 }
 
-impl Drop for Notifier {
+impl Drop for Backplane {
     fn drop(&mut self) {
         let subscriber = self.subscriber.get_mut().unwrap_or_else(|p| p.into_inner());
         if let Some(task) = subscriber.take() {
@@ -56,7 +57,7 @@ impl Drop for Notifier {
 
 /// A registered interest in one lease key; unregisters on drop.
 pub(crate) struct Registration<'a> {
-    notifier: &'a Notifier,
+    backplane: &'a Backplane,
     key: String,
     pub notify: Arc<Notify>,
 }
@@ -64,7 +65,7 @@ pub(crate) struct Registration<'a> {
 impl Drop for Registration<'_> {
     fn drop(&mut self) {
         let mut waiters = self
-            .notifier
+            .backplane
             .waiters
             .lock()
             .unwrap_or_else(|p| p.into_inner());
@@ -77,13 +78,13 @@ impl Drop for Registration<'_> {
     }
 }
 
-impl Notifier {
+impl Backplane {
     pub fn new(
         link: Arc<Link>,
         channel: String,
         local: Option<(Arc<LocalTier>, String)>,
     ) -> Arc<Self> {
-        Arc::new(Notifier {
+        Arc::new(Backplane {
             link,
             channel: channel.into(),
             local: local.map(|(tier, channel)| (tier, channel.into())),
@@ -109,7 +110,7 @@ impl Notifier {
             .or_insert_with(|| (Arc::new(Notify::new()), 0));
         *count += 1;
         Registration {
-            notifier: self,
+            backplane: self,
             key: lease_key.to_owned(),
             notify: notify.clone(),
         }
@@ -146,16 +147,13 @@ impl Notifier {
 
 /// Keeps one subscription up (reconnecting after failures), wakes the
 /// waiters of each announced fill and applies each invalidation to the
-/// local tier. Ends with the notifier.
-async fn subscribe(notifier: Weak<Notifier>) {
+/// local tier. Ends with the backplane.
+async fn subscribe(backplane: Weak<Backplane>) {
     let connect_timeout = Duration::from_secs(1);
-    // After a failure, the next try waits longer (250 ms doubling to 30 s):
-    // a user without channel rights must not make a subscription every
-    // 250 ms forever.
-    let mut retry = FIRST_RETRY;
+    let mut backoff = Backoff::new();
     let mut warned = false;
     loop {
-        let Some((link, channel, local)) = notifier
+        let Some((link, channel, local)) = backplane
             .upgrade()
             .map(|n| (n.link.clone(), n.channel.clone(), n.local.clone()))
         else {
@@ -177,7 +175,7 @@ async fn subscribe(notifier: Weak<Notifier>) {
         .await;
         match connected {
             Ok(Ok(pubsub)) => {
-                retry = FIRST_RETRY;
+                backoff.reset();
                 tracing::debug!(target: "cache_runtime", %channel, "subscribed to fill announcements");
                 if let Some((tier, _)) = &local {
                     // Confirmed: both channels' subscriptions were answered.
@@ -190,10 +188,10 @@ async fn subscribe(notifier: Weak<Notifier>) {
                     tokio::select! {
                         msg = messages.next() => {
                             let Some(msg) = msg else { break };
-                            let Some(notifier) = notifier.upgrade() else {
+                            let Some(backplane) = backplane.upgrade() else {
                                 return;
                             };
-                            notifier.on_message(&msg);
+                            backplane.on_message(&msg);
                         }
                         _ = switches.changed() => break,
                         _ = heartbeat.tick() => {
@@ -227,11 +225,10 @@ async fn subscribe(notifier: Weak<Notifier>) {
                 tracing::debug!(target: "cache_runtime", "subscribing to fill announcements timed out")
             }
         }
-        if notifier.strong_count() == 0 {
+        if backplane.strong_count() == 0 {
             return;
         }
-        tokio::time::sleep(retry).await;
-        retry = (retry * 2).min(MAX_RETRY);
+        backoff.wait().await;
     }
 }
 
@@ -240,9 +237,3 @@ async fn subscribe(notifier: Weak<Notifier>) {
 /// black-holed connection) is dropped within twice this, and the local
 /// tier bypassed meanwhile.
 const HEARTBEAT: Duration = Duration::from_secs(1);
-
-/// The wait before a subscription's next try after a failure: doubled
-/// after each failure up to [`MAX_RETRY`], back to this after a success
-/// (here and for the sentinels' announcements).
-pub(crate) const FIRST_RETRY: Duration = Duration::from_millis(250);
-pub(crate) const MAX_RETRY: Duration = Duration::from_secs(30);
