@@ -334,7 +334,7 @@ impl CacheBuilder {
                 backend,
                 namespace: self.namespace,
                 default_ttl: self.default_ttl,
-                lock_ttl: self.lock_ttl,
+                lease_ttl: self.lock_ttl,
                 max_value_bytes: self.max_value_bytes,
                 ttl_jitter: self.ttl_jitter,
                 stats,

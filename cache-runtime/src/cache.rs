@@ -37,7 +37,7 @@ impl std::fmt::Debug for Cache {
             .field("backend", &self.inner.backend)
             .field("namespace", &self.inner.namespace)
             .field("default_ttl", &self.inner.default_ttl)
-            .field("lock_ttl", &self.inner.lock_ttl)
+            .field("lock_ttl", &self.inner.lease_ttl)
             .finish_non_exhaustive()
     }
 }

@@ -24,7 +24,7 @@ pub(crate) struct Inner {
     pub backend: Backend,
     pub namespace: String,
     pub default_ttl: Duration,
-    pub lock_ttl: Duration,
+    pub lease_ttl: Duration,
     pub max_value_bytes: usize,
     /// The largest share of a TTL taken off at random (`ttl_jitter`).
     pub ttl_jitter: f64,
@@ -36,8 +36,7 @@ pub(crate) struct Inner {
     pub local: Option<Arc<LocalTier>>,
     /// Whether a check for an oversized entry runs (at most one at a time).
     pub sweeping: Arc<std::sync::atomic::AtomicBool>,
-    /// Entry keys whose refresh failed lately (see
-    /// [`failed_refreshes`](crate::call::failed_refreshes)).
+    /// Entry keys whose refresh failed lately (see [`failed_refreshes`]).
     pub failed_refreshes: moka::sync::Cache<String, ()>,
 }
 
@@ -46,7 +45,7 @@ pub(crate) struct Parts {
     pub backend: Backend,
     pub namespace: String,
     pub default_ttl: Duration,
-    pub lock_ttl: Duration,
+    pub lease_ttl: Duration,
     pub max_value_bytes: usize,
     pub ttl_jitter: f64,
     pub stats: Arc<Counters>,
@@ -63,7 +62,7 @@ impl Inner {
             backend: parts.backend,
             namespace: parts.namespace,
             default_ttl: parts.default_ttl,
-            lock_ttl: parts.lock_ttl,
+            lease_ttl: parts.lease_ttl,
             max_value_bytes: parts.max_value_bytes,
             ttl_jitter: parts.ttl_jitter,
             stats: parts.stats,
@@ -71,7 +70,7 @@ impl Inner {
             backplane: parts.backplane,
             local: parts.local,
             sweeping: Arc::default(),
-            failed_refreshes: crate::call::failed_refreshes(),
+            failed_refreshes: failed_refreshes(),
         }
     }
 
@@ -98,4 +97,18 @@ impl Inner {
             .map(|f| (f.path.to_owned(), f.counters.snapshot()))
             .collect()
     }
+}
+
+/// How long after a failed refresh of a key its grace value is served
+/// without trying again (in this process).
+pub(crate) const REFRESH_BACKOFF: Duration = Duration::from_secs(1);
+
+/// The entry keys whose refresh failed in the last [`REFRESH_BACKOFF`]:
+/// their grace value is served without another try, so a failing database
+/// gets one refresh per key per process per backoff, not one per call.
+pub(crate) fn failed_refreshes() -> moka::sync::Cache<String, ()> {
+    moka::sync::Cache::builder()
+        .max_capacity(100_000)
+        .time_to_live(REFRESH_BACKOFF)
+        .build()
 }

@@ -107,7 +107,7 @@ pub(crate) struct Fresh {
 pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .map_or(0, crate::duration::millis)
 }
 
 /// The entry's [`Fresh`] record, if it has one.

@@ -9,9 +9,10 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// `build()` was called without `.redis(..)`, `.redis_cluster(..)` or `.memory()`.
+    /// `build()` was called without `.redis(..)`, `.redis_cluster(..)`,
+    /// `.sentinel(..)` or `.memory()`.
     #[error(
-        "no cache backend configured: call `.redis(url)`, `.redis_cluster(urls)` or `.memory()` on the builder"
+        "no cache backend configured: call `.redis(url)`, `.redis_cluster(urls)`, `.sentinel(urls, master)` or `.memory()` on the builder"
     )]
     NoBackend,
     /// The Redis URL could not be parsed.

@@ -342,13 +342,13 @@ where
                 }
             };
             let spec = config.spec();
-            let call = crate::call::execute(
+            let call = crate::__private::execute(
                 Some(config.cache.clone()),
                 spec,
                 digest.finish(),
                 &tags,
                 OkOnly,
-                crate::local::LocalForm::bytes(),
+                crate::__private::LocalForm::bytes(),
                 compute,
             );
             let result = if bypass {

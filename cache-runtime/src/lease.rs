@@ -24,8 +24,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::backend::Snapshot;
-use crate::backend::Store;
-use crate::backend::redis::{LeaseTry, RedisBackend};
+use crate::backend::{LeaseTry, Leases, Store};
 use crate::backplane::{Backplane, Registration};
 use crate::error::Error;
 use crate::schema::KeyName;
@@ -33,7 +32,7 @@ use crate::schema::KeyName;
 /// The lease of one entry, not taken yet. Made before the first attempt, so
 /// that no announcement of a release after it is missed.
 pub(crate) struct LeaseRequest<'a> {
-    redis: &'a Arc<RedisBackend>,
+    leases: Leases,
     backplane: Option<&'a Arc<Backplane>>,
     registration: Option<Registration<'a>>,
     key: String,
@@ -62,13 +61,13 @@ const MAX_BACKOFF: Duration = Duration::from_millis(50);
 
 impl<'a> LeaseRequest<'a> {
     pub fn new(
-        redis: &'a Arc<RedisBackend>,
+        leases: Leases,
         backplane: Option<&'a Arc<Backplane>>,
         key: String,
         ttl: Duration,
     ) -> Self {
         LeaseRequest {
-            redis,
+            leases,
             backplane,
             registration: backplane.map(|n| n.register(&key)),
             key,
@@ -95,7 +94,7 @@ impl<'a> LeaseRequest<'a> {
 
     fn guard(&self, armed: bool) -> LeaseGuard {
         LeaseGuard {
-            redis: self.redis.clone(),
+            leases: self.leases.clone(),
             channel: self.backplane.map(|n| n.channel().clone()),
             key: self.key.clone(),
             token: self.token.clone(),
@@ -134,12 +133,11 @@ impl<'a> LeaseRequest<'a> {
                     n.enable();
                 }
                 let snap = self
-                    .redis
+                    .leases
                     .read(
                         KeyName::whole(wait.entry_key),
                         wait.version_keys.iter().map(|k| KeyName::whole(k)),
-                        Some(&guard.key),
-                        false,
+                        &guard.key,
                     )
                     .await?;
                 let leased = snap.leased;
@@ -168,7 +166,7 @@ impl<'a> LeaseRequest<'a> {
                 token: &guard.token,
                 ttl: self.ttl,
             };
-            if self.redis.try_lease(&attempt).await? {
+            if self.leases.try_take(&attempt).await? {
                 return Ok(Acquired::Held(guard));
             }
             guard.armed = false;
@@ -181,7 +179,7 @@ impl<'a> LeaseRequest<'a> {
 /// waiters at once instead of after `lock_ttl`. It owns what the release
 /// needs.
 pub(crate) struct LeaseGuard {
-    redis: Arc<RedisBackend>,
+    leases: Leases,
     channel: Option<Arc<str>>,
     key: String,
     token: String,
@@ -194,8 +192,8 @@ impl LeaseGuard {
     /// off the caller's path.
     pub async fn finish(mut self, store: Option<&Store<'_>>) -> Result<(), Error> {
         let result = self
-            .redis
-            .finish_lease(store, &self.key, &self.token, self.channel.as_deref())
+            .leases
+            .finish(store, &self.key, &self.token, self.channel.as_deref())
             .await;
         self.armed = result.is_err();
         result
@@ -210,13 +208,13 @@ impl Drop for LeaseGuard {
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let redis = self.redis.clone();
+        let leases = self.leases.clone();
         let channel = self.channel.take();
         let key = std::mem::take(&mut self.key);
         let token = std::mem::take(&mut self.token);
         handle.spawn(async move {
-            if let Err(error) = redis
-                .finish_lease(None, &key, &token, channel.as_deref())
+            if let Err(error) = leases
+                .finish(None, &key, &token, channel.as_deref())
                 .await
             {
                 tracing::warn!(target: "cache_runtime", %error, lease_key = %key, "cannot release an abandoned lease; it expires on its own");

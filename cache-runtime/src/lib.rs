@@ -43,14 +43,43 @@
 //!   `http` (feature `http`): a tower layer that caches HTTP responses.
 //! - The sections below: how keys are derived, what tag invalidation
 //!   stores and costs and why no stale value survives it, and what one call
-//!   does. The source has a module for each piece: `call` (the path of one
-//!   call: `lookup`, `miss`, `fill`, `offline`, `grace`), `lease` (where
-//!   the fill lease is taken), `singleflight`, `notify` (the subscription:
-//!   fill announcements and the local tier's backplane), `local` (the local
-//!   tier), `entry` (the
-//!   stored form), `codec`, `key` and `canonical`, `backend` (with `link`,
-//!   the connection that is replaced when dead, and `clients`, TLS and
-//!   Sentinel), `scope`.
+//!   does.
+//!
+//! The source is in layers, bottom to top. A module uses only modules of
+//! its own layer and those below, and no two modules use each other except
+//! a folder's own and `cache` with `builder` (`tests/layers.rs` checks
+//! both against this list):
+//! - **base** (`error`, `ids`, `duration`, `codec`, `canonical`, `template`, `scope`, `breaker`, `retry`):
+//!   errors, random ids, milliseconds, the value codecs, the canonical argument
+//!   encoding, key templates, the `bypass`/`refresh` scopes, the circuit
+//!   breaker, the one backoff of background reconnections.
+//! - **telemetry** (`stats`, `metrics`, `function_counters`, `span`): the
+//!   counters, the metrics, a function's counters, a call's span and its
+//!   round trips.
+//! - **schema** (`schema`, `entry`, `outcome`, `spec`, `key`): every
+//!   persisted name (`schema`), the stored entry's format, what a result
+//!   stores, a function's static description, a call's key.
+//! - **storage** (`backend`): Redis (with `link`, the connection replaced
+//!   when dead, and `clients`, TLS and Sentinel) and the in-process map.
+//! - **coordination** (`singleflight`, `lease`, `backplane`, `local`):
+//!   in-process flights, the fleet's fill lease, the subscription that
+//!   carries fill announcements and invalidations, the local tier.
+//! - **engine** (`engine`, `invalidation`, `call`): one cache's state, the
+//!   invalidation path, the path of one call.
+//! - **facade** (`cache`, `builder`, `default_cache`, `companions`, `http`, `private`):
+//!   the public API and what the macro calls (`__private`).
+//!
+//! Where to look:
+//! - a hit is served: `call/lookup.rs` (from Redis), `call/local.rs` (from
+//!   the local tier, where the tier is consulted and filled);
+//! - a miss: `call/miss.rs` (flights, versions, where the lease is taken),
+//!   `call/fill.rs` (what is written after the body), `lease.rs` (the
+//!   lease's protocol), `call/grace.rs` (grace and refresh ahead);
+//! - an invalidation goes: `invalidation.rs`, then `backplane.rs` in the
+//!   other processes;
+//! - fail-open happens: `call/fail_open.rs` (and the breaker in
+//!   `breaker.rs`);
+//! - a name in Redis is spelled: `schema.rs`.
 //!
 //! # Guarantees
 //! - **Fail-open**: a Redis error, timeout or outage never fails a call and
@@ -180,6 +209,7 @@ mod canonical;
 mod codec;
 mod companions;
 mod default_cache;
+mod duration;
 mod engine;
 mod entry;
 mod error;

@@ -23,15 +23,9 @@
 
 use std::any::Any;
 use std::collections::HashMap;
-use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
-
-use crate::codec::Codec;
-use crate::key::KeyPart;
-use crate::outcome::Strategy;
-use crate::spec::Spec;
 
 /// A decoded value, type-erased.
 pub(crate) type AnyValue = Box<dyn Any + Send + Sync>;
@@ -44,17 +38,25 @@ pub(crate) struct Cell {
 
 /// What a local entry holds: the decoded value (for a `Clone` type), or
 /// the stored bytes, decoded on each hit.
-enum Value {
+pub(crate) enum Value {
     Decoded(AnyValue),
     Bytes(Box<[u8]>),
 }
 
-struct Entry {
+/// A local entry.
+pub(crate) struct Entry {
     value: Value,
     cells: Box<[Arc<Cell>]>,
     session: u64,
     until: Instant,
     weight: u32,
+}
+
+impl Entry {
+    /// Its value.
+    pub fn value(&self) -> &Value {
+        &self.value
+    }
 }
 
 /// The version keys this process's local entries hold, by name, and the
@@ -142,7 +144,7 @@ impl LocalTier {
     }
 
     /// The entry under `key`, if it may be served.
-    fn get(&self, key: &[u8]) -> Option<Arc<Entry>> {
+    pub fn get(&self, key: &[u8]) -> Option<Arc<Entry>> {
         let session = self.session.load(Ordering::Acquire);
         if !is_up(session) {
             return None;
@@ -170,7 +172,7 @@ impl LocalTier {
     /// Keeps a value read from Redis under `ticket` with these version
     /// keys, unless an invalidation (or a loss of the backplane) came since
     /// the ticket: whether it was kept.
-    fn insert(
+    pub fn insert(
         &self,
         ticket: Ticket,
         key: Box<[u8]>,
@@ -269,199 +271,6 @@ impl Table {
 /// Whether a session is one of a confirmed subscription.
 fn is_up(session: u64) -> bool {
     session & 1 == 1
-}
-
-/// The key of a call in the local tier: the function, then the argument
-/// digest or the rendered template. Unlike in Redis, functions that render
-/// the same template keep apart: each checks its value against its own
-/// versions.
-pub(crate) fn key_of(spec: &'static Spec, key: &KeyPart) -> Option<LocalKey> {
-    let function = (std::ptr::from_ref(spec) as usize as u64).to_le_bytes();
-    match key {
-        KeyPart::Digest(digest) => {
-            let mut bytes = [0u8; 24];
-            bytes[..8].copy_from_slice(&function);
-            bytes[8..].copy_from_slice(digest);
-            Some(LocalKey::Digest(bytes))
-        }
-        KeyPart::Template(t) => {
-            let mut bytes = Vec::with_capacity(t.len() + 9);
-            bytes.extend_from_slice(&function);
-            bytes.push(b':');
-            bytes.extend_from_slice(t.as_bytes());
-            Some(LocalKey::Template(bytes))
-        }
-        KeyPart::Failed(_) => None,
-    }
-}
-
-/// A call's key in the local tier, made without allocating for a digest.
-pub(crate) enum LocalKey {
-    Digest([u8; 24]),
-    Template(Vec<u8>),
-}
-
-impl LocalKey {
-    fn bytes(&self) -> &[u8] {
-        match self {
-            LocalKey::Digest(b) => b,
-            LocalKey::Template(b) => b,
-        }
-    }
-}
-
-/// How a function's values are kept locally, chosen by the macro from the
-/// stored type: decoded when it is `Clone` (a hit clones it), as bytes
-/// otherwise (a hit decodes them).
-pub struct LocalForm<R, S> {
-    decoded: Option<Decoded<R, S>>,
-}
-
-struct Decoded<R, S> {
-    keep: fn(&S, &R) -> Option<AnyValue>,
-    take: fn(&S, &(dyn Any + Send + Sync)) -> Option<R>,
-}
-
-impl<R, S> Clone for LocalForm<R, S> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-
-impl<R, S> Copy for LocalForm<R, S> {}
-
-impl<R, S> Clone for Decoded<R, S> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-
-impl<R, S> Copy for Decoded<R, S> {}
-
-impl<R, S> std::fmt::Debug for LocalForm<R, S> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.decoded.is_some() {
-            "LocalForm::Decoded"
-        } else {
-            "LocalForm::Bytes"
-        })
-    }
-}
-
-impl<R, S> LocalForm<R, S> {
-    /// Values kept as their stored bytes.
-    pub const fn bytes() -> Self {
-        LocalForm { decoded: None }
-    }
-}
-
-impl<R, S> LocalForm<R, S>
-where
-    S: Strategy<R>,
-    S::Stored: Clone + Send + Sync + 'static,
-{
-    /// Values kept decoded.
-    pub const fn decoded() -> Self {
-        LocalForm {
-            decoded: Some(Decoded {
-                keep: |strategy, result| {
-                    let stored = strategy.stored(result)?;
-                    Some(Box::new(stored.clone()))
-                },
-                take: |strategy, any| {
-                    let stored = any.downcast_ref::<S::Stored>()?;
-                    Some(strategy.result_of(stored.clone()))
-                },
-            }),
-        }
-    }
-}
-
-/// Picks the [`LocalForm`] of a function at its expansion (autoref
-/// specialization): `(&&LocalProbe::<R, S>::NEW).local_form()` is
-/// `decoded` when the stored type is `Clone + Send + Sync + 'static`,
-/// `bytes` otherwise.
-pub struct LocalProbe<R, S>(PhantomData<fn() -> (R, S)>);
-
-impl<R, S> LocalProbe<R, S> {
-    /// The probe.
-    pub const NEW: Self = LocalProbe(PhantomData);
-}
-
-/// The choice for a `Clone` stored type.
-pub trait ViaClone<R, S> {
-    /// The form.
-    fn local_form(&self) -> LocalForm<R, S>;
-}
-
-impl<R, S> ViaClone<R, S> for &LocalProbe<R, S>
-where
-    S: Strategy<R>,
-    S::Stored: Clone + Send + Sync + 'static,
-{
-    fn local_form(&self) -> LocalForm<R, S> {
-        LocalForm::decoded()
-    }
-}
-
-/// The choice for any other.
-pub trait ViaBytes<R, S> {
-    /// The form.
-    fn local_form(&self) -> LocalForm<R, S>;
-}
-
-impl<R, S> ViaBytes<R, S> for LocalProbe<R, S> {
-    fn local_form(&self) -> LocalForm<R, S> {
-        LocalForm::bytes()
-    }
-}
-
-impl LocalTier {
-    /// The value under `key` as the call's result, if it may be served and
-    /// reads back.
-    pub(crate) fn serve<R, S: Strategy<R>>(
-        &self,
-        key: &LocalKey,
-        form: LocalForm<R, S>,
-        strategy: &S,
-        codec: Codec,
-    ) -> Option<R> {
-        let entry = self.get(key.bytes())?;
-        match (&entry.value, form.decoded) {
-            (Value::Decoded(any), Some(decoded)) => (decoded.take)(strategy, any.as_ref()),
-            (Value::Bytes(bytes), None) => strategy.decode(codec, bytes).ok(),
-            _ => None,
-        }
-    }
-
-    /// Keeps a value read from Redis (see [`insert`](Self::insert)).
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn keep<R, S: Strategy<R>>(
-        &self,
-        ticket: Ticket,
-        key: LocalKey,
-        form: LocalForm<R, S>,
-        strategy: &S,
-        result: &R,
-        bytes: &[u8],
-        version_keys: impl Iterator<Item = String>,
-        until: Instant,
-    ) -> bool {
-        let value = match form.decoded {
-            Some(decoded) => match (decoded.keep)(strategy, result) {
-                Some(any) => Value::Decoded(any),
-                None => return false,
-            },
-            None => Value::Bytes(bytes.into()),
-        };
-        let key = match key {
-            LocalKey::Digest(b) => Box::from(&b[..]),
-            LocalKey::Template(b) => b.into_boxed_slice(),
-        };
-        // A decoded value weighs what its encoding does: its heap size is
-        // not known, and the encoding is a fair measure of it.
-        self.insert(ticket, key, value, bytes.len(), version_keys, until)
-    }
 }
 
 #[cfg(test)]

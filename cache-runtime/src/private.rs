@@ -13,16 +13,77 @@ pub use ::core::result::Result;
 pub use ::std::format;
 pub use ::std::string::String;
 
-pub use crate::call::{execute, execute_detached};
+pub use crate::call::{LocalForm, LocalProbe, ViaBytes, ViaClone};
 pub use crate::codec::{Codec, CodecError};
 pub use crate::companions::{invalidate_call, invalidate_function};
 pub use crate::default_cache::{AsCache, default_cache};
 pub use crate::key::{ArgsDigest, KeyArg, KeyPart};
-pub use crate::local::{LocalForm, LocalProbe, ViaBytes, ViaClone};
 pub use crate::outcome::{OkOnly, OkSome, Plain, SomeOnly, Strategy};
 pub use crate::spec::{Options, Spec};
 pub use crate::template::{TemplateArg, TemplateValue};
 pub use crate::{Cache, Error};
+
+use crate::call;
+
+/// Runs one call of a `#[cached]` function. Called by the generated code
+/// only; `tags` are the rendered tags that interpolate arguments. With
+/// `grace`, an expired value is refreshed by this caller (the others get
+/// the grace value meanwhile); see [`execute_detached`] for the refresh in
+/// a task of its own.
+pub fn execute<R, S, F>(
+    cache: Option<Cache>,
+    spec: &'static Spec,
+    key: KeyPart,
+    tags: &[String],
+    strategy: S,
+    form: LocalForm<R, S>,
+    body: F,
+) -> impl Future<Output = R>
+where
+    S: Strategy<R>,
+    F: Future<Output = R>,
+{
+    let request = call::Request {
+        inner: cache.map(|c| c.inner),
+        spec,
+        key,
+        tags,
+        strategy,
+        form,
+        body,
+    };
+    call::execute(request, call::InPlace)
+}
+
+/// [`execute`] for a function whose body can move into a task of its own
+/// (its arguments are owned): with `grace` or `refresh_ahead`, a refresh
+/// runs in the background, so that no caller waits for it (or waits at
+/// most `timeout`).
+pub fn execute_detached<R, S, F>(
+    cache: Option<Cache>,
+    spec: &'static Spec,
+    key: KeyPart,
+    tags: &[String],
+    strategy: S,
+    form: LocalForm<R, S>,
+    body: F,
+) -> impl Future<Output = R>
+where
+    R: Send + 'static,
+    S: Strategy<R> + Clone + Send + Sync + 'static,
+    F: Future<Output = R> + Send + 'static,
+{
+    let request = call::Request {
+        inner: cache.map(|c| c.inner),
+        spec,
+        key,
+        tags,
+        strategy,
+        form,
+        body,
+    };
+    call::execute(request, call::Detached)
+}
 
 /// Names the version of `cache-macros` this runtime is built for: the
 /// expansion refers to `VERSION_<its own version>`, so a macro crate of

@@ -17,8 +17,10 @@ pub(crate) enum Scope {
     /// Run the body; read and write nothing.
     Bypass,
     /// Skip the cached value: run the body (one run per key, as on a
-    /// miss) and store its result.
-    Refresh,
+    /// miss) and store its result (the [`refresh`] scope; the code says
+    /// recompute, keeping "refresh" for a value in grace or ahead of its
+    /// expiry).
+    Recompute,
 }
 
 /// The scope the current task is in, if any.
@@ -75,5 +77,5 @@ pub async fn bypass<F: Future>(fut: F) -> F::Output {
 /// # Ok(()) }
 /// ```
 pub async fn refresh<F: Future>(fut: F) -> F::Output {
-    SCOPE.scope(Scope::Refresh, fut).await
+    SCOPE.scope(Scope::Recompute, fut).await
 }

@@ -12,9 +12,12 @@ use crate::schema;
 pub struct Options {
     /// `ttl = ...` in seconds; `None` uses the cache's default TTL.
     pub ttl_secs: Option<u64>,
-    /// Stampede protection (`lock = false` turns it off).
+    /// Stampede protection (`lock = false` turns it off): in-process
+    /// flights, and the fill lease across processes. The options say
+    /// `lock`, after the attribute; the code says lease.
     pub lock: bool,
-    /// `lock_ttl = ...` in milliseconds; `None` uses the cache's default.
+    /// `lock_ttl = ...` in milliseconds, how long the fill lease lasts;
+    /// `None` uses the cache's default.
     pub lock_ttl_ms: Option<u64>,
     /// `codec = ...`.
     pub codec: Codec,

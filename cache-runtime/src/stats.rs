@@ -78,7 +78,8 @@ counters! {
     coalesced,
     /// Callers that waited for another process to fill the entry.
     lease_waits,
-    /// Tags, functions or entries invalidated.
+    /// Version keys invalidated: one per tag, function or namespace, and
+    /// two per call (its entry and its version).
     invalidations,
     /// Round trips to Redis (a pipeline is one; always 0 in memory).
     round_trips,

@@ -1,7 +1,10 @@
-//! Storage behind a [`Cache`](crate::Cache): Redis (single node or cluster)
-//! or an in-process map. Backends only store bytes; what the bytes mean
-//! (entries, tag versions, leases) is decided by the modules above them, so
-//! both backends share one implementation of every cache rule.
+//! Storage behind a [`Cache`](crate::Cache): Redis (single node, Sentinel
+//! or cluster) or an in-process map. Backends store bytes and run a few
+//! single-key scripts on them (a version read or created, a TTL extended,
+//! a lease released only by its holder, an oversized entry dropped); what
+//! the bytes mean (entries, tag versions, leases) is decided by the modules
+//! above them, so both backends share one implementation of every cache
+//! rule.
 //!
 //! Every command touches one key, except the `MGET` of a hit on a single
 //! node (the entry and its versions); on a cluster that read is one `GET`
@@ -136,7 +139,7 @@ impl Backend {
         &self,
         missing: &[(&str, String)],
         version_ttl: Duration,
-        lease: Option<&redis::LeaseTry<'_>>,
+        lease: Option<&LeaseTry<'_>>,
     ) -> Result<Prepared, Error> {
         match self {
             Backend::Redis(b) => b.prepare(missing, version_ttl, lease).await,
@@ -178,11 +181,71 @@ impl Backend {
         }
     }
 
-    /// The Redis backend, for what only it has (leases across processes).
-    pub fn as_redis(&self) -> Option<&Arc<redis::RedisBackend>> {
+    /// The leases of a backend that processes share (Redis); `None` for
+    /// the in-process map, whose flights already span its whole "fleet".
+    pub fn leases(&self) -> Option<Leases> {
         match self {
-            Backend::Redis(b) => Some(b),
+            Backend::Redis(b) => Some(Leases(b.clone())),
             Backend::Memory(_) => None,
         }
+    }
+
+    /// Deletes `key` if its value is longer than `max` bytes: whether it
+    /// did (never, in process: no read of it times out). Bounded by
+    /// `timeout`, off any call's path.
+    pub async fn drop_if_larger(
+        &self,
+        key: &str,
+        max: usize,
+        timeout: Duration,
+    ) -> Result<bool, Error> {
+        match self {
+            Backend::Redis(b) => b.drop_if_larger(key, max, timeout).await,
+            Backend::Memory(_) => Ok(false),
+        }
+    }
+}
+
+/// A fill lease to try for: `SET key token NX PX ttl`.
+pub(crate) struct LeaseTry<'a> {
+    pub key: &'a str,
+    pub token: &'a str,
+    pub ttl: Duration,
+}
+
+/// What the fill lease needs of storage: a handle on the backend's leases,
+/// cheap to clone (a guard keeps one to release its lease on drop).
+#[derive(Clone)]
+pub(crate) struct Leases(Arc<redis::RedisBackend>);
+
+impl Leases {
+    /// Tries `lease`: whether we got it.
+    pub async fn try_take(&self, lease: &LeaseTry<'_>) -> Result<bool, Error> {
+        self.0.try_lease(lease).await
+    }
+
+    /// Optionally stores an entry, then releases our lease (if it still
+    /// holds our token) and announces the release on `channel`.
+    pub async fn finish(
+        &self,
+        store: Option<&Store<'_>>,
+        lease_key: &str,
+        token: &str,
+        channel: Option<&str>,
+    ) -> Result<(), Error> {
+        self.0.finish_lease(store, lease_key, token, channel).await
+    }
+
+    /// A waiter's read: the entry, its versions, and whether `lease_key`
+    /// is held.
+    pub async fn read<'k>(
+        &self,
+        entry_key: KeyName<'_>,
+        version_keys: impl ExactSizeIterator<Item = KeyName<'k>> + Clone,
+        lease_key: &str,
+    ) -> Result<Snapshot, Error> {
+        self.0
+            .read(entry_key, version_keys, Some(lease_key), false)
+            .await
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! Every operation is bounded by the cache's op timeout and never blocks the
 //! caller longer: the connection is made lazily on first use, with a
-//! connection timeout equal to the op timeout and a single retry, so a Redis
+//! connection timeout equal to the op timeout and no retry (a failed
+//! operation fails open at once; the next one connects anew), so a Redis
 //! that is down or frozen costs each call at most the op timeout.
 //!
 //! On a single node, the commands of one operation go out as one command or
@@ -27,7 +28,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, ErrorKind, ServerErrorKind, Value};
 
 use super::link::{self, Health, Link};
-use super::{Prepared, Snapshot, Store};
+use super::{LeaseTry, Prepared, Snapshot, Store};
 use crate::breaker::{Admit, Breaker};
 use crate::error::Error;
 use crate::schema::KeyName;
@@ -135,13 +136,6 @@ impl std::fmt::Debug for RedisBackend {
             .field("op_timeout", &self.op_timeout)
             .finish_non_exhaustive()
     }
-}
-
-/// The lease to try for in [`RedisBackend::prepare`].
-pub(crate) struct LeaseTry<'a> {
-    pub key: &'a str,
-    pub token: &'a str,
-    pub ttl: Duration,
 }
 
 impl RedisBackend {
@@ -470,8 +464,25 @@ impl RedisBackend {
         delete: bool,
         channel: Option<&str>,
     ) -> Result<(), Error> {
+        self.publishing(channel, |channel| self.invalidate_on(keys, delete, channel))
+            .await
+    }
+
+    /// Runs `op` with `channel` to publish on (none once publishing was
+    /// refused). An ACL user without channel rights gets `NOPERM`: it is
+    /// said once, publishing stops for good (other processes' waiters then
+    /// poll, and their local tiers are bypassed for want of invalidations),
+    /// and `op` runs again without the channel.
+    async fn publishing<'a, T, F>(
+        &self,
+        channel: Option<&'a str>,
+        op: impl Fn(Option<&'a str>) -> F,
+    ) -> Result<T, Error>
+    where
+        F: Future<Output = Result<T, Error>>,
+    {
         let channel = channel.filter(|_| self.can_publish.load(Ordering::Relaxed));
-        match self.invalidate_on(keys, delete, channel).await {
+        match op(channel).await {
             Err(Error::Redis(e)) if channel.is_some() && is_no_channel_rights(&e) => {
                 if self.can_publish.swap(false, Ordering::Relaxed) {
                     tracing::warn!(
@@ -480,7 +491,7 @@ impl RedisBackend {
                         "no rights to publish on the cache's channels: other processes' waiters poll, and their local tiers do not see invalidations (they are bypassed)"
                     );
                 }
-                self.invalidate_on(keys, delete, None).await
+                op(None).await
             }
             other => other,
         }
@@ -558,23 +569,10 @@ impl RedisBackend {
         token: &str,
         channel: Option<&str>,
     ) -> Result<(), Error> {
-        let channel = channel.filter(|_| self.can_publish.load(Ordering::Relaxed));
-        let result = self.finish_lease_on(store, lease_key, token, channel).await;
-        match result {
-            Err(Error::Redis(e)) if channel.is_some() && is_no_channel_rights(&e) => {
-                // An ACL user without channel rights: fills go on without
-                // announcements (waiters in other processes poll).
-                if self.can_publish.swap(false, Ordering::Relaxed) {
-                    tracing::warn!(
-                        target: "cache_runtime",
-                        error = %e,
-                        "no rights to publish fill announcements; other processes' waiters will poll"
-                    );
-                }
-                self.finish_lease_on(store, lease_key, token, None).await
-            }
-            other => other,
-        }
+        self.publishing(channel, |channel| {
+            self.finish_lease_on(store, lease_key, token, channel)
+        })
+        .await
     }
 
     async fn finish_lease_on(
@@ -643,8 +641,9 @@ fn store_cmds(store: &Store<'_>, by_hash: bool) -> Vec<Cmd> {
     cmds
 }
 
+/// A TTL for `PX`, which takes no 0: at least 1 ms.
 fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+    crate::duration::millis(d).max(1)
 }
 
 fn bytes(v: Option<Value>) -> Result<Option<Vec<u8>>, Error> {

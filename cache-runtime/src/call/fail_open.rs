@@ -47,7 +47,7 @@ impl Call<'_> {
             .stats
             .invalidations
             .load(std::sync::atomic::Ordering::Acquire);
-        let mut key = self.owned().entry.clone().into_bytes();
+        let mut key = self.key_strings().entry.clone().into_bytes();
         key.extend_from_slice(b"\0offline\0");
         key.extend_from_slice(&epoch.to_le_bytes());
         loop {

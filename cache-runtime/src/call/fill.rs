@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::Call;
 use super::miss::Versions;
 use crate::backend::Store;
+use crate::duration::millis;
 use crate::entry;
 use crate::lease::LeaseGuard;
 use crate::outcome::Keep;
@@ -111,7 +112,7 @@ impl<'c> Fill<'c> {
         };
         let store = match (keep, &self.versions) {
             (Keep::Store, Some(versions)) => {
-                let keys = call.owned();
+                let keys = call.key_strings();
                 Some(Store {
                     key: &keys.entry,
                     value: &encoded,
@@ -155,10 +156,6 @@ impl<'c> Fill<'c> {
             }
         }
     }
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// `ttl` shortened by a random share of it, up to `jitter` (never below

@@ -31,24 +31,15 @@ use std::time::{Duration, Instant};
 use futures_util::FutureExt;
 
 use super::{Call, Found, Step, fill_with};
-use crate::cache::Cache;
+use std::sync::Arc;
+
+use crate::backend::Snapshot;
+use crate::engine::Inner;
 use crate::entry;
+use crate::key::CallPart;
 use crate::outcome::{Keep, Strategy};
+use crate::spec::Spec;
 use crate::stats::Stat;
-
-/// How long after a failed refresh of a key its grace value is served
-/// without trying again (in this process).
-pub(crate) const REFRESH_BACKOFF: Duration = Duration::from_secs(1);
-
-/// The entry keys whose refresh failed in the last [`REFRESH_BACKOFF`]:
-/// their grace value is served without another try, so a failing database
-/// gets one refresh per key per process per backoff, not one per call.
-pub(crate) fn failed_refreshes() -> moka::sync::Cache<String, ()> {
-    moka::sync::Cache::builder()
-        .max_capacity(100_000)
-        .time_to_live(REFRESH_BACKOFF)
-        .build()
-}
 
 impl Call<'_> {
     /// A current entry of a function that records freshness: fresh (a
@@ -97,18 +88,18 @@ impl Call<'_> {
         tracing::debug!(target: "cache_runtime", key = %self.entry(), why, "served the grace value");
     }
 
-    /// Whether a refresh of this key failed within [`REFRESH_BACKOFF`].
+    /// Whether a refresh of this key failed within [`REFRESH_BACKOFF`](crate::engine::REFRESH_BACKOFF).
     fn backing_off(&self) -> bool {
         self.inner
             .failed_refreshes
-            .contains_key(&self.owned().entry)
+            .contains_key(&self.key_strings().entry)
     }
 
     /// A refresh that failed: the grace value is served instead.
     fn refresh_failed(&self, what: &'static str) {
         self.inner
             .failed_refreshes
-            .insert(self.owned().entry.clone(), ());
+            .insert(self.key_strings().entry.clone(), ());
         self.count(Stat::grace_on_error);
         tracing::warn!(
             target: "cache_runtime",
@@ -119,51 +110,62 @@ impl Call<'_> {
     }
 }
 
+/// A value due for a refresh, found by the call's own read: `value` is
+/// its decoding, a grace value when `expired`, else one still fresh, due
+/// for an early refresh.
+pub(crate) struct Due<R> {
+    snap: Snapshot,
+    epoch: u64,
+    expired: bool,
+    value: R,
+}
+
+impl<R> Due<R> {
+    /// What both modes do first: a value not from the call's own read is
+    /// served as it is, and so is a grace value whose key's refresh failed
+    /// lately (in the last [`REFRESH_BACKOFF`](crate::engine::REFRESH_BACKOFF)).
+    pub(super) fn of(call: &Call<'_>, found: Found, expired: bool, value: R) -> Result<Self, R> {
+        let Found::Hit { snap, epoch, .. } = found else {
+            return Err(value);
+        };
+        if expired && call.backing_off() {
+            call.served_grace("a refresh failed within the backoff");
+            return Err(value);
+        }
+        Ok(Due {
+            snap,
+            epoch,
+            expired,
+            value,
+        })
+    }
+}
+
 /// How a call refreshes a value it found in grace, or due for an early
 /// refresh.
-pub(super) trait Mode<R, S, F> {
-    /// `value` is the decoded value of `found`: a grace value when
-    /// `expired`, else one still fresh, due for an early refresh.
-    #[allow(clippy::too_many_arguments)]
-    fn refresh(
-        self,
-        cache: &Cache,
-        call: &Call<'_>,
-        found: Found,
-        expired: bool,
-        value: R,
-        strategy: S,
-        body: F,
-    ) -> impl Future<Output = R>;
+pub(crate) trait Mode<R, S, F> {
+    fn refresh(self, call: &Call<'_>, due: Due<R>, strategy: S, body: F)
+    -> impl Future<Output = R>;
 }
 
 /// The refresh runs in the caller that takes it.
-pub(super) struct InPlace;
+pub(crate) struct InPlace;
 
 impl<R, S: Strategy<R>, F: Future<Output = R>> Mode<R, S, F> for InPlace {
-    async fn refresh(
-        self,
-        _cache: &Cache,
-        call: &Call<'_>,
-        found: Found,
-        expired: bool,
-        value: R,
-        strategy: S,
-        body: F,
-    ) -> R {
-        let Found::Hit { snap, epoch, .. } = found else {
-            return value;
-        };
+    async fn refresh(self, call: &Call<'_>, due: Due<R>, strategy: S, body: F) -> R {
+        let Due {
+            snap,
+            epoch,
+            expired,
+            value,
+        } = due;
         if !expired {
             // Early (refresh_ahead needs a body that can move): a hit.
             call.count(Stat::hits);
             return value;
         }
-        if call.backing_off() {
-            call.served_grace("a refresh failed less than a second ago");
-            return value;
-        }
-        call.leave.store(true, std::sync::atomic::Ordering::Relaxed);
+        call.refreshing
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let fill = match call.miss(snap.into_versions(), epoch).await {
             Step::Compute(fill) => fill,
             Step::Serve(found) | Step::Refresh { found, .. } => {
@@ -179,7 +181,7 @@ impl<R, S: Strategy<R>, F: Future<Output = R>> Mode<R, S, F> for InPlace {
                     }
                 };
             }
-            Step::Left => {
+            Step::RefreshedElsewhere => {
                 call.served_grace("refresh running elsewhere");
                 return value;
             }
@@ -193,7 +195,7 @@ impl<R, S: Strategy<R>, F: Future<Output = R>> Mode<R, S, F> for InPlace {
 
 /// The refresh runs in a task of its own; callers wait for it at most
 /// `timeout` (a grace value) or not at all (an early refresh).
-pub(super) struct Detached;
+pub(crate) struct Detached;
 
 impl<R, S, F> Mode<R, S, F> for Detached
 where
@@ -201,46 +203,25 @@ where
     S: Strategy<R> + Clone + Send + Sync + 'static,
     F: Future<Output = R> + Send + 'static,
 {
-    async fn refresh(
-        self,
-        cache: &Cache,
-        call: &Call<'_>,
-        found: Found,
-        expired: bool,
-        value: R,
-        strategy: S,
-        body: F,
-    ) -> R {
-        let Found::Hit { snap, epoch, .. } = found else {
-            return value;
-        };
-        if expired && call.backing_off() {
-            call.served_grace("a refresh failed less than a second ago");
-            return value;
-        }
+    async fn refresh(self, call: &Call<'_>, due: Due<R>, strategy: S, body: F) -> R {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return InPlace
-                .refresh(
-                    cache,
-                    call,
-                    Found::Hit { snap, at: 0, epoch },
-                    expired,
-                    value,
-                    strategy,
-                    body,
-                )
-                .await;
+            return InPlace.refresh(call, due, strategy, body).await;
         };
-        let task = runtime.spawn(refresh_task(
-            cache.clone(),
-            call.spec,
-            call.part.clone(),
-            call.tags.to_vec(),
-            strategy,
-            snap.into_versions(),
+        let Due {
+            snap,
             epoch,
-            body,
-        ));
+            expired,
+            value,
+        } = due;
+        let detached = DetachedCall {
+            inner: call.inner.clone(),
+            spec: call.spec,
+            part: call.part.clone(),
+            tags: call.tags.to_vec(),
+            read: snap.into_versions(),
+            epoch,
+        };
+        let task = runtime.spawn(refresh_task(detached, strategy, body));
         if !expired {
             call.count(Stat::hits);
             return value;
@@ -261,30 +242,40 @@ where
     }
 }
 
-/// A refresh in the background: leads the key's refresh (or leaves it to
-/// whoever does), runs the body, stores its value. Its result, when it ran.
-#[allow(clippy::too_many_arguments)]
-async fn refresh_task<R, S, F>(
-    cache: Cache,
-    spec: &'static crate::spec::Spec,
-    part: crate::key::CallPart,
+/// What a refresh in the background takes of its call: the call's keys,
+/// and the versions its read found (with the flights' epoch then).
+struct DetachedCall {
+    inner: Arc<Inner>,
+    spec: &'static Spec,
+    part: CallPart,
     tags: Vec<String>,
-    strategy: S,
     read: Vec<Option<Vec<u8>>>,
     epoch: u64,
-    body: F,
-) -> Option<(R, Keep)>
+}
+
+/// A refresh in the background: leads the key's refresh (or leaves it to
+/// whoever does), runs the body, stores its value. Its result, when it ran.
+async fn refresh_task<R, S, F>(detached: DetachedCall, strategy: S, body: F) -> Option<(R, Keep)>
 where
     S: Strategy<R>,
     F: Future<Output = R>,
 {
-    let call = Call::with_part(&cache.inner, spec, part, &tags);
+    let DetachedCall {
+        inner,
+        spec,
+        part,
+        tags,
+        read,
+        epoch,
+    } = detached;
+    let call = Call::with_part(&inner, spec, part, &tags);
     // Spawned before another refresh of the key failed, and run after it
     // (a busy runtime): the backoff holds for it too.
     if call.backing_off() {
         return None;
     }
-    call.leave.store(true, std::sync::atomic::Ordering::Relaxed);
+    call.refreshing
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     let fill = match Box::pin(call.miss(read, epoch)).await {
         Step::Compute(fill) => fill,
         _ => return None,
@@ -294,7 +285,7 @@ where
 
 /// Runs a refresh's body and stores its value: its result and what became
 /// of it, or `None` when it panicked. A failure is logged and counted, and
-/// backs the key off for [`REFRESH_BACKOFF`].
+/// backs the key off for [`REFRESH_BACKOFF`](crate::engine::REFRESH_BACKOFF).
 async fn run_refresh<R, S, F>(
     call: &Call<'_>,
     fill: super::Fill<'_>,
@@ -331,5 +322,5 @@ where
 /// be refreshed early: a quarter of the TTL, or twice the body's duration
 /// if longer.
 pub(super) fn window(ttl: Duration, delta_ms: u64) -> u64 {
-    (u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX) / 4).max(delta_ms.saturating_mul(2))
+    (crate::duration::millis(ttl) / 4).max(delta_ms.saturating_mul(2))
 }

@@ -64,26 +64,20 @@ impl Call<'_> {
     /// until it expires. One such check at a time per cache, so that an
     /// outage, where every read times out, does not double the load.
     fn sweep_oversized(&self) {
-        let inner = self.inner;
-        let (Some(redis), Ok(runtime)) = (
-            inner.backend.as_redis(),
-            tokio::runtime::Handle::try_current(),
-        ) else {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
+        let inner = self.inner.clone();
         if inner.sweeping.swap(true, Ordering::AcqRel) {
             return;
         }
-        let redis = redis.clone();
         let key = self.entry().to_string();
         let max = inner.max_value_bytes;
-        let stats = inner.stats.clone();
-        let done = inner.sweeping.clone();
         runtime.spawn(async move {
             // Longer than the op timeout: the read may have timed out
             // because Redis was slow, and this runs off the call's path.
-            if let Ok(true) = redis.drop_if_larger(&key, max, SWEEP_TIMEOUT).await {
-                Counters::add(&stats.oversized);
+            if let Ok(true) = inner.backend.drop_if_larger(&key, max, SWEEP_TIMEOUT).await {
+                Counters::add(&inner.stats.oversized);
                 tracing::warn!(
                     target: "cache_runtime",
                     %key,
@@ -91,7 +85,7 @@ impl Call<'_> {
                     "deleted an entry larger than `max_value_bytes` whose read timed out"
                 );
             }
-            done.store(false, Ordering::Release);
+            inner.sweeping.store(false, Ordering::Release);
         });
     }
 }

@@ -47,10 +47,10 @@ impl Call<'_> {
         }
         let (mut read, mut epoch) = (read, epoch);
         loop {
-            let key = flight_key(&self.owned().entry, read.iter().map(Option::as_deref));
+            let key = flight_key(&self.key_strings().entry, read.iter().map(Option::as_deref));
             match self.inner.flights.join(key.clone()) {
                 // A refresh leaves the key to the caller already on it.
-                Join::Follower(_) if self.leaves() => return Step::Left,
+                Join::Follower(_) if self.is_refresh() => return Step::RefreshedElsewhere,
                 Join::Follower(follower) => {
                     epoch = self.inner.flights.epoch();
                     match follower.wait().await {
@@ -108,13 +108,12 @@ impl Call<'_> {
         joined: &[u8],
         read: Vec<Option<Vec<u8>>>,
     ) -> Step<'f> {
-        let redis = self.inner.backend.as_redis();
-        let request = redis.map(|redis| {
+        let request = self.inner.backend.leases().map(|leases| {
             LeaseRequest::new(
-                redis,
+                leases,
                 self.inner.backplane.as_ref(),
-                crate::schema::lease_key(&self.inner.namespace, &self.owned().entry),
-                self.lock_ttl(),
+                crate::schema::lease_key(&self.inner.namespace, &self.key_strings().entry),
+                self.lease_ttl(),
             )
         });
         let attempt = request.as_ref().map(LeaseRequest::attempt);
@@ -126,7 +125,7 @@ impl Call<'_> {
             return self.offline().await;
         };
         let key = flight_key(
-            &self.owned().entry,
+            &self.key_strings().entry,
             versions.values.iter().map(|v| Some(v.as_slice())),
         );
         if key != joined {
@@ -137,8 +136,8 @@ impl Call<'_> {
                 if taken {
                     break;
                 }
-                if self.leaves() {
-                    return Step::Left;
+                if self.is_refresh() {
+                    return Step::RefreshedElsewhere;
                 }
                 if let Landing::Value(bytes) = other.wait().await {
                     flight.land(Landing::Value(bytes.clone()));
@@ -149,15 +148,15 @@ impl Call<'_> {
         let Some(request) = request else {
             return Step::Compute(Fill::new(self, versions, None, Some(flight)));
         };
-        if !taken && self.leaves() {
+        if !taken && self.is_refresh() {
             // Another process holds the lease: it refreshes the key.
-            return Step::Left;
+            return Step::RefreshedElsewhere;
         }
         let filled = |snap: &crate::backend::Snapshot| match self.check(snap) {
             Check::Current(at) => Some(at),
             _ => None,
         };
-        let keys = self.owned();
+        let keys = self.key_strings();
         let wait = Wait {
             entry_key: &keys.entry,
             version_keys: &keys.versions,
@@ -199,7 +198,7 @@ impl Call<'_> {
     async fn versions(
         &self,
         read: Vec<Option<Vec<u8>>>,
-        lease: Option<&crate::backend::redis::LeaseTry<'_>>,
+        lease: Option<&crate::backend::LeaseTry<'_>>,
     ) -> Option<(Versions, bool)> {
         let created = read.iter().map(Option::is_none).collect();
         if lease.is_none() && read.iter().all(Option::is_some) {
@@ -207,7 +206,7 @@ impl Call<'_> {
             return Some((Versions { values, created }, false));
         }
         let missing: Vec<(&str, String)> = self
-            .owned()
+            .key_strings()
             .versions
             .iter()
             .zip(&read)
@@ -220,7 +219,7 @@ impl Call<'_> {
         let prepared = self
             .inner
             .backend
-            .prepare(&missing, self.ttl.saturating_add(self.lock_ttl()), lease)
+            .prepare(&missing, self.ttl.saturating_add(self.lease_ttl()), lease)
             .await;
         let prepared = match prepared {
             Ok(p) => p,

@@ -27,6 +27,7 @@
 mod fail_open;
 mod fill;
 mod grace;
+mod local;
 mod lookup;
 mod miss;
 
@@ -37,12 +38,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::backend::Snapshot;
-use crate::cache::Cache;
 use crate::codec::CodecError;
 use crate::engine::Inner;
 use crate::entry::{self, Check};
 use crate::key::{CallPart, KeyPart};
-use crate::local::{LocalForm, LocalKey, LocalTier, Ticket};
 use crate::outcome::{Keep, Strategy};
 use crate::schema::{self, KeyName};
 use crate::scope::{self, Scope};
@@ -51,172 +50,82 @@ use crate::spec::{CountersRef, KeysRef, Spec};
 use crate::stats::{Counters, Stat};
 
 pub(crate) use fill::Fill;
-pub(crate) use grace::failed_refreshes;
+pub(crate) use grace::{Detached, InPlace};
+use local::LocalLookup;
+pub use local::{LocalForm, LocalProbe, ViaBytes, ViaClone};
 
-/// Runs one call of a `#[cached]` function. Called by the generated code
-/// only; `tags` are the rendered tags that interpolate arguments. With
-/// `grace`, an expired value is refreshed by this caller (the others get
-/// the grace value meanwhile); see [`execute_detached`] for the refresh in
-/// a task of its own.
-pub fn execute<R, S, F>(
-    cache: Option<Cache>,
-    spec: &'static Spec,
-    key: KeyPart,
-    tags: &[String],
-    strategy: S,
-    form: LocalForm<R, S>,
-    body: F,
-) -> impl Future<Output = R>
-where
-    S: Strategy<R>,
-    F: Future<Output = R>,
-{
-    in_span(spec, move |span| {
-        run(
-            cache,
-            spec,
-            key,
-            tags,
-            (strategy, form),
-            body,
-            grace::InPlace,
-            span,
-        )
-    })
+/// One call of a `#[cached]` function, as the generated code describes
+/// it: the cache (if any), the function, the call's key and the rendered
+/// tags that interpolate arguments, how its result is stored and kept
+/// locally, and its body.
+pub(crate) struct Request<'t, R, S, F> {
+    pub inner: Option<Arc<Inner>>,
+    pub spec: &'static Spec,
+    pub key: KeyPart,
+    pub tags: &'t [String],
+    pub strategy: S,
+    pub form: LocalForm<R, S>,
+    pub body: F,
 }
 
-/// A call's future (`run`) in its span. Plain functions around one
-/// `async fn`: the call's arguments and its body are stored once in its
-/// future (each `async fn` layer that moves them on would store them
-/// again).
-fn in_span<R, C: Future<Output = R>>(
-    spec: &'static Spec,
-    call: impl FnOnce(tracing::Span) -> C,
-) -> impl Future<Output = R> {
-    let span = span::call_span(spec.path());
-    span::observed(span.clone(), call(span))
-}
-
-/// [`execute`] for a function whose body can move into a task of its own
-/// (its arguments are owned): with `grace` or `refresh_ahead`, a refresh
-/// runs in the background, so that no caller waits for it (or waits at
-/// most `timeout`).
-pub fn execute_detached<R, S, F>(
-    cache: Option<Cache>,
-    spec: &'static Spec,
-    key: KeyPart,
-    tags: &[String],
-    strategy: S,
-    form: LocalForm<R, S>,
-    body: F,
-) -> impl Future<Output = R>
-where
-    R: Send + 'static,
-    S: Strategy<R> + Clone + Send + Sync + 'static,
-    F: Future<Output = R> + Send + 'static,
-{
-    in_span(spec, move |span| {
-        run(
-            cache,
-            spec,
-            key,
-            tags,
-            (strategy, form),
-            body,
-            grace::Detached,
-            span,
-        )
-    })
-}
-
-/// What the local tier made of a call.
-enum First<'c, R> {
-    /// Its value, served.
-    Hit(R),
-    /// Nothing: with the tier, a ticket and the key when what Redis
-    /// returns may be kept.
-    Miss(Option<(&'c LocalTier, Ticket, LocalKey)>),
-}
-
-/// The local tier's answer to a call, if the cache has one and the call
-/// may use it (not in a `bypass` or `refresh` scope, not `local = false`).
-fn first_local<'c, R, S: Strategy<R>>(
-    cache: &'c Cache,
-    spec: &'static Spec,
-    key: &KeyPart,
-    scope: Option<Scope>,
-    form: LocalForm<R, S>,
-    strategy: &S,
-) -> First<'c, R> {
-    let Some(tier) = cache.inner.local.as_deref() else {
-        return First::Miss(None);
-    };
-    if !spec.options.local || scope.is_some() {
-        return First::Miss(None);
-    }
-    let Some(local_key) = crate::local::key_of(spec, key) else {
-        return First::Miss(None);
-    };
-    if let Some(value) = tier.serve(&local_key, form, strategy, spec.options.codec) {
-        local_hit(&cache.inner, spec);
-        return First::Hit(value);
-    }
-    match tier.ticket() {
-        Some(ticket) => First::Miss(Some((tier, ticket, local_key))),
-        // The backplane is down: bypassed until it is (back) up.
-        None => {
-            if let Some(backplane) = &cache.inner.backplane {
-                backplane.start();
-            }
-            First::Miss(None)
-        }
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn run<R, S, F, M>(
-    cache: Option<Cache>,
-    spec: &'static Spec,
-    key: KeyPart,
-    tags: &[String],
-    (strategy, form): (S, LocalForm<R, S>),
-    body: F,
-    mode: M,
-    span: tracing::Span,
-) -> R
+/// Runs one call in its span. With `grace`, an expired value is refreshed
+/// as `mode` says: by this caller ([`InPlace`]) or in a task of its own
+/// ([`Detached`]). A plain function around one `async fn`: the request and
+/// its body are stored once in the call's future (each `async fn` layer
+/// that moves them on would store them again).
+pub(crate) fn execute<R, S, F, M>(request: Request<'_, R, S, F>, mode: M) -> impl Future<Output = R>
 where
     S: Strategy<R>,
     F: Future<Output = R>,
     M: grace::Mode<R, S, F>,
 {
-    let Some(cache) = cache else {
+    let span = span::call_span(request.spec.path());
+    span::observed(span.clone(), run(request, mode, span))
+}
+
+async fn run<R, S, F, M>(request: Request<'_, R, S, F>, mode: M, span: tracing::Span) -> R
+where
+    S: Strategy<R>,
+    F: Future<Output = R>,
+    M: grace::Mode<R, S, F>,
+{
+    let Request {
+        inner,
+        spec,
+        key,
+        tags,
+        strategy,
+        form,
+        body,
+    } = request;
+    let Some(inner) = inner else {
         warn_no_cache(spec);
         span.record("outcome", "uncached");
         return body.await;
     };
     let scope = scope::current();
-    let mut local = match first_local(&cache, spec, &key, scope, form, &strategy) {
-        First::Hit(value) => {
+    let mut local = match local::lookup(&inner, spec, &key, scope.is_some(), form, &strategy) {
+        LocalLookup::Hit(value) => {
             // A local hit never waits: it takes from the task's budget, so
             // that a loop of them still lets the task's neighbours run.
             tokio::task::consume_budget().await;
             span.record("outcome", "local hit");
             return value;
         }
-        First::Miss(local) => local,
+        LocalLookup::Miss(slot) => slot,
     };
     let codec = spec.options.codec;
-    let call = match Call::new(&cache.inner, spec, key, tags) {
+    let call = match Call::new(&inner, spec, key, tags) {
         Ok(call) => call,
         Err(error) => {
-            Counters::add(&cache.inner.stats.errors);
+            Counters::add(&inner.stats.errors);
             tracing::warn!(
                 target: "cache_runtime",
                 function = spec.path(),
                 %error,
                 "cannot derive the cache key; running uncached"
             );
-            Counters::add(&cache.inner.stats.computations);
+            Counters::add(&inner.stats.computations);
             span.record("outcome", "uncached");
             return body.await;
         }
@@ -227,16 +136,16 @@ where
         return body.await;
     }
     let mut step = call.lookup(local.is_some()).await;
-    if scope == Some(Scope::Refresh) {
-        step = Box::pin(call.refresh(step)).await;
+    if scope == Some(Scope::Recompute) {
+        step = Box::pin(call.recompute(step)).await;
     }
     loop {
         step = match step {
             Step::Serve(found) => match strategy.decode(codec, found.value()) {
                 Ok(value) => {
                     call.served(&found);
-                    if let Some((tier, ticket, local_key)) = local.take() {
-                        call.keep_local(tier, ticket, local_key, form, &strategy, &value, &found);
+                    if let Some(slot) = local.take() {
+                        call.keep_local(slot, form, &strategy, &value, &found);
                     }
                     span.record("outcome", found.outcome());
                     return value;
@@ -246,14 +155,16 @@ where
             Step::Refresh { found, expired } => match strategy.decode(codec, found.value()) {
                 Ok(value) => {
                     span.record("outcome", "grace or refresh");
-                    let refresh =
-                        mode.refresh(&cache, &call, found, expired, value, strategy, body);
-                    return Box::pin(refresh).await;
+                    let due = match grace::Due::of(&call, found, expired, value) {
+                        Ok(due) => due,
+                        Err(value) => return value,
+                    };
+                    return Box::pin(mode.refresh(&call, due, strategy, body)).await;
                 }
                 Err(error) => Box::pin(call.undecodable(found, &error)).await,
             },
             // Only a refresh leaves; a call that gets here runs its body.
-            Step::Left => Step::Compute(Fill::uncached(&call, None)),
+            Step::RefreshedElsewhere => Step::Compute(Fill::uncached(&call, None)),
             Step::Compute(fill) => {
                 span.record("outcome", "computed");
                 call.count(Stat::computations);
@@ -262,7 +173,7 @@ where
                 let took = started.elapsed();
                 call.function.body_took(took);
                 let keep = fill_with(fill, &strategy, &result, took).await;
-                if scope == Some(Scope::Refresh) && keep == Keep::Store && !call.failed() {
+                if scope == Some(Scope::Recompute) && keep == Keep::Store && !call.failed() {
                     // The new value replaces a current one: local tiers
                     // drop theirs.
                     Box::pin(call.announce_replaced()).await;
@@ -299,15 +210,6 @@ fn fill_with<'f, R, S: Strategy<R>>(
     }
 }
 
-/// Counts a local hit (a hit too).
-fn local_hit(inner: &Inner, spec: &'static Spec) {
-    let function = inner.counters(spec);
-    for stat in [Stat::hits, Stat::local_hits] {
-        Counters::add(inner.stats.get(stat));
-        function.count(stat);
-    }
-}
-
 fn warn_no_cache(spec: &Spec) {
     static WARNED: AtomicBool = AtomicBool::new(false);
     if !WARNED.swap(true, Ordering::Relaxed) {
@@ -330,7 +232,7 @@ pub(crate) enum Step<'c> {
     /// and due for a refresh ahead of its expiry (see `grace`).
     Refresh { found: Found, expired: bool },
     /// Nothing to do: another caller, or process, refreshes the key.
-    Left,
+    RefreshedElsewhere,
 }
 
 /// A stored value found for the call.
@@ -387,7 +289,7 @@ impl Found {
 
 /// The keys of a miss, as strings (a hit writes its keys from their pieces
 /// and needs none of these).
-pub(crate) struct OwnedKeys {
+pub(crate) struct KeyStrings {
     pub entry: String,
     /// The function's version key, the call's, the namespace's, then the
     /// tags'.
@@ -396,7 +298,7 @@ pub(crate) struct OwnedKeys {
 
 /// The call's keys and settings, and whether the backend failed it.
 pub(crate) struct Call<'c> {
-    inner: &'c Inner,
+    inner: &'c Arc<Inner>,
     spec: &'static Spec,
     keys: KeysRef,
     part: CallPart,
@@ -406,17 +308,18 @@ pub(crate) struct Call<'c> {
     /// Set by the first backend failure of this call: the call then makes
     /// no further write, so it waits on a failing Redis at most once.
     failed: AtomicBool,
-    owned: OnceLock<OwnedKeys>,
-    /// A refresh: leave the key to whoever already computes it, rather
+    key_strings: OnceLock<KeyStrings>,
+    /// This call is a refresh (of a value in grace, or ahead of its
+    /// expiry): it leaves the key to whoever already computes it, rather
     /// than wait for them.
-    leave: AtomicBool,
+    refreshing: AtomicBool,
     /// The function's counters in this cache.
     function: CountersRef,
 }
 
 impl<'c> Call<'c> {
     fn new(
-        inner: &'c Inner,
+        inner: &'c Arc<Inner>,
         spec: &'static Spec,
         key: KeyPart,
         tags: &'c [String],
@@ -425,7 +328,7 @@ impl<'c> Call<'c> {
     }
 
     fn with_part(
-        inner: &'c Inner,
+        inner: &'c Arc<Inner>,
         spec: &'static Spec,
         part: CallPart,
         tags: &'c [String],
@@ -441,8 +344,8 @@ impl<'c> Call<'c> {
                 .ttl_secs
                 .map_or(inner.default_ttl, Duration::from_secs),
             failed: AtomicBool::new(false),
-            owned: OnceLock::new(),
-            leave: AtomicBool::new(false),
+            key_strings: OnceLock::new(),
+            refreshing: AtomicBool::new(false),
             function: inner.counters(spec),
         }
     }
@@ -454,8 +357,10 @@ impl<'c> Call<'c> {
         self.function.count(stat);
     }
 
-    fn leaves(&self) -> bool {
-        self.leave.load(Ordering::Relaxed)
+    /// Whether this call is a refresh, which leaves the key to whoever
+    /// already computes it.
+    fn is_refresh(&self) -> bool {
+        self.refreshing.load(Ordering::Relaxed)
     }
 
     /// The entry's key.
@@ -477,8 +382,8 @@ impl<'c> Call<'c> {
     }
 
     /// The keys as strings, made on the first need (a miss).
-    fn owned(&self) -> &OwnedKeys {
-        self.owned.get_or_init(|| OwnedKeys {
+    fn key_strings(&self) -> &KeyStrings {
+        self.key_strings.get_or_init(|| KeyStrings {
             entry: self.entry().to_string(),
             versions: self.version_names().map(|k| k.to_string()).collect(),
         })
@@ -505,8 +410,8 @@ impl<'c> Call<'c> {
     }
 
     /// In a [`refresh`](crate::refresh) scope, a hit is taken for a miss
-    /// (with the versions it read).
-    async fn refresh<'s>(&'s self, step: Step<'s>) -> Step<'s> {
+    /// (with the versions it read): the value is recomputed.
+    async fn recompute<'s>(&'s self, step: Step<'s>) -> Step<'s> {
         match step {
             Step::Serve(Found::Hit { snap, epoch, .. }) => {
                 self.count(Stat::misses);
@@ -546,59 +451,11 @@ impl<'c> Call<'c> {
     }
 
     /// How long a fill lease lasts: the longest a body is expected to run.
-    fn lock_ttl(&self) -> Duration {
+    fn lease_ttl(&self) -> Duration {
         self.spec
             .options
             .lock_ttl_ms
-            .map_or(self.inner.lock_ttl, Duration::from_millis)
-    }
-
-    /// Keeps a value the call's own read found current in the local tier,
-    /// for as long as its Redis entry lives (and, with `grace` or
-    /// `refresh_ahead`, as long as it is fresh, less the refresh window:
-    /// the rest of those rules run on the Redis path).
-    #[allow(clippy::too_many_arguments)]
-    fn keep_local<R, S: Strategy<R>>(
-        &self,
-        tier: &LocalTier,
-        ticket: Ticket,
-        key: LocalKey,
-        form: LocalForm<R, S>,
-        strategy: &S,
-        value: &R,
-        found: &Found,
-    ) {
-        let Found::Hit { snap, .. } = found else {
-            return;
-        };
-        let Some(mut life) = snap.ttl else {
-            return;
-        };
-        let options = &self.spec.options;
-        if options.records_freshness() {
-            let Some(fresh) = entry::freshness(found.entry()) else {
-                return;
-            };
-            let mut fresh_ms = fresh.until_ms.saturating_sub(entry::now_ms());
-            if options.refresh_ahead {
-                fresh_ms = fresh_ms.saturating_sub(grace::window(self.ttl, fresh.delta_ms));
-            }
-            life = life.min(Duration::from_millis(fresh_ms));
-        }
-        if life.is_zero() {
-            return;
-        }
-        let names = self.version_names().map(|k| k.to_string());
-        tier.keep(
-            ticket,
-            key,
-            form,
-            strategy,
-            value,
-            found.value(),
-            names,
-            ticket.at() + life,
-        );
+            .map_or(self.inner.lease_ttl, Duration::from_millis)
     }
 
     /// Tells the local tiers of every process that this call's value was
