@@ -17,7 +17,7 @@ use crate::stats::Counters;
 
 pub(crate) struct Inner {
     /// Unique among the caches of this process.
-    pub id: u64,
+    id: u64,
     /// The counters of each function called with this cache, by the
     /// address of its `Spec`.
     functions: Mutex<HashMap<usize, Arc<FunctionCounters>>>,

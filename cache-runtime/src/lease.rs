@@ -56,7 +56,7 @@ pub(crate) struct Wait<'a> {
     pub filled: &'a (dyn Fn(&Snapshot) -> Option<usize> + Sync),
 }
 
-pub(crate) const FIRST_BACKOFF: Duration = Duration::from_millis(5);
+const FIRST_BACKOFF: Duration = Duration::from_millis(5);
 const MAX_BACKOFF: Duration = Duration::from_millis(50);
 
 impl<'a> LeaseRequest<'a> {

@@ -34,7 +34,7 @@ type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Consecutive unreachable operations on one connection before it is
 /// replaced.
-pub(crate) const REPLACE_AFTER: u32 = 3;
+const REPLACE_AFTER: u32 = 3;
 
 /// Where the node is.
 pub(crate) enum Node {

@@ -289,7 +289,7 @@ impl Found {
 
 /// The keys of a miss, as strings (a hit writes its keys from their pieces
 /// and needs none of these).
-pub(crate) struct KeyStrings {
+struct KeyStrings {
     pub entry: String,
     /// The function's version key, the call's, the namespace's, then the
     /// tags'.
