@@ -128,6 +128,12 @@ pub(crate) fn freshness(entry: &[u8]) -> Option<Fresh> {
 #[derive(Debug)]
 pub(crate) struct BadVersion;
 
+/// Whether `bytes` can be a version (this crate writes 32 hex digits; any
+/// non-empty alphanumeric run fits in a header).
+pub(crate) fn is_version(bytes: &[u8]) -> bool {
+    !bytes.is_empty() && bytes.iter().all(u8::is_ascii_alphanumeric)
+}
+
 /// Starts an entry: the header for `codec` and `versions`. The value is
 /// appended to it.
 pub(crate) fn header<V: AsRef<[u8]>>(
@@ -147,7 +153,7 @@ pub(crate) fn header<V: AsRef<[u8]>>(
     }
     for (i, version) in versions.iter().enumerate() {
         let version = version.as_ref();
-        if version.is_empty() || !version.iter().all(u8::is_ascii_alphanumeric) {
+        if !is_version(version) {
             return Err(BadVersion);
         }
         if i > 0 {

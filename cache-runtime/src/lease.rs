@@ -31,12 +31,15 @@ use crate::schema::KeyName;
 
 /// The lease of one entry, not taken yet. Made before the first attempt, so
 /// that no announcement of a release after it is missed.
+///
+/// From the moment the first attempt can be sent until its answer is known
+/// ([`answered`](Self::answered)), the request's guard is armed: a request
+/// dropped in between (its caller cancelled during that round trip)
+/// releases the lease, which its `SET NX` may have taken, so that no lease
+/// of ours is left for others to wait out.
 pub(crate) struct LeaseRequest<'a> {
-    leases: Leases,
-    backplane: Option<&'a Arc<Backplane>>,
     registration: Option<Registration<'a>>,
-    key: String,
-    token: String,
+    guard: LeaseGuard,
     ttl: Duration,
 }
 
@@ -67,11 +70,14 @@ impl<'a> LeaseRequest<'a> {
         ttl: Duration,
     ) -> Self {
         LeaseRequest {
-            leases,
-            backplane,
             registration: backplane.map(|n| n.register(&key)),
-            key,
-            token: crate::ids::random_id(),
+            guard: LeaseGuard {
+                leases,
+                channel: backplane.map(|n| n.channel().clone()),
+                key,
+                token: crate::ids::random_id(),
+                armed: true,
+            },
             ttl,
         }
     }
@@ -79,27 +85,23 @@ impl<'a> LeaseRequest<'a> {
     /// The `SET NX` to send.
     pub fn attempt(&self) -> LeaseTry<'_> {
         LeaseTry {
-            key: &self.key,
-            token: &self.token,
+            key: &self.guard.key,
+            token: &self.guard.token,
             ttl: self.ttl,
         }
+    }
+
+    /// The first attempt was answered: `taken` says whether the lease is
+    /// ours (and to release if the request is dropped from now on).
+    pub fn answered(&mut self, taken: bool) {
+        self.guard.armed = taken;
     }
 
     /// Gives up after the first attempt failed or timed out: Redis may
     /// have applied it, so the lease is released (off the caller's path),
     /// and no lease of ours is left for others to wait out.
-    pub fn abandon(self) {
-        drop(self.guard(true));
-    }
-
-    fn guard(&self, armed: bool) -> LeaseGuard {
-        LeaseGuard {
-            leases: self.leases.clone(),
-            channel: self.backplane.map(|n| n.channel().clone()),
-            key: self.key.clone(),
-            token: self.token.clone(),
-            armed,
-        }
+    pub fn abandon(mut self) {
+        self.guard.armed = true;
     }
 
     /// Takes the lease, given whether the first attempt (sent with the
@@ -112,12 +114,13 @@ impl<'a> LeaseRequest<'a> {
         wait: Wait<'_>,
         waited: impl FnOnce(),
     ) -> Result<Acquired, Error> {
-        // From here until the guard is disarmed, a `SET NX` of ours may
-        // have landed: if a later one timed out but Redis applied it,
-        // dropping the guard releases the lease, so none of ours is left for
-        // others to wait out.
-        let mut guard = self.guard(true);
+        // While the guard is armed, a `SET NX` of ours may have landed: if
+        // a later one timed out but Redis applied it, dropping the guard
+        // releases the lease, so none of ours is left for others to wait
+        // out.
+        let mut guard = self.guard;
         if taken {
+            guard.armed = true;
             return Ok(Acquired::Held(guard));
         }
         guard.armed = false;
@@ -132,7 +135,7 @@ impl<'a> LeaseRequest<'a> {
                 if let Some(n) = notified.as_mut().as_pin_mut() {
                     n.enable();
                 }
-                let snap = self
+                let snap = guard
                     .leases
                     .read(
                         KeyName::whole(wait.entry_key),
@@ -166,7 +169,7 @@ impl<'a> LeaseRequest<'a> {
                 token: &guard.token,
                 ttl: self.ttl,
             };
-            if self.leases.try_take(&attempt).await? {
+            if guard.leases.try_take(&attempt).await? {
                 return Ok(Acquired::Held(guard));
             }
             guard.armed = false;

@@ -129,11 +129,12 @@
 //! **What is stored.**
 //! - Per tag, one string key, `{ns}#tag:{tag}`, holding the tag's current
 //!   *version*: 128 random bits in hex. A version is created with the TTL
-//!   of the entry being filled (plus the fill lease's, as room for the body
-//!   to run), and every entry stored under it extends it to at least its own
-//!   TTL: versions expire with the last entry that carries them, so
-//!   per-entity tags (`user:{id}`) do not pile up. A version that expires
-//!   early only invalidates.
+//!   of the entry being filled, grace included (plus the fill lease's, as
+//!   room for the body to run), and every entry stored under it extends it
+//!   to at least its own TTL: versions expire with the last entry that
+//!   carries them, so per-entity tags (`user:{id}`) do not pile up. A
+//!   version that expires early only invalidates; one holding bytes this
+//!   crate did not write is replaced by the next fill, not adopted.
 //! - Three implicit tags per entry: its function's, `{ns}#fn:{path}` (what
 //!   `<fn>_invalidate_all()` deletes), its own, `{ns}#call:{entry key}`
 //!   (what `<fn>_invalidate(args)` deletes, with the entry), and its

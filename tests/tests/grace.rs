@@ -380,3 +380,102 @@ where
     }
     out
 }
+
+// A lease shorter than the grace by far: the versions a fill creates must
+// still live as long as the entry (ttl + grace), not ttl + lock_ttl.
+#[cached(cache = cache, skip(cache, db), ttl = 1, grace = "1h", lock_ttl = "1s")]
+async fn price_short_lease(cache: Cache, db: Arc<Db>, id: u64) -> Result<u64, String> {
+    db.read(id).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grace_outlives_the_lease_on_redis() {
+    let cache = redis_cache(&shared_url(), &unique_namespace("grace-lease"));
+    let db = Db::new();
+    let first = price_short_lease(cache.clone(), db.clone(), 7).await;
+    assert_eq!(first, Ok(7001));
+    db.fail.store(true, Ordering::SeqCst);
+    // Past ttl + lock_ttl (2 s), well within the grace.
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    let served = no_hang(
+        10,
+        "grace call",
+        price_short_lease(cache.clone(), db.clone(), 7),
+    )
+    .await;
+    assert_eq!(
+        served,
+        Ok(7001),
+        "the grace value was lost with the versions"
+    );
+}
+
+/// A row that may be deleted: `None` once it is gone.
+#[derive(Default)]
+struct Rows {
+    gone: AtomicBool,
+    runs: AtomicU64,
+}
+
+struct RowRepo {
+    cache: Cache,
+    rows: Arc<Rows>,
+}
+
+impl RowRepo {
+    // A `&self` method: the caller that finds the value in grace refreshes.
+    #[cached(cache = &self.cache, ttl = 1, grace = "1h")]
+    async fn row(&self, id: u64) -> Option<String> {
+        self.rows.runs.fetch_add(1, Ordering::SeqCst);
+        (!self.rows.gone.load(Ordering::SeqCst)).then(|| format!("row {id}"))
+    }
+}
+
+// Owned arguments: the refresh runs in the background.
+#[cached(cache = cache, skip(cache, rows), ttl = 1, grace = "1h")]
+async fn row_detached(cache: Cache, rows: Arc<Rows>, id: u64) -> Option<String> {
+    rows.runs.fetch_add(1, Ordering::SeqCst);
+    (!rows.gone.load(Ordering::SeqCst)).then(|| format!("row {id}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_that_finds_the_row_gone_is_an_answer_not_a_failure() {
+    for cache in backends("grace-none") {
+        let rows = Arc::new(Rows::default());
+        let repo = RowRepo {
+            cache: cache.clone(),
+            rows: rows.clone(),
+        };
+        assert_eq!(repo.row(1).await.as_deref(), Some("row 1"));
+        rows.gone.store(true, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(1300)).await;
+        // The refreshing caller gets the answer, and nobody the old row.
+        for call in 0..6 {
+            assert_eq!(repo.row(1).await, None, "call {call} after the row went");
+        }
+
+        let rows = Arc::new(Rows::default());
+        let detached = |rows: &Arc<Rows>| row_detached(cache.clone(), rows.clone(), 1);
+        assert_eq!(detached(&rows).await.as_deref(), Some("row 1"));
+        rows.gone.store(true, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(1300)).await;
+        // This caller gets the grace value while the refresh runs; once it
+        // has run, the old row is not served again.
+        detached(&rows).await;
+        no_hang(10, "the background refresh", async {
+            while rows.runs.load(Ordering::SeqCst) < 2 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        no_hang(10, "the row to read as gone", async {
+            while detached(&rows).await.is_some() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        for call in 0..6 {
+            assert_eq!(detached(&rows).await, None, "call {call} after the refresh");
+        }
+    }
+}

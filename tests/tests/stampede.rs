@@ -474,3 +474,61 @@ async fn an_acl_user_without_channel_rights_fills_quietly() {
         .sum::<u64>();
     assert!(count <= 12, "{count} denials in 2 s: {denied}");
 }
+
+#[cached(cache = cache, skip(cache, runs), ttl = 60, lock_ttl = "30s")]
+async fn leased_once(cache: Cache, runs: Arc<AtomicU64>, id: u64) -> u64 {
+    runs.fetch_add(1, Ordering::SeqCst);
+    id
+}
+
+/// A leader cancelled while its first round trip (the versions and the
+/// lease's `SET NX`) is out leaves no lease behind: the next caller does
+/// not wait out `lock_ttl`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_cancelled_during_its_first_round_trip_leaves_no_lease() {
+    let server = RedisServer::start();
+    let namespace = unique_namespace("lease-cancel");
+    let cache = Cache::builder()
+        .redis(server.url())
+        .namespace(&namespace)
+        .op_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let runs = Arc::new(AtomicU64::new(0));
+    let mut conn = server.conn();
+    // Reads go on; writes (the versions' scripts, the lease's SET NX) wait.
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(3000)
+        .arg("WRITE")
+        .query(&mut conn)
+        .unwrap();
+    let cancelled = tokio::time::timeout(
+        Duration::from_millis(500),
+        leased_once(cache.clone(), runs.clone(), 1),
+    )
+    .await;
+    assert!(
+        cancelled.is_err(),
+        "the call was to be cancelled while paused"
+    );
+    let _: () = redis::cmd("CLIENT")
+        .arg("UNPAUSE")
+        .query(&mut conn)
+        .unwrap();
+    // The SET NX lands now; the release sent on the cancellation follows it.
+    let pattern = format!("{namespace}#lease:*");
+    no_hang(10, "the orphan lease to go", async {
+        loop {
+            let mut conn = server.conn();
+            let leases: Vec<String> = redis::cmd("KEYS").arg(&pattern).query(&mut conn).unwrap();
+            if leases.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(leased_once(cache.clone(), runs.clone(), 1).await, 1);
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}

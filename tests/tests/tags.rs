@@ -572,3 +572,46 @@ async fn tags_and_leases_on_a_redis_cluster() {
     );
     assert!(s.hits > 0, "{s:?}");
 }
+
+#[cached(cache = cache, skip(cache, runs), ttl = 60, tags = ["junk:{id}"])]
+async fn repaired(cache: Cache, runs: Arc<AtomicU64>, id: u64) -> u64 {
+    runs.fetch_add(1, Ordering::SeqCst);
+    id * 10
+}
+
+/// Bytes the cache did not write, over an entry and every version key it
+/// carries: the next call recomputes, and its fill repairs the versions,
+/// so the call after it is a hit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn junk_over_the_versions_is_repaired_by_the_next_fill() {
+    let namespace = unique_namespace("junk");
+    let cache = redis_cache(&shared_url(), &namespace);
+    let runs = Arc::new(AtomicU64::new(0));
+    assert_eq!(repaired(cache.clone(), runs.clone(), 4).await, 40);
+    let mut conn = redis::Client::open(shared_url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{namespace}*"))
+        .query(&mut conn)
+        .unwrap();
+    assert!(keys.len() >= 5, "entry and versions: {keys:?}");
+    for key in &keys {
+        let _: () = redis::cmd("SET")
+            .arg(key)
+            .arg("junk: not a version!")
+            .query(&mut conn)
+            .unwrap();
+    }
+    assert_eq!(repaired(cache.clone(), runs.clone(), 4).await, 40);
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    for _ in 0..3 {
+        assert_eq!(repaired(cache.clone(), runs.clone(), 4).await, 40);
+    }
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        2,
+        "the versions were not repaired"
+    );
+}

@@ -85,6 +85,16 @@ impl Snapshot {
     }
 }
 
+/// A version key to create: `fresh` is stored under it when it holds no
+/// version, or holds `replace` (bytes this crate did not write, read
+/// before: a version that cannot be used is repaired, not adopted).
+#[derive(Debug)]
+pub(crate) struct NewVersion<'a> {
+    pub key: &'a str,
+    pub fresh: String,
+    pub replace: Option<Vec<u8>>,
+}
+
 /// What [`Backend::prepare`] did: the versions it found or created (in the
 /// order asked), and whether it took the lease.
 #[derive(Debug)]
@@ -101,7 +111,7 @@ pub(crate) struct Store<'a> {
     pub ttl: Duration,
     /// The version keys the entry carries that may expire before it: each
     /// is kept alive at least as long as the entry, so versions expire with
-    /// the last entry using them. (Those the fill created have their TTL.)
+    /// the last entry using them.
     pub extend: Vec<&'a str>,
     /// Every version the entry recorded, by key (for the in-process
     /// backend, whose entries hold their versions).
@@ -137,14 +147,21 @@ impl Backend {
     /// the same round trip.
     pub async fn prepare(
         &self,
-        missing: &[(&str, String)],
+        missing: &[NewVersion<'_>],
         version_ttl: Duration,
         lease: Option<&LeaseTry<'_>>,
     ) -> Result<Prepared, Error> {
         match self {
             Backend::Redis(b) => b.prepare(missing, version_ttl, lease).await,
+            // Nothing but this crate writes there: no version to repair.
             Backend::Memory(b) => Ok(Prepared {
-                versions: b.get_or_set(missing, version_ttl),
+                versions: b.get_or_set(
+                    &missing
+                        .iter()
+                        .map(|m| (m.key, m.fresh.clone()))
+                        .collect::<Vec<_>>(),
+                    version_ttl,
+                ),
                 leased: false,
             }),
         }

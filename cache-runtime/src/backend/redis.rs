@@ -28,7 +28,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, ErrorKind, ServerErrorKind, Value};
 
 use super::link::{self, Health, Link};
-use super::{LeaseTry, Prepared, Snapshot, Store};
+use super::{LeaseTry, NewVersion, Prepared, Snapshot, Store};
 use crate::breaker::{Admit, Breaker};
 use crate::error::Error;
 use crate::schema::KeyName;
@@ -74,10 +74,12 @@ static RELEASE: Lua = lua!(
 );
 
 /// Returns the key's value, or stores and returns `ARGV[1]` with a TTL of
-/// `ARGV[2]` ms when the key has none (`SET NX GET` needs Redis 7).
+/// `ARGV[2]` ms when the key has none or holds `ARGV[3]` (bytes read
+/// before that are no version: they are replaced, not adopted). `SET NX
+/// GET` needs Redis 7.
 static GET_OR_SET: Lua = lua!(
     "local v = redis.call('get', KEYS[1]) \
-if v then return v end \
+if v and v ~= ARGV[3] then return v end \
 redis.call('set', KEYS[1], ARGV[1], 'px', ARGV[2]) \
 return ARGV[1]"
 );
@@ -408,7 +410,7 @@ impl RedisBackend {
     /// one round trip.
     pub async fn prepare(
         &self,
-        missing: &[(&str, String)],
+        missing: &[NewVersion<'_>],
         version_ttl: Duration,
         lease: Option<&LeaseTry<'_>>,
     ) -> Result<Prepared, Error> {
@@ -417,7 +419,17 @@ impl RedisBackend {
             .exec_scripts(|by_hash| {
                 let mut cmds: Vec<Cmd> = missing
                     .iter()
-                    .map(|(k, fresh)| GET_OR_SET.call(by_hash, k).arg(fresh).arg(ttl).to_owned())
+                    .map(|m| {
+                        // An empty value is no version either: never
+                        // adopted.
+                        let replace = m.replace.as_deref().unwrap_or(b"");
+                        GET_OR_SET
+                            .call(by_hash, m.key)
+                            .arg(&m.fresh)
+                            .arg(ttl)
+                            .arg(replace)
+                            .to_owned()
+                    })
                     .collect();
                 if let Some(l) = lease {
                     cmds.push(lease_cmd(l));

@@ -118,13 +118,10 @@ impl<'c> Fill<'c> {
                     value: &encoded,
                     // Kept `grace` past its freshness.
                     ttl: self.ttl.saturating_add(call.spec.options.grace()),
-                    extend: keys
-                        .versions
-                        .iter()
-                        .zip(&versions.created)
-                        .filter(|(_, created)| !**created)
-                        .map(|(k, _)| k.as_str())
-                        .collect(),
+                    // Every version outlives the entry that carries it,
+                    // grace included: one this call created too (its body
+                    // may have run past the lease's room).
+                    extend: keys.versions.iter().map(String::as_str).collect(),
                     versions: keys
                         .versions
                         .iter()

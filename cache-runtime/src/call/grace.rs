@@ -95,6 +95,18 @@ impl Call<'_> {
             .contains_key(&self.key_strings().entry)
     }
 
+    /// A refresh's answer is not stored (`None`): the value it refreshed
+    /// is invalidated, as `<fn>_invalidate(args)` does (its entry and its
+    /// call's version), so no caller is served it again.
+    async fn drop_refreshed(&self) {
+        let keys = self.key_strings();
+        let call_version = &keys.versions[1];
+        let stale = [call_version.clone(), keys.entry.clone()];
+        if let Err(error) = self.inner.invalidate(&stale, true).await {
+            self.fail(&error, "invalidate");
+        }
+    }
+
     /// A refresh that failed: the grace value is served instead.
     fn refresh_failed(&self, what: &'static str) {
         self.inner
@@ -304,8 +316,13 @@ where
             let took = started.elapsed();
             call.function.body_took(took);
             let keep = fill_with(fill, strategy, &result, took).await;
-            if keep == Keep::Nothing {
-                call.refresh_failed("the body returned an error");
+            match keep {
+                Keep::Store => {}
+                // `None` without `cache_none`: an answer, not a failure
+                // (the row is gone). The value being refreshed is not
+                // served again: the next call computes.
+                Keep::Share => call.drop_refreshed().await,
+                Keep::Nothing => call.refresh_failed("the body returned an error"),
             }
             Some((result, keep))
         }

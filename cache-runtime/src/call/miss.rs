@@ -14,7 +14,8 @@
 //!   find it.
 
 use super::{Call, Fill, Found, Step};
-use crate::entry::Check;
+use crate::backend::NewVersion;
+use crate::entry::{self, Check};
 use crate::lease::{Acquired, LeaseRequest, Wait};
 use crate::singleflight::{Flight, Join, Landing};
 use crate::stats::Stat;
@@ -116,6 +117,7 @@ impl Call<'_> {
                 self.lease_ttl(),
             )
         });
+        let mut request = request;
         let attempt = request.as_ref().map(LeaseRequest::attempt);
         let Some((versions, taken)) = self.versions(read, attempt.as_ref()).await else {
             if let Some(request) = request {
@@ -124,6 +126,9 @@ impl Call<'_> {
             drop(flight);
             return self.offline().await;
         };
+        if let Some(request) = &mut request {
+            request.answered(taken);
+        }
         let key = flight_key(
             &self.key_strings().entry,
             versions.values.iter().map(|v| Some(v.as_slice())),
@@ -200,26 +205,38 @@ impl Call<'_> {
         read: Vec<Option<Vec<u8>>>,
         lease: Option<&crate::backend::LeaseTry<'_>>,
     ) -> Option<(Versions, bool)> {
-        let created = read.iter().map(Option::is_none).collect();
-        if lease.is_none() && read.iter().all(Option::is_some) {
+        // A version read that this crate did not write (junk written over
+        // it) is repaired like a missing one: adopted, it would make every
+        // fill under it fail, and every call a miss.
+        let usable = |v: &Option<Vec<u8>>| v.as_deref().is_some_and(entry::is_version);
+        if lease.is_none() && read.iter().all(usable) {
             let values = read.into_iter().flatten().collect();
-            return Some((Versions { values, created }, false));
+            return Some((Versions { values }, false));
         }
-        let missing: Vec<(&str, String)> = self
+        let missing: Vec<NewVersion<'_>> = self
             .key_strings()
             .versions
             .iter()
             .zip(&read)
-            .filter(|(_, v)| v.is_none())
-            .map(|(k, _)| (k.as_str(), crate::ids::random_id()))
+            .filter(|(_, v)| !usable(v))
+            .map(|(k, v)| NewVersion {
+                key: k.as_str(),
+                fresh: crate::ids::random_id(),
+                replace: v.clone(),
+            })
             .collect();
-        // A version starts with the entry's TTL, plus the lease's as room
-        // for the body to run; each entry stored under it extends it to its
-        // own, so versions expire with the last entry that carries them.
+        // A version starts with the entry's TTL (grace included), plus the
+        // lease's as room for the body to run; each entry stored under it
+        // extends it to its own, so versions expire with the last entry
+        // that carries them.
+        let version_ttl = self
+            .ttl
+            .saturating_add(self.spec.options.grace())
+            .saturating_add(self.lease_ttl());
         let prepared = self
             .inner
             .backend
-            .prepare(&missing, self.ttl.saturating_add(self.lease_ttl()), lease)
+            .prepare(&missing, version_ttl, lease)
             .await;
         let prepared = match prepared {
             Ok(p) => p,
@@ -228,29 +245,19 @@ impl Call<'_> {
                 return None;
             }
         };
-        // A version this call created has its TTL already; one it adopted
-        // (another caller created it first, maybe with a shorter TTL) is
-        // extended like any other.
-        let mut found = prepared.versions.into_iter().zip(&missing);
-        let mut created = created;
+        let mut found = prepared.versions.into_iter();
         let values = read
             .into_iter()
-            .zip(&mut created)
-            .map(|(v, created)| match v {
-                Some(v) => Some(v),
-                None => found.next().map(|(v, (_, fresh))| {
-                    *created = v == fresh.as_bytes();
-                    v
-                }),
+            .map(|v| match v {
+                Some(v) if entry::is_version(&v) => Some(v),
+                _ => found.next(),
             })
             .collect::<Option<Vec<_>>>()?;
-        Some((Versions { values, created }, prepared.leased))
+        Some((Versions { values }, prepared.leased))
     }
 }
 
-/// The versions a value is stored under, and which of them this call
-/// created.
+/// The versions a value is stored under.
 pub(crate) struct Versions {
     pub values: Vec<Vec<u8>>,
-    pub created: Vec<bool>,
 }
