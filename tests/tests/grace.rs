@@ -479,3 +479,85 @@ async fn a_refresh_that_finds_the_row_gone_is_an_answer_not_a_failure() {
         }
     }
 }
+
+struct Prices {
+    cache: Cache,
+    db: Arc<Db>,
+}
+
+impl Prices {
+    #[cached(cache = &self.cache, ttl = 2, grace = "1h")]
+    async fn price(&self, id: u64) -> Result<u64, String> {
+        self.db.read(id).await
+    }
+}
+
+/// Moves the freshness an entry's header records by `shift_ms`, as a
+/// writer whose clock is that far off would have written it (its TTL in
+/// Redis kept).
+fn skew_writer(conn: &mut redis::Connection, namespace: &str, shift_ms: i64) {
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{namespace}:*"))
+        .query(conn)
+        .unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let entry: Vec<u8> = redis::cmd("GET").arg(&keys[0]).query(conn).unwrap();
+    let tilde = entry
+        .iter()
+        .position(|&b| b == b'~')
+        .expect("a freshness record");
+    let slash = tilde + entry[tilde..].iter().position(|&b| b == b'/').unwrap();
+    let until: i64 = std::str::from_utf8(&entry[tilde + 1..slash])
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut skewed = entry[..=tilde].to_vec();
+    skewed.extend_from_slice((until + shift_ms).to_string().as_bytes());
+    skewed.extend_from_slice(&entry[slash..]);
+    let _: () = redis::cmd("SET")
+        .arg(&keys[0])
+        .arg(skewed)
+        .arg("KEEPTTL")
+        .query(conn)
+        .unwrap();
+}
+
+/// Freshness is the server's: a writer whose clock is a minute behind
+/// does not make every reader refresh, and one a minute ahead does not
+/// keep a value fresh past its TTL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn freshness_does_not_depend_on_the_writers_clock() {
+    let mut conn = redis::Client::open(shared_url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+
+    let namespace = unique_namespace("skew-behind");
+    let prices = Prices {
+        cache: redis_cache(&shared_url(), &namespace),
+        db: Db::new(),
+    };
+    assert_eq!(prices.price(1).await, Ok(1001));
+    skew_writer(&mut conn, &namespace, -60_000);
+    for _ in 0..3 {
+        assert_eq!(prices.price(1).await, Ok(1001));
+    }
+    assert_eq!(prices.db.runs(), 1, "a fresh value was refreshed");
+
+    let namespace = unique_namespace("skew-ahead");
+    let prices = Prices {
+        cache: redis_cache(&shared_url(), &namespace),
+        db: Db::new(),
+    };
+    assert_eq!(prices.price(1).await, Ok(1001));
+    skew_writer(&mut conn, &namespace, 60_000);
+    prices.db.version.store(2, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    // Past its TTL by the server's clock: this caller refreshes it.
+    assert_eq!(prices.price(1).await, Ok(1002));
+    assert_eq!(
+        prices.db.runs(),
+        2,
+        "a value past its TTL was served as fresh"
+    );
+}

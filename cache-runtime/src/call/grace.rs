@@ -26,14 +26,15 @@
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 
 use super::{Call, Found, Step, fill_with};
-use std::sync::Arc;
 
 use crate::backend::Snapshot;
+use crate::duration::millis;
 use crate::engine::Inner;
 use crate::entry;
 use crate::key::CallPart;
@@ -45,12 +46,11 @@ impl Call<'_> {
     /// A current entry of a function that records freshness: fresh (a
     /// hit), due for an early refresh, or past its freshness (in grace).
     pub(super) fn by_freshness(&self, found: Found) -> Step<'_> {
-        let Some(fresh) = entry::freshness(found.entry()) else {
+        let Some((remaining, delta_ms)) = self.fresh_for(&found) else {
             return Step::Serve(found);
         };
         let options = &self.spec.options;
-        let now = entry::now_ms();
-        if now >= fresh.until_ms {
+        if remaining == 0 {
             return if options.grace_secs.is_some() {
                 Step::Refresh {
                     found,
@@ -69,10 +69,9 @@ impl Call<'_> {
             // late to finish before the expiry unlikely even for a key read
             // every few milliseconds. -ln(u) for u in (0, 1] is at least 0.
             const BETA: f64 = 2.0;
-            let remaining = fresh.until_ms - now;
-            let window = window(self.ttl, fresh.delta_ms);
+            let window = window(self.ttl, delta_ms);
             let u: f64 = 1.0 - rand::random::<f64>();
-            if remaining <= window && BETA * fresh.delta_ms as f64 * -u.ln() >= remaining as f64 {
+            if remaining <= window && BETA * delta_ms as f64 * -u.ln() >= remaining as f64 {
                 return Step::Refresh {
                     found,
                     expired: false,
@@ -80,6 +79,24 @@ impl Call<'_> {
             }
         }
         Step::Serve(found)
+    }
+
+    /// How long a found value stays fresh, in milliseconds (0: past its
+    /// freshness), and how long the body that made it ran. On Redis, from
+    /// the entry's remaining TTL read with it, less the grace it is kept
+    /// for: the server's clock, so hosts whose clocks disagree agree on
+    /// what is fresh. In process (one clock), from the time the header
+    /// records.
+    pub(super) fn fresh_for(&self, found: &Found) -> Option<(u64, u64)> {
+        let fresh = entry::freshness(found.entry())?;
+        let remaining = match found {
+            Found::Hit {
+                snap: Snapshot { ttl: Some(ttl), .. },
+                ..
+            } => millis(*ttl).saturating_sub(millis(self.spec.options.grace())),
+            _ => fresh.until_ms.saturating_sub(entry::now_ms()),
+        };
+        Some((remaining, fresh.delta_ms))
     }
 
     /// Counts a grace value served, and says why.

@@ -9,7 +9,6 @@ use std::marker::PhantomData;
 use super::{Call, Found};
 use crate::codec::Codec;
 use crate::engine::Inner;
-use crate::entry;
 use crate::key::KeyPart;
 use crate::local::{AnyValue, LocalTier, Ticket, Value};
 use crate::outcome::Strategy;
@@ -100,12 +99,11 @@ impl Call<'_> {
         };
         let options = &self.spec.options;
         if options.records_freshness() {
-            let Some(fresh) = entry::freshness(found.entry()) else {
+            let Some((mut fresh_ms, delta_ms)) = self.fresh_for(found) else {
                 return;
             };
-            let mut fresh_ms = fresh.until_ms.saturating_sub(entry::now_ms());
             if options.refresh_ahead {
-                fresh_ms = fresh_ms.saturating_sub(super::grace::window(self.ttl, fresh.delta_ms));
+                fresh_ms = fresh_ms.saturating_sub(super::grace::window(self.ttl, delta_ms));
             }
             life = life.min(std::time::Duration::from_millis(fresh_ms));
         }

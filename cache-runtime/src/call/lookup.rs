@@ -9,8 +9,11 @@ use crate::stats::{Counters, Stat};
 
 impl Call<'_> {
     /// Reads the entry; a current one is served, anything else is a miss.
-    /// With `ttl`, reads the entry's TTL too, for the local tier.
+    /// With `ttl`, reads the entry's TTL too, for the local tier; a
+    /// function that records freshness always does (freshness is read
+    /// from it, by the server's clock).
     pub(super) async fn lookup(&self, ttl: bool) -> Step<'_> {
+        let ttl = ttl || self.spec.options.records_freshness();
         let epoch = self.inner.flights.epoch();
         let read = self
             .inner
