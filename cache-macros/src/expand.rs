@@ -117,12 +117,14 @@ impl<'a> Expand<'a> {
         };
         let turbofish_rest = respan(quote!(, #strategy_type, _>), (last, last));
         let await_ = respan(quote!(.await), (last, last));
-        // How the local tier keeps the values: decoded if their type is
-        // `Clone`, chosen by autoref specialization at this concrete type.
+        // How values are kept in process: decoded if their type is
+        // `Clone`, and a result that is not stored shared with waiting
+        // callers if it is `Clone`; chosen by autoref specialization at
+        // this concrete type.
         let form = quote! {
             {
-                use #p::{ViaBytes as _, ViaClone as _};
-                (&&#p::LocalProbe::<#ret, #strategy_type>::NEW).local_form()
+                use #p::{ViaBytes as _, ViaClone as _, ViaCloneResult as _};
+                (&&&#p::LocalProbe::<#ret, #strategy_type>::NEW).local_form()
             }
         };
         let mut call = Group::new(
@@ -540,8 +542,8 @@ mod tests {
                     &__cache_tags,
                     ::cache_runtime::__private::OkOnly,
                     {
-                        use ::cache_runtime::__private::{ViaBytes as _, ViaClone as _};
-                        (&&::cache_runtime::__private::LocalProbe::<Result<Vec<u32>, std::io::Error>, ::cache_runtime::__private::OkOnly>::NEW).local_form()
+                        use ::cache_runtime::__private::{ViaBytes as _, ViaClone as _, ViaCloneResult as _};
+                        (&&&::cache_runtime::__private::LocalProbe::<Result<Vec<u32>, std::io::Error>, ::cache_runtime::__private::OkOnly>::NEW).local_form()
                     },
                     async move { db::query(&category).await },
                 ).await

@@ -419,8 +419,8 @@ use proc_macro::TokenStream;
 ///         __private::OkOnly,
 ///         // How the local tier keeps values: decoded, as `Vec<Product>` is `Clone`.
 ///         {
-///             use __private::{ViaBytes as _, ViaClone as _};
-///             (&&__private::LocalProbe::<Result<Vec<Product>, DbError>, __private::OkOnly>::NEW).local_form()
+///             use __private::{ViaBytes as _, ViaClone as _, ViaCloneResult as _};
+///             (&&&__private::LocalProbe::<Result<Vec<Product>, DbError>, __private::OkOnly>::NEW).local_form()
 ///         },
 ///         async move { db::products_in(&category).await },
 ///     )

@@ -15,6 +15,7 @@
 //! waiters poll (see [`lease`](crate::lease)).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -26,6 +27,7 @@ use crate::backend::link::Link;
 use crate::error::Error;
 use crate::local::LocalTier;
 use crate::retry::Backoff;
+use crate::schema;
 
 /// Per-process waiters on fill announcements, by lease key, and the
 /// subscription that wakes them.
@@ -34,7 +36,7 @@ pub(crate) struct Backplane {
     channel: Arc<str>,
     /// The local tier, and the backplane's channel.
     local: Option<(Arc<LocalTier>, Arc<str>)>,
-    waiters: Mutex<HashMap<String, (Arc<Notify>, usize)>>,
+    waiters: Mutex<HashMap<String, (Arc<Waiting>, usize)>>,
     subscriber: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -59,7 +61,23 @@ impl Drop for Backplane {
 pub(crate) struct Registration<'a> {
     backplane: &'a Backplane,
     key: String,
-    pub notify: Arc<Notify>,
+    pub waiting: Arc<Waiting>,
+}
+
+/// The waiters of one lease key: woken by each announcement; `failed`
+/// once its holder announced that its computation failed.
+#[derive(Default)]
+pub(crate) struct Waiting {
+    pub notify: Notify,
+    failed: AtomicBool,
+}
+
+impl Waiting {
+    /// Whether a holder of the lease announced a failure since the
+    /// registration.
+    pub fn holder_failed(&self) -> bool {
+        self.failed.load(Ordering::Acquire)
+    }
 }
 
 impl Drop for Registration<'_> {
@@ -105,14 +123,14 @@ impl Backplane {
     pub fn register(self: &Arc<Self>, lease_key: &str) -> Registration<'_> {
         self.start();
         let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
-        let (notify, count) = waiters
+        let (waiting, count) = waiters
             .entry(lease_key.to_owned())
-            .or_insert_with(|| (Arc::new(Notify::new()), 0));
+            .or_insert_with(|| (Arc::default(), 0));
         *count += 1;
         Registration {
             backplane: self,
             key: lease_key.to_owned(),
-            notify: notify.clone(),
+            waiting: waiting.clone(),
         }
     }
 
@@ -137,10 +155,18 @@ impl Backplane {
         }
     }
 
-    fn wake(&self, key: &str) {
+    /// Wakes the waiters of a lease key, told whether its holder failed.
+    fn wake(&self, message: &str) {
+        let (key, failed) = match message.strip_prefix(schema::FAILED_FILL) {
+            Some(key) => (key, true),
+            None => (message, false),
+        };
         let waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((notify, _)) = waiters.get(key) {
-            notify.notify_waiters();
+        if let Some((waiting, _)) = waiters.get(key) {
+            if failed {
+                waiting.failed.store(true, Ordering::Release);
+            }
+            waiting.notify.notify_waiters();
         }
     }
 }

@@ -27,7 +27,7 @@ use crate::backend::Snapshot;
 use crate::backend::{LeaseTry, Leases, Store};
 use crate::backplane::{Backplane, Registration};
 use crate::error::Error;
-use crate::schema::KeyName;
+use crate::schema::{self, KeyName};
 
 /// The lease of one entry, not taken yet. Made before the first attempt, so
 /// that no announcement of a release after it is missed.
@@ -49,6 +49,10 @@ pub(crate) enum Acquired {
     Held(LeaseGuard),
     /// The entry was filled meanwhile: the value starts at the offset.
     Filled(Snapshot, usize),
+    /// The holder announced that its computation failed: compute now,
+    /// without the lease, rather than queue for it behind the other
+    /// processes' waiters.
+    HolderFailed,
 }
 
 /// What a waiter reads, and how it knows the entry is filled.
@@ -130,7 +134,17 @@ impl<'a> LeaseRequest<'a> {
             let deadline = now.checked_add(self.ttl).unwrap_or(now);
             let mut backoff = FIRST_BACKOFF;
             loop {
-                let notified = self.registration.as_ref().map(|r| r.notify.notified());
+                if self
+                    .registration
+                    .as_ref()
+                    .is_some_and(|r| r.waiting.holder_failed())
+                {
+                    return Ok(Acquired::HolderFailed);
+                }
+                let notified = self
+                    .registration
+                    .as_ref()
+                    .map(|r| r.waiting.notify.notified());
                 let mut notified = std::pin::pin!(notified);
                 if let Some(n) = notified.as_mut().as_pin_mut() {
                     n.enable();
@@ -191,12 +205,19 @@ pub(crate) struct LeaseGuard {
 
 impl LeaseGuard {
     /// Stores the entry (if any), releases the lease and announces it, in
-    /// one round trip. On failure the guard's drop tries the release again,
-    /// off the caller's path.
-    pub async fn finish(mut self, store: Option<&Store<'_>>) -> Result<(), Error> {
+    /// one round trip: as a failure when `failed` (the computation's result
+    /// is not stored), so that other processes' waiters compute at once.
+    /// On failure the guard's drop tries the release again, off the
+    /// caller's path.
+    pub async fn finish(mut self, store: Option<&Store<'_>>, failed: bool) -> Result<(), Error> {
+        let message = match failed {
+            true => schema::failed_fill_message(&self.key),
+            false => self.key.clone(),
+        };
+        let announce = self.channel.as_deref().map(|c| (c, message.as_str()));
         let result = self
             .leases
-            .finish(store, &self.key, &self.token, self.channel.as_deref())
+            .finish(store, &self.key, &self.token, announce)
             .await;
         self.armed = result.is_err();
         result
@@ -216,8 +237,9 @@ impl Drop for LeaseGuard {
         let key = std::mem::take(&mut self.key);
         let token = std::mem::take(&mut self.token);
         handle.spawn(async move {
+            let announce = channel.as_deref().map(|c| (c, key.as_str()));
             if let Err(error) = leases
-                .finish(None, &key, &token, channel.as_deref())
+                .finish(None, &key, &token, announce)
                 .await
             {
                 tracing::warn!(target: "cache_runtime", %error, lease_key = %key, "cannot release an abandoned lease; it expires on its own");

@@ -94,12 +94,16 @@
 //!   waiters get when that run's result is not cached:
 //!   - a `None` (without `cache_none`): they get it too, though it is not
 //!     stored (one query for a burst of callers of a missing row);
-//!   - an `Err` (or a value that does not encode): it cannot be shared
-//!     without `Clone`, so each waiter runs the body at once, for itself.
-//!     Queueing them behind one new leader after another would make the
-//!     last of N callers wait N query times while the database fails; this
-//!     way they wait one, and the runs are bounded by the callers that were
-//!     already waiting (later callers start a new flight).
+//!   - an `Err` (or a value that does not encode): when the result type
+//!     is `Clone`, they get a clone of it (as Go's singleflight and .NET's
+//!     HybridCache share a failure); otherwise each waiter runs the body
+//!     at once, for itself. Queueing them behind one new leader after
+//!     another would make the last of N callers wait N query times while
+//!     the database fails; this way they wait one, and the runs are
+//!     bounded by the callers that were already waiting (later callers
+//!     start a new flight). Across processes, a lease holder whose result
+//!     is not stored announces the failure, and the waiters of other
+//!     processes compute at once instead of queueing for the lease.
 //!   - nothing (the leader panicked or was cancelled): one of them takes
 //!     over.
 //!

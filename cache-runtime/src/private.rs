@@ -13,7 +13,7 @@ pub use ::core::result::Result;
 pub use ::std::format;
 pub use ::std::string::String;
 
-pub use crate::call::{LocalForm, LocalProbe, ViaBytes, ViaClone};
+pub use crate::call::{LocalForm, LocalProbe, ViaBytes, ViaClone, ViaCloneResult};
 pub use crate::codec::{Codec, CodecError};
 pub use crate::companions::{invalidate_call, invalidate_function};
 pub use crate::default_cache::{AsCache, default_cache};

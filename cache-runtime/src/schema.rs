@@ -78,6 +78,17 @@ pub(crate) fn invalidation_channel(namespace: &str) -> String {
     format!("{namespace}#invalidations")
 }
 
+/// What a lease holder whose computation failed announces on the fill
+/// channel (instead of the bare lease key of a release): its waiters in
+/// other processes run their own computation at once rather than queue
+/// for the lease. A NUL starts it, which no lease key does.
+pub(crate) fn failed_fill_message(lease_key: &str) -> String {
+    format!("{FAILED_FILL}{lease_key}")
+}
+
+/// The prefix of [`failed_fill_message`].
+pub(crate) const FAILED_FILL: &str = "\0failed\0";
+
 /// The channel on which fills are announced to waiting processes.
 pub(crate) fn fill_channel(namespace: &str) -> String {
     format!("{namespace}#fills")
@@ -182,6 +193,10 @@ mod tests {
             ),
             (invalidation_channel("shop"), "shop#invalidations"),
             (fill_channel("shop"), "shop#fills"),
+            (
+                failed_fill_message("shop#lease:shop:product:42"),
+                "\0failed\0shop#lease:shop:product:42",
+            ),
         ];
         for (name, pinned) in names {
             assert_eq!(name, pinned);

@@ -7,12 +7,15 @@
 //! followers do:
 //! - a value, stored or not (a `None` is shared though not cached): they
 //!   decode it;
-//! - a result with nothing to share (an `Err`, a value that does not
-//!   encode): they run the body at once, each for itself, rather than
-//!   queueing behind one another (one body time for all, not one each);
+//! - a result that is not stored (an `Err`, a value that does not
+//!   encode): they get it too when it can be cloned (the leader's `Err`,
+//!   as Go's singleflight shares a failure); otherwise they run the body
+//!   at once, each for itself, rather than queueing behind one another
+//!   (one body time for all, not one each);
 //! - no result (the leader panicked or was cancelled): they start again,
 //!   and one of them leads.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,10 +27,30 @@ use tokio::sync::watch;
 pub(crate) enum Landing {
     /// The value's encoding.
     Value(Arc<[u8]>),
-    /// A result with nothing to share (an `Err`).
-    Failed,
+    /// A result that is not stored (an `Err`): the result itself for the
+    /// followers to clone, when it can be cloned.
+    Failed(Option<Shared>),
     /// No result: the leader panicked or was dropped.
     Abandoned,
+}
+
+/// A leader's result that is not stored, type-erased, for its followers
+/// to clone.
+#[derive(Clone)]
+pub(crate) struct Shared(pub Arc<dyn Any + Send + Sync>);
+
+impl PartialEq for Shared {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Shared {}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Shared")
+    }
 }
 
 #[derive(Default)]
@@ -210,7 +233,7 @@ mod tests {
         let Join::Follower(f) = flights.join(b"k".to_vec()) else {
             panic!("second caller must follow")
         };
-        leader.land(Landing::Failed);
-        assert_eq!(f.wait().await, Landing::Failed);
+        leader.land(Landing::Failed(None));
+        assert_eq!(f.wait().await, Landing::Failed(None));
     }
 }

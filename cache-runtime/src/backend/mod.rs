@@ -242,15 +242,16 @@ impl Leases {
     }
 
     /// Optionally stores an entry, then releases our lease (if it still
-    /// holds our token) and announces the release on `channel`.
+    /// holds our token) and announces the release: `announce` is the
+    /// channel and the message.
     pub async fn finish(
         &self,
         store: Option<&Store<'_>>,
         lease_key: &str,
         token: &str,
-        channel: Option<&str>,
+        announce: Option<(&str, &str)>,
     ) -> Result<(), Error> {
-        self.0.finish_lease(store, lease_key, token, channel).await
+        self.0.finish_lease(store, lease_key, token, announce).await
     }
 
     /// A waiter's read: the entry, its versions, and whether `lease_key`

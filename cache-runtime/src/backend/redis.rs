@@ -571,18 +571,21 @@ impl RedisBackend {
     }
 
     /// Optionally stores an entry, then releases our lease and announces it
-    /// on `channel`: one round trip on one node; on a cluster the entry is
-    /// written before the lease is released, so that no waiter takes the
-    /// lease before the entry is there.
+    /// (`announce`: the channel and the message): one round trip on one
+    /// node; on a cluster the entry is written before the lease is
+    /// released, so that no waiter takes the lease before the entry is
+    /// there.
     pub async fn finish_lease(
         &self,
         store: Option<&Store<'_>>,
         lease_key: &str,
         token: &str,
-        channel: Option<&str>,
+        announce: Option<(&str, &str)>,
     ) -> Result<(), Error> {
-        self.publishing(channel, |channel| {
-            self.finish_lease_on(store, lease_key, token, channel)
+        let message = announce.map_or("", |(_, message)| message);
+        self.publishing(announce.map(|(channel, _)| channel), |channel| {
+            let announce = channel.map(|channel| (channel, message));
+            self.finish_lease_on(store, lease_key, token, announce)
         })
         .await
     }
@@ -592,12 +595,12 @@ impl RedisBackend {
         store: Option<&Store<'_>>,
         lease_key: &str,
         token: &str,
-        channel: Option<&str>,
+        announce: Option<(&str, &str)>,
     ) -> Result<(), Error> {
         let release = |by_hash: bool| {
             let mut cmds = vec![RELEASE.call(by_hash, lease_key).arg(token).to_owned()];
-            if let Some(channel) = channel {
-                cmds.push(redis::cmd("PUBLISH").arg(channel).arg(lease_key).to_owned());
+            if let Some((channel, message)) = announce {
+                cmds.push(redis::cmd("PUBLISH").arg(channel).arg(message).to_owned());
             }
             cmds
         };

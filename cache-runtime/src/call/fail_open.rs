@@ -55,7 +55,7 @@ impl Call<'_> {
                 Join::Leader(flight) => return Step::Compute(Fill::uncached(self, Some(flight))),
                 Join::Follower(follower) => match follower.wait().await {
                     Landing::Value(bytes) => return Step::Serve(Found::Shared(bytes)),
-                    Landing::Failed => return Step::Compute(Fill::uncached(self, None)),
+                    Landing::Failed(shared) => return Step::Failed(shared),
                     Landing::Abandoned => {}
                 },
             }

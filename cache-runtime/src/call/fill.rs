@@ -11,7 +11,7 @@ use crate::duration::millis;
 use crate::entry;
 use crate::lease::LeaseGuard;
 use crate::outcome::Keep;
-use crate::singleflight::{Flight, Landing};
+use crate::singleflight::{Flight, Landing, Shared};
 use crate::stats::Stat;
 
 /// The writes pending on the body's result.
@@ -90,7 +90,13 @@ impl<'c> Fill<'c> {
     /// or, when there is nothing to share, telling them to run the body
     /// themselves. After a backend failure in the call it writes nothing:
     /// the lease, if any, is released from its guard's drop.
-    pub(crate) async fn finish(mut self, encoded: Vec<u8>, at: usize, keep: Keep) {
+    pub(crate) async fn finish(
+        mut self,
+        encoded: Vec<u8>,
+        at: usize,
+        keep: Keep,
+        shared: Option<Shared>,
+    ) {
         let call = self.call;
         let inner = call.inner;
         // Too large to store: still the callers' value.
@@ -134,7 +140,7 @@ impl<'c> Fill<'c> {
         };
         if !call.failed() {
             let written = match self.lease.take() {
-                Some(guard) => guard.finish(store.as_ref()).await,
+                Some(guard) => guard.finish(store.as_ref(), keep == Keep::Nothing).await,
                 None => match &store {
                     Some(store) => inner.backend.store(store).await,
                     None => Ok(()),
@@ -149,7 +155,7 @@ impl<'c> Fill<'c> {
         if let Some(flight) = self.flight.take() {
             match keep {
                 Keep::Store | Keep::Share => flight.land_value(&encoded[at..]),
-                Keep::Nothing => flight.land(Landing::Failed),
+                Keep::Nothing => flight.land(Landing::Failed(shared)),
             }
         }
     }

@@ -214,6 +214,10 @@ impl<R, S: Strategy<R>, F: Future<Output = R>> Mode<R, S, F> for InPlace {
                 call.served_grace("refresh running elsewhere");
                 return value;
             }
+            Step::Failed(_) => {
+                call.served_grace("the refresh failed");
+                return value;
+            }
         };
         match run_refresh(call, fill, &strategy, body).await {
             Some((fresh, keep)) if keep != Keep::Nothing => fresh,
@@ -332,7 +336,7 @@ where
         Ok(result) => {
             let took = started.elapsed();
             call.function.body_took(took);
-            let keep = fill_with(fill, strategy, &result, took).await;
+            let keep = fill_with(fill, strategy, None, &result, took).await;
             match keep {
                 Keep::Store => {}
                 // `None` without `cache_none`: an answer, not a failure

@@ -12,6 +12,7 @@ use crate::engine::Inner;
 use crate::key::KeyPart;
 use crate::local::{AnyValue, LocalTier, Ticket, Value};
 use crate::outcome::Strategy;
+use crate::singleflight::Shared;
 use crate::spec::Spec;
 use crate::stats::{Counters, Stat};
 
@@ -180,12 +181,29 @@ impl LocalKey {
     }
 }
 
-/// How a function's values are kept locally, chosen by the macro from the
-/// stored type: decoded when it is `Clone` (a hit clones it), as bytes
-/// otherwise (a hit decodes them).
+/// How a function's values are kept in process, chosen by the macro from
+/// its types: in the local tier decoded when the stored type is `Clone` (a
+/// hit clones it), as bytes otherwise (a hit decodes them); and, when the
+/// whole result is `Clone`, a result that is not stored (an `Err`) is
+/// shared with the callers waiting for it in this process.
 pub struct LocalForm<R, S> {
     decoded: Option<Decoded<R, S>>,
+    shared: Option<Sharing<R>>,
 }
+
+/// How a result is handed to waiting callers.
+struct Sharing<R> {
+    share: fn(&R) -> Shared,
+    take: fn(&Shared) -> Option<R>,
+}
+
+impl<R> Clone for Sharing<R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<R> Copy for Sharing<R> {}
 
 struct Decoded<R, S> {
     keep: fn(&S, &R) -> Option<AnyValue>,
@@ -221,7 +239,21 @@ impl<R, S> std::fmt::Debug for LocalForm<R, S> {
 impl<R, S> LocalForm<R, S> {
     /// Values kept as their stored bytes.
     pub const fn bytes() -> Self {
-        LocalForm { decoded: None }
+        LocalForm {
+            decoded: None,
+            shared: None,
+        }
+    }
+
+    /// A result that is not stored, for the callers waiting for it, when
+    /// it can be cloned.
+    pub(super) fn share(self, result: &R) -> Option<Shared> {
+        self.shared.map(|s| (s.share)(result))
+    }
+
+    /// A waiting caller's copy of a shared result.
+    pub(super) fn take_shared(self, shared: &Shared) -> Option<R> {
+        self.shared.and_then(|s| (s.take)(shared))
     }
 }
 
@@ -263,19 +295,57 @@ where
                     Some(strategy.result_of(stored.clone()))
                 },
             }),
+            shared: None,
+        }
+    }
+}
+
+impl<R, S> LocalForm<R, S>
+where
+    R: Clone + Send + Sync + 'static,
+    S: Strategy<R>,
+    S::Stored: Clone + Send + Sync + 'static,
+{
+    /// Values kept decoded, and a result that is not stored shared with
+    /// the callers waiting for it.
+    pub const fn decoded_and_shared() -> Self {
+        LocalForm {
+            decoded: Self::decoded().decoded,
+            shared: Some(Sharing {
+                share: |result| Shared(std::sync::Arc::new(result.clone())),
+                take: |shared| shared.0.downcast_ref::<R>().cloned(),
+            }),
         }
     }
 }
 
 /// Picks the [`LocalForm`] of a function at its expansion (autoref
-/// specialization): `(&&LocalProbe::<R, S>::NEW).local_form()` is
-/// `decoded` when the stored type is `Clone + Send + Sync + 'static`,
-/// `bytes` otherwise.
+/// specialization): `(&&&LocalProbe::<R, S>::NEW).local_form()` is
+/// `decoded_and_shared` when the result and the stored type are `Clone +
+/// Send + Sync + 'static`, `decoded` when the stored type is, `bytes`
+/// otherwise.
 pub struct LocalProbe<R, S>(PhantomData<fn() -> (R, S)>);
 
 impl<R, S> LocalProbe<R, S> {
     /// The probe.
     pub const NEW: Self = LocalProbe(PhantomData);
+}
+
+/// The choice for a `Clone` result.
+pub trait ViaCloneResult<R, S> {
+    /// The form.
+    fn local_form(&self) -> LocalForm<R, S>;
+}
+
+impl<R, S> ViaCloneResult<R, S> for &&LocalProbe<R, S>
+where
+    R: Clone + Send + Sync + 'static,
+    S: Strategy<R>,
+    S::Stored: Clone + Send + Sync + 'static,
+{
+    fn local_form(&self) -> LocalForm<R, S> {
+        LocalForm::decoded_and_shared()
+    }
 }
 
 /// The choice for a `Clone` stored type.

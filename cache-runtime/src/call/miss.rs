@@ -56,10 +56,10 @@ impl Call<'_> {
                     epoch = self.inner.flights.epoch();
                     match follower.wait().await {
                         Landing::Value(bytes) => return Step::Serve(Found::Shared(bytes)),
-                        // The leader's result had nothing to share (an
-                        // `Err`): run the body now, rather than queue
+                        // The leader's result is not stored (an `Err`):
+                        // its clone, or the body now rather than a queue
                         // behind the next leader (the convoy).
-                        Landing::Failed => return Step::Compute(Fill::uncached(self, None)),
+                        Landing::Failed(shared) => return Step::Failed(shared),
                         // The leader panicked or was cancelled: start
                         // again; one of us leads.
                         Landing::Abandoned => {}
@@ -179,6 +179,11 @@ impl Call<'_> {
         match acquired {
             Ok(Acquired::Held(guard)) => {
                 Step::Compute(Fill::new(self, versions, Some(guard), Some(flight)))
+            }
+            // The holder failed: compute now, as the waiters of this
+            // process would, rather than queue for the lease.
+            Ok(Acquired::HolderFailed) => {
+                Step::Compute(Fill::new(self, versions, None, Some(flight)))
             }
             Ok(Acquired::Filled(snap, at)) => {
                 if let Some(entry) = snap.entry() {

@@ -45,6 +45,7 @@ use crate::key::{CallPart, KeyPart};
 use crate::outcome::{Keep, Strategy};
 use crate::schema::{self, KeyName};
 use crate::scope::{self, Scope};
+use crate::singleflight::Shared;
 use crate::span;
 use crate::spec::{CountersRef, KeysRef, Spec};
 use crate::stats::{Counters, Stat};
@@ -52,7 +53,7 @@ use crate::stats::{Counters, Stat};
 pub(crate) use fill::Fill;
 pub(crate) use grace::{Detached, InPlace};
 use local::LocalLookup;
-pub use local::{LocalForm, LocalProbe, ViaBytes, ViaClone};
+pub use local::{LocalForm, LocalProbe, ViaBytes, ViaClone, ViaCloneResult};
 
 /// One call of a `#[cached]` function, as the generated code describes
 /// it: the cache (if any), the function, the call's key and the rendered
@@ -165,6 +166,14 @@ where
             },
             // Only a refresh leaves; a call that gets here runs its body.
             Step::RefreshedElsewhere => Step::Compute(Fill::uncached(&call, None)),
+            Step::Failed(shared) => match shared.and_then(|s| form.take_shared(&s)) {
+                Some(result) => {
+                    call.count(Stat::coalesced);
+                    span.record("outcome", "coalesced");
+                    return result;
+                }
+                None => Step::Compute(Fill::uncached(&call, None)),
+            },
             Step::Compute(fill) => {
                 span.record("outcome", "computed");
                 call.count(Stat::computations);
@@ -172,7 +181,7 @@ where
                 let result = body.await;
                 let took = started.elapsed();
                 call.function.body_took(took);
-                let keep = fill_with(fill, &strategy, &result, took).await;
+                let keep = fill_with(fill, &strategy, Some(form), &result, took).await;
                 if scope == Some(Scope::Recompute) && keep == Keep::Store && !call.failed() {
                     // The new value replaces a current one: local tiers
                     // drop theirs.
@@ -190,6 +199,7 @@ where
 fn fill_with<'f, R, S: Strategy<R>>(
     mut fill: Fill<'f>,
     strategy: &S,
+    form: Option<LocalForm<R, S>>,
     result: &R,
     took: Duration,
 ) -> impl Future<Output = Keep> + 'f {
@@ -203,9 +213,15 @@ fn fill_with<'f, R, S: Strategy<R>>(
             Keep::Nothing
         }
     };
+    // A result that is not stored goes to the callers waiting for it in
+    // this process, when it can be cloned.
+    let shared = match keep {
+        Keep::Nothing => form.and_then(|form| form.share(result)),
+        Keep::Store | Keep::Share => None,
+    };
     async move {
         // Boxed, like the miss: a hit's future carries none of it.
-        Box::pin(fill.finish(out, at, keep)).await;
+        Box::pin(fill.finish(out, at, keep, shared)).await;
         keep
     }
 }
@@ -233,6 +249,10 @@ pub(crate) enum Step<'c> {
     Refresh { found: Found, expired: bool },
     /// Nothing to do: another caller, or process, refreshes the key.
     RefreshedElsewhere,
+    /// The computation this call waited for ended with a result that is
+    /// not stored (an `Err`): that result, when it can be cloned;
+    /// otherwise the call runs its body at once.
+    Failed(Option<Shared>),
 }
 
 /// A stored value found for the call.
