@@ -1,0 +1,415 @@
+//! One regression test per defect of issue 19 ("every promise holds"):
+//! each states the promise it checks and fails for the reason the defect
+//! gives when the defect is there. Tests of defects still open are
+//! ignored, with the defect's number in the reason.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use cache_runtime::{Cache, cached};
+use cache_tests::{RedisServer, backends, no_hang, redis_cache, shared_url, unique_namespace};
+use serde::{Deserialize, Serialize};
+
+// ---------------------------------------------------------------------
+// Defect 1: a generic `impl` must key every concrete `Self` apart.
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct User {
+    name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Admin {
+    name: String,
+    rights: Vec<String>,
+}
+
+trait Row: Serialize + serde::de::DeserializeOwned + Send + 'static {
+    fn load(id: u64) -> Self;
+}
+
+impl Row for User {
+    fn load(id: u64) -> Self {
+        User {
+            name: format!("user {id}"),
+        }
+    }
+}
+
+impl Row for Admin {
+    fn load(id: u64) -> Self {
+        Admin {
+            name: format!("admin {id}"),
+            rights: vec!["all".into()],
+        }
+    }
+}
+
+struct Repo<T>(PhantomData<T>);
+
+static REPO_RUNS: AtomicU64 = AtomicU64::new(0);
+
+impl<T: Row> Repo<T> {
+    /// No receiver: nothing but the `impl` tells `Repo<User>` from
+    /// `Repo<Admin>`.
+    #[cached(cache = cache, skip(cache))]
+    async fn get(cache: Cache, id: u64) -> T {
+        REPO_RUNS.fetch_add(1, Ordering::SeqCst);
+        T::load(id)
+    }
+}
+
+#[ignore = "defect 1: an associated function of a generic impl keys every Self alike"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_generic_impl_keys_each_self_apart() {
+    for cache in backends("promise1") {
+        let before = REPO_RUNS.load(Ordering::SeqCst);
+        let user = Repo::<User>::get(cache.clone(), 1).await;
+        assert_eq!(user, User::load(1));
+        // Before the fix, this read `Repo<User>`'s entry: an `Admin` that
+        // does not decode from it is a miss, but one that did would be
+        // served (the `User` entry of another type).
+        let admin = Repo::<Admin>::get(cache.clone(), 1).await;
+        assert_eq!(admin, Admin::load(1));
+        assert_eq!(Repo::<User>::get(cache.clone(), 1).await, User::load(1));
+        assert_eq!(Repo::<Admin>::get(cache.clone(), 1).await, Admin::load(1));
+        let s = cache.stats();
+        assert_eq!(
+            REPO_RUNS.load(Ordering::SeqCst) - before,
+            2,
+            "one computation per type ({}): {s:?}",
+            cache.backend_name()
+        );
+        assert_eq!(s.decode_errors, 0, "one type read the other's entry: {s:?}");
+        assert_eq!(s.hits, 2, "{s:?}");
+        // The companion finds the entry of its own type, and only that one.
+        Repo::<Admin>::get_invalidate(&cache, &1).await.unwrap();
+        assert_eq!(Repo::<User>::get(cache.clone(), 1).await, User::load(1));
+        assert_eq!(REPO_RUNS.load(Ordering::SeqCst) - before, 2);
+        assert_eq!(Repo::<Admin>::get(cache.clone(), 1).await, Admin::load(1));
+        assert_eq!(
+            REPO_RUNS.load(Ordering::SeqCst) - before,
+            3,
+            "the companion missed `Repo<Admin>`'s entry"
+        );
+    }
+}
+
+/// Types that encode alike: without `Self` in the key, one is served as
+/// the other, silently.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Celsius(f64);
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Fahrenheit(f64);
+
+trait Reading: Serialize + serde::de::DeserializeOwned + Send + 'static {
+    fn of(raw: f64) -> Self;
+}
+impl Reading for Celsius {
+    fn of(raw: f64) -> Self {
+        Celsius(raw)
+    }
+}
+impl Reading for Fahrenheit {
+    fn of(raw: f64) -> Self {
+        Fahrenheit(raw * 9.0 / 5.0 + 32.0)
+    }
+}
+
+struct Sensor<T>(PhantomData<T>);
+
+impl<T: Reading> Sensor<T> {
+    #[cached(cache = cache, skip(cache))]
+    async fn read(cache: Cache, id: u64) -> T {
+        T::of(id as f64)
+    }
+
+    /// The companion, with the same key as `read`.
+    async fn forget(cache: &Cache, id: u64) {
+        Self::read_invalidate(cache, &id).await.unwrap();
+    }
+}
+
+#[ignore = "defect 1: an associated function of a generic impl keys every Self alike"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_generic_impl_never_serves_one_types_value_as_anothers() {
+    for cache in backends("promise1b") {
+        assert_eq!(
+            Sensor::<Celsius>::read(cache.clone(), 100).await,
+            Celsius(100.0)
+        );
+        assert_eq!(
+            Sensor::<Fahrenheit>::read(cache.clone(), 100).await,
+            Fahrenheit(212.0),
+            "{}: the Celsius entry was served as Fahrenheit",
+            cache.backend_name()
+        );
+        Sensor::<Fahrenheit>::forget(&cache, 100).await;
+    }
+}
+
+// ---------------------------------------------------------------------
+// Defect 3: a probe cancelled while it is under way must not leave the
+// circuit breaker open for good.
+
+static PROBE_RUNS: AtomicU64 = AtomicU64::new(0);
+
+#[cached(cache = cache, skip(cache), ttl = 600)]
+async fn probed(cache: Cache, id: u64) -> u64 {
+    PROBE_RUNS.fetch_add(1, Ordering::SeqCst);
+    id
+}
+
+#[ignore = "defect 3: a cancelled probe leaves the breaker open"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_probe_does_not_keep_the_breaker_open() {
+    let mut server = RedisServer::start();
+    let open_for = Duration::from_millis(300);
+    let cache = Cache::builder()
+        .redis(server.url())
+        .namespace(unique_namespace("promise3"))
+        // Long enough that the cancelled probe is always cut short by the
+        // caller's timeout, never by the op timeout.
+        .op_timeout(Duration::from_secs(10))
+        .circuit_breaker(3, open_for)
+        .build()
+        .unwrap();
+    assert_eq!(probed(cache.clone(), 1).await, 1);
+    // Refused connections open the breaker.
+    server.kill();
+    let mut calls = 0;
+    while cache.stats().skipped == 0 {
+        calls += 1;
+        assert!(calls < 50, "the breaker never opened: {:?}", cache.stats());
+        no_hang(20, "a call to a dead server", probed(cache.clone(), 2)).await;
+    }
+    // Back, but frozen: the probe hangs until its caller gives up on it.
+    server.restart();
+    server.pause();
+    tokio::time::sleep(open_for * 2).await;
+    let skipped = cache.stats().skipped;
+    let probe = tokio::time::timeout(Duration::from_millis(200), probed(cache.clone(), 3)).await;
+    assert!(probe.is_err(), "the probe answered from a paused server");
+    assert_eq!(
+        cache.stats().skipped,
+        skipped,
+        "the cancelled call was not the probe"
+    );
+    server.resume();
+    // Redis is up: within a few open periods a probe reaches it and the
+    // breaker closes, so a call is a hit again.
+    let mut hits = 0;
+    for _ in 0..20 {
+        tokio::time::sleep(open_for * 2).await;
+        probed(cache.clone(), 4).await;
+        hits = cache.stats().hits;
+        if hits > 0 {
+            break;
+        }
+    }
+    let s = cache.stats();
+    assert!(
+        hits > 0,
+        "the breaker stayed open after the probe was cancelled: {s:?}"
+    );
+}
+
+// ---------------------------------------------------------------------
+// Defect 6: the memory backend's versions count against its bounds.
+
+#[cached(cache = cache, skip(cache), ttl = "1h", tags = ["user:{id}"])]
+async fn profile(cache: Cache, id: u64) -> u64 {
+    id
+}
+
+/// `versions: N` from the memory backend's `Debug`.
+fn memory_versions(cache: &Cache) -> u64 {
+    let debug = format!("{cache:?}");
+    debug
+        .split("versions: ")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no version count in {debug}"))
+}
+
+#[ignore = "defect 6: the memory backend keeps versions without bound"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_versions_count_against_the_capacity() {
+    let capacity = 100;
+    let cache = Cache::builder()
+        .memory()
+        .namespace("promise6")
+        .memory_capacity(capacity)
+        .build()
+        .unwrap();
+    for id in 0..20_000 {
+        profile(cache.clone(), id).await;
+    }
+    let versions = memory_versions(&cache);
+    // Each entry holds its own version and its tag's, plus the function's
+    // and the namespace's: about 2 per entry, twice that with the versions
+    // of fills that are done but whose entries were evicted.
+    assert!(
+        versions <= 5 * capacity,
+        "{versions} versions kept for {capacity} entries: {cache:?}"
+    );
+    // And the cache still works: a recent id is a hit, an invalidated one
+    // is not.
+    let hits = cache.stats().hits;
+    profile(cache.clone(), 19_999).await;
+    assert_eq!(cache.stats().hits, hits + 1, "{:?}", cache.stats());
+    cache.invalidate_tag("user:19999").await.unwrap();
+    let misses = cache.stats().misses;
+    profile(cache.clone(), 19_999).await;
+    assert_eq!(cache.stats().misses, misses + 1);
+}
+
+// ---------------------------------------------------------------------
+// Defect 7: no password in `Error::InvalidUrl`, whatever it holds.
+
+#[test]
+fn no_password_in_an_invalid_url_error_whatever_its_characters() {
+    let reserved = [
+        '/', '?', '#', '@', ':', '[', ']', '!', '$', '&', '\'', '(', ')', '*', '+', ',', ';', '=',
+        '%', ' ', '"', '<', '>', '\\', '^', '`', '{', '|', '}',
+    ];
+    let mut checked = 0;
+    for c in reserved {
+        // Three recognisable pieces around the character, twice, and the
+        // example of the issue (a base64 password).
+        let password = format!("Alpha{c}Bravo{c}Charlie");
+        for url in [
+            format!("redis://default:{password}@host/0"),
+            format!("redis://default:{password}@host:6379/0?protocol=resp3"),
+            format!("rediss://{password}@host/"),
+            format!("redis://default:{password}@host:notaport/"),
+        ] {
+            let builder = Cache::builder().redis(url.clone());
+            let mut shown = format!("{builder:?}");
+            if let Err(e) = builder.build() {
+                shown.push_str(&format!(" {e} {e:?}"));
+                checked += 1;
+            }
+            for piece in ["Alpha", "Bravo", "Charlie"] {
+                assert!(
+                    !shown.contains(piece),
+                    "`{url}` shows a piece of its password: {shown}"
+                );
+            }
+        }
+    }
+    let e = Cache::builder()
+        .redis("redis://default:s3cr/et+pw==@host/0")
+        .build()
+        .unwrap_err();
+    let shown = format!("{e} {e:?}");
+    for piece in ["s3cr", "et+pw"] {
+        assert!(!shown.contains(piece), "{shown}");
+    }
+    assert!(checked > 0, "no URL was rejected");
+}
+
+// ---------------------------------------------------------------------
+// Defect 10: a user without channel rights must not reconnect in a loop.
+
+/// `total_connections_received` from `INFO stats`.
+fn connections_received(server: &RedisServer) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("stats")
+        .query(&mut server.conn())
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("total_connections_received:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("total_connections_received")
+}
+
+/// Denied channel subscriptions, from `ACL LOG`.
+fn channel_denials(server: &RedisServer) -> u64 {
+    let log: Vec<redis::Value> = redis::cmd("ACL")
+        .arg("LOG")
+        .query(&mut server.conn())
+        .unwrap();
+    let mut denials = 0;
+    for entry in log {
+        let text = format!("{entry:?}");
+        if !text.contains("channel") {
+            continue;
+        }
+        let count = text
+            .split("count")
+            .nth(1)
+            .and_then(|rest| {
+                rest.split(|c: char| !c.is_ascii_digit())
+                    .find(|s| !s.is_empty())?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .unwrap_or(1);
+        denials += count;
+    }
+    denials
+}
+
+static ACL_RUNS: AtomicU64 = AtomicU64::new(0);
+
+#[cached(cache = cache, skip(cache))]
+async fn acl_value(cache: Cache, id: u64) -> u64 {
+    ACL_RUNS.fetch_add(1, Ordering::SeqCst);
+    id
+}
+
+#[ignore = "defect 10: NOPERM on SUBSCRIBE is retried within seconds"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_channel_rights_is_not_retried_in_a_loop() {
+    let server = RedisServer::start();
+    let _: () = redis::cmd("ACL")
+        .arg(&[
+            "SETUSER",
+            "nochannels",
+            "on",
+            ">pw",
+            "~*",
+            "resetchannels",
+            "+@all",
+        ])
+        .query(&mut server.conn())
+        .unwrap();
+    let url = server
+        .url()
+        .replacen("redis://", "redis://nochannels:pw@", 1);
+    let cache = Cache::builder()
+        .redis(url)
+        .namespace(unique_namespace("promise10"))
+        .local_cache(1 << 20)
+        .build()
+        .unwrap();
+    // Start-up: the first calls start the subscription, which is denied.
+    for round in 0..100 {
+        acl_value(cache.clone(), round).await;
+        if channel_denials(&server) > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        channel_denials(&server) > 0,
+        "the subscription was never tried"
+    );
+    // Idle: whatever happens now is the subscriber's doing.
+    let (connections, denials) = (connections_received(&server), channel_denials(&server));
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let new_connections = connections_received(&server) - connections;
+    let new_denials = channel_denials(&server) - denials;
+    assert!(
+        new_connections <= 1 && new_denials <= 1,
+        "{new_connections} new connections and {new_denials} denied subscriptions in 4 idle seconds"
+    );
+    // The cache works meanwhile, without its local tier.
+    let hits = cache.stats().hits;
+    acl_value(cache.clone(), 0).await;
+    assert_eq!(cache.stats().hits, hits + 1);
+}
