@@ -149,9 +149,8 @@ impl Notifier {
 /// local tier. Ends with the notifier.
 async fn subscribe(notifier: Weak<Notifier>) {
     let connect_timeout = Duration::from_secs(1);
-    // After a failure, the next try waits longer (250 ms doubling to 30 s):
-    // a user without channel rights must not make a subscription every
-    // 250 ms forever.
+    // After a failure, the next try waits longer (250 ms doubling to 30 s);
+    // after a refusal for want of channel rights (`NOPERM`), 30 s at once.
     let mut retry = FIRST_RETRY;
     let mut warned = false;
     loop {
@@ -219,6 +218,13 @@ async fn subscribe(notifier: Weak<Notifier>) {
                         "no rights to subscribe to the cache's channels: the local tier is bypassed"
                     );
                 }
+                // A configuration fact, which a retry within seconds will
+                // not change: the next try waits the longest.
+                retry = MAX_RETRY;
+            }
+            Ok(Err(Error::Redis(e))) if crate::backend::redis::is_no_channel_rights(&e) => {
+                tracing::debug!(target: "cache_runtime", error = %e, "no rights to subscribe to fill announcements");
+                retry = MAX_RETRY;
             }
             Ok(Err(error)) => {
                 tracing::debug!(target: "cache_runtime", %error, "cannot subscribe to fill announcements")
