@@ -162,7 +162,6 @@ async fn probed(cache: Cache, id: u64) -> u64 {
     id
 }
 
-#[ignore = "defect 3: a cancelled probe leaves the breaker open"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_probe_does_not_keep_the_breaker_open() {
     let mut server = RedisServer::start();
