@@ -234,7 +234,6 @@ fn memory_versions(cache: &Cache) -> u64 {
         .unwrap_or_else(|| panic!("no version count in {debug}"))
 }
 
-#[ignore = "defect 6: the memory backend keeps versions without bound"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_versions_count_against_the_capacity() {
     let capacity = 100;
