@@ -607,6 +607,67 @@ async fn waiters_share_a_leaders_clone_error() {
 }
 
 // ---------------------------------------------------------------------
+// Defect 11: freshness does not depend on the writer's clock.
+
+static SKEW_RUNS: AtomicU64 = AtomicU64::new(0);
+
+#[cached(cache = cache, skip(cache), ttl = 1, grace = "1h")]
+async fn skewed(cache: Cache, id: u64) -> Result<u64, String> {
+    SKEW_RUNS.fetch_add(1, Ordering::SeqCst);
+    Ok(id)
+}
+
+/// A writer whose clock is a minute ahead: its entry says it is fresh
+/// until its own now + ttl. The entry is written here as that writer would
+/// have (its `~until` a minute later, its `PTTL` as Redis set it), and the
+/// value must still go stale after its TTL, by the store's clock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "defect 11: freshness compares the writer's wall clock with the reader's"]
+async fn a_writer_clock_ahead_does_not_keep_values_fresh_past_their_ttl() {
+    let url = shared_url();
+    let namespace = unique_namespace("promise11");
+    let cache = redis_cache(&url, &namespace);
+    let mut conn = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    assert_eq!(skewed(cache.clone(), 1).await, Ok(1));
+    let before = SKEW_RUNS.load(Ordering::SeqCst);
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{namespace}:*"))
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let entry: Vec<u8> = redis::cmd("GET").arg(&keys[0]).query(&mut conn).unwrap();
+    // `cr1 json ~{until}/{delta} ...`: the until of a writer 60 s ahead.
+    let text = String::from_utf8(entry).unwrap();
+    let (head, rest) = text.split_once('~').expect("a fresh-until record");
+    let (until, rest) = rest.split_once('/').unwrap();
+    let skewed_until = until.parse::<u64>().unwrap() + 60_000;
+    let _: () = redis::cmd("SET")
+        .arg(&keys[0])
+        .arg(format!("{head}~{skewed_until}/{rest}"))
+        .arg("KEEPTTL")
+        .query(&mut conn)
+        .unwrap();
+    // Past the TTL (1 s) by the store's clock: a call finds the value
+    // stale and refreshes it.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    for _ in 0..25 {
+        assert_eq!(skewed(cache.clone(), 1).await, Ok(1));
+        if SKEW_RUNS.load(Ordering::SeqCst) > before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        SKEW_RUNS.load(Ordering::SeqCst) > before,
+        "the value stayed fresh past its TTL by the writer's clock: {:?}",
+        cache.stats()
+    );
+}
+
+// ---------------------------------------------------------------------
 // Defect 9: a fill repairs what it read as unusable, so the next call hits.
 
 static JUNK_RUNS: AtomicU64 = AtomicU64::new(0);
@@ -653,5 +714,85 @@ async fn a_fill_repairs_junk_in_the_version_keys() {
         1,
         "the fill after the junk did not repair it: {:?}",
         cache.stats()
+    );
+}
+
+/// Across processes: a lease holder whose body failed lets the waiters of
+/// the other processes run at once, instead of each process's leader
+/// taking the lease in turn. 4 processes x 5 callers, a 1 s body: the
+/// first body of each other process starts before any of theirs ends (in
+/// turn, each starts after the one before it ended).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "defect 8: after a lease holder's Err, the other processes take the lease in turn"]
+async fn a_failed_lease_holder_lets_other_processes_run_at_once() {
+    use std::process::{Command, Stdio};
+    let url = shared_url();
+    let namespace = unique_namespace("promise8x");
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_failing_worker"))
+                .args([url.as_str(), namespace.as_str(), "5", "1000"])
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("cannot start failing_worker")
+        })
+        .collect();
+    let mut conn = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    for _ in 0..1000 {
+        let ready: Option<u64> = redis::cmd("GET")
+            .arg(format!("{namespace}:ready"))
+            .query(&mut conn)
+            .unwrap();
+        if ready == Some(4) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _: () = redis::cmd("SET")
+        .arg(format!("{namespace}:go"))
+        .arg(1)
+        .query(&mut conn)
+        .unwrap();
+    // Each process's body runs, as (start, end) in µs.
+    let mut runs: Vec<Vec<(u128, u128)>> = Vec::new();
+    for worker in workers {
+        let out = tokio::task::spawn_blocking(move || worker.wait_with_output())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(out.status.success());
+        let line = String::from_utf8_lossy(&out.stdout).to_string();
+        let bodies = line
+            .trim()
+            .strip_prefix("bodies=")
+            .unwrap_or_else(|| panic!("unexpected output: {line}"));
+        runs.push(
+            bodies
+                .split(',')
+                .filter(|b| !b.is_empty())
+                .map(|b| {
+                    let (s, e) = b.split_once('-').unwrap();
+                    (s.parse().unwrap(), e.parse().unwrap())
+                })
+                .collect(),
+        );
+    }
+    // The process whose body ran first held the lease first; the others'
+    // first bodies must all start before any of them ends.
+    let mut firsts: Vec<(u128, u128)> = runs
+        .iter()
+        .filter_map(|r| r.iter().min().copied())
+        .collect();
+    firsts.sort();
+    assert_eq!(firsts.len(), 4, "a process never ran the body: {runs:?}");
+    let others = &firsts[1..];
+    let first_end = others.iter().map(|(_, e)| *e).min().unwrap();
+    let queued = others.iter().filter(|(s, _)| *s >= first_end).count();
+    assert_eq!(
+        queued, 0,
+        "{queued} processes waited for another's failed run before their own: {firsts:?}"
     );
 }
