@@ -260,6 +260,11 @@ impl<'a> Expand<'a> {
         let p = &self.private;
         let format = template.format_string();
         let args = template.args().map(|name| {
+            if name == "Self" {
+                // The `impl` type, which a key in a generic `impl` names.
+                let ty = Ident::new("Self", template.span());
+                return quote_spanned!(template.span()=> #p::TemplateValue::new(&#p::type_name::<#ty>()));
+            }
             let ident = self.interpolated(template, name);
             quote_spanned!(template.span()=> #p::TemplateValue::new(&#ident))
         });
@@ -286,10 +291,17 @@ impl<'a> Expand<'a> {
         let key = local("__cache_key");
         if let Some(template) = &self.args.key {
             let format = self.format(template);
-            return quote!(let #key: #p::KeyPart = #p::KeyPart::template(#format););
+            let scope = (!companion).then(|| self.key_scope_check(template));
+            return quote! {
+                #scope
+                let #key: #p::KeyPart = #p::KeyPart::template(#format);
+            };
         }
         let digest = local("__cache_digest");
-        let mut calls = Vec::new();
+        // The types of a generic `impl` (`Repo<User>`, `Repo<Admin>`), from
+        // a closure's type name, which spells them: nothing elsewhere.
+        let mut calls =
+            vec![quote!(#digest.impl_scope(&__CACHE_SPEC, #p::type_name_of_val(&|| ()));)];
         if self.func.receiver {
             // Methods of different types in one module share a name.
             calls.push(quote!(#digest.type_param::<Self>();));
@@ -325,12 +337,48 @@ impl<'a> Expand<'a> {
             call.set_span(last);
             calls.push(quote!(#path #ty #close #call;));
         }
-        let mutability = (!calls.is_empty()).then(|| quote!(mut));
         quote! {
-            let #mutability #digest = #p::ArgsDigest::new();
+            let mut #digest = #p::ArgsDigest::new();
             #(#calls)*
             let #key: #p::KeyPart = #digest.finish();
         }
+    }
+
+    /// For a `key` template that does not name `{Self}`: a nested function
+    /// with the signature's types, which fails to compile (E0401, at the
+    /// type parameter, with this function named at the template) when
+    /// they use a type parameter of the `impl` around: one key would serve
+    /// every type. Lifetimes become `'static`, and types naming `Self` or
+    /// `impl Trait` are left out, so that nothing else can fail here.
+    fn key_scope_check(&self, template: &Template) -> Option<TokenStream> {
+        if template.args().any(|name| name == "Self") {
+            return None;
+        }
+        let usable = |ty: &Type| -> Option<TokenStream> {
+            let tokens = ty.to_token_stream();
+            (!mentions_any(&tokens, &["Self", "impl"])).then(|| static_lifetimes(tokens))
+        };
+        let args: Vec<TokenStream> = self
+            .func
+            .args
+            .iter()
+            .filter_map(|arg| usable(&arg.ty))
+            .collect();
+        let ret = usable(&self.func.ret.ty);
+        if args.is_empty() && ret.is_none() {
+            return None;
+        }
+        let ret = ret.map(|ty| quote!(-> #ty));
+        let name = Ident::new(
+            "__cached_key_in_a_generic_impl_must_name_Self",
+            template.span(),
+        );
+        Some(quote! {
+            #[allow(dead_code, non_snake_case, unused_variables, clippy::all)]
+            fn #name(#(_: #args),*) #ret {
+                loop {}
+            }
+        })
     }
 
     /// `let __cache_tags = [...];`: the tags that interpolate arguments,
@@ -479,6 +527,37 @@ impl<'a> Expand<'a> {
     }
 }
 
+/// Whether `tokens` hold one of the identifiers `names`.
+fn mentions_any(tokens: &TokenStream, names: &[&str]) -> bool {
+    tokens.clone().into_iter().any(|tree| match tree {
+        TokenTree::Ident(ident) => names.iter().any(|n| ident == n),
+        TokenTree::Group(group) => mentions_any(&group.stream(), names),
+        _ => false,
+    })
+}
+
+/// `tokens` with every lifetime made `'static`.
+fn static_lifetimes(tokens: TokenStream) -> TokenStream {
+    let mut out = TokenStream::new();
+    let mut after_quote = false;
+    for tree in tokens {
+        let tree = match tree {
+            TokenTree::Ident(ident) if after_quote => {
+                TokenTree::Ident(Ident::new("static", ident.span()))
+            }
+            TokenTree::Group(group) => {
+                let mut inner = Group::new(group.delimiter(), static_lifetimes(group.stream()));
+                inner.set_span(group.span());
+                TokenTree::Group(inner)
+            }
+            other => other,
+        };
+        after_quote = matches!(&tree, TokenTree::Punct(p) if p.as_char() == '\'');
+        out.extend([tree]);
+    }
+    out
+}
+
 /// A companion's parameter: the argument by reference, or as it is when it
 /// already is one (`id: u64` becomes `id: &u64`, `name: &str` stays).
 fn companion_param(ident: &Ident, ty: &Type) -> TokenStream {
@@ -530,6 +609,7 @@ mod tests {
                 ::cache_runtime::__private::assert_cacheable::<Vec<u32> >();
                 let __cache_handle = ::cache_runtime::__private::default_cache();
                 let mut __cache_digest = ::cache_runtime::__private::ArgsDigest::new();
+                __cache_digest.impl_scope(&__CACHE_SPEC, ::cache_runtime::__private::type_name_of_val(&|| ()));
                 ::cache_runtime::__private::ArgsDigest::arg::<String>(&mut __cache_digest, &category);
                 let __cache_key: ::cache_runtime::__private::KeyPart = __cache_digest.finish();
                 let __cache_tags: [::cache_runtime::__private::String; 1] = [
@@ -555,6 +635,7 @@ mod tests {
                 #spec
                 let __cache_handle = ::cache_runtime::__private::default_cache();
                 let mut __cache_digest = ::cache_runtime::__private::ArgsDigest::new();
+                __cache_digest.impl_scope(&__CACHE_SPEC, ::cache_runtime::__private::type_name_of_val(&|| ()));
                 ::cache_runtime::__private::ArgsDigest::arg::<String>(&mut __cache_digest, category);
                 let __cache_key: ::cache_runtime::__private::KeyPart = __cache_digest.finish();
                 ::cache_runtime::__private::invalidate_call(__cache_handle, &__CACHE_SPEC, __cache_key).await
@@ -613,6 +694,7 @@ mod tests {
         );
         let expected = quote! {
             let mut __cache_digest = ::cache_runtime::__private::ArgsDigest::new();
+            __cache_digest.impl_scope(&__CACHE_SPEC, ::cache_runtime::__private::type_name_of_val(&|| ()));
             __cache_digest.type_param::<Self>();
             __cache_digest.type_param::<T>();
             __cache_digest.arg(&N);

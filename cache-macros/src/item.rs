@@ -187,6 +187,8 @@ pub(crate) fn check(cx: &Ctxt, args: &Args, item: ItemFn) -> Func {
                         "`{{self}}` cannot be interpolated in `{option}`; interpolate an argument"
                     ),
                 );
+            } else if name == "Self" && option == "key" {
+                // The `impl` type's name, for a key in a generic `impl`.
             } else if !names.iter().any(|arg| arg == name) {
                 cx.error_at(
                     template.span(),

@@ -93,9 +93,11 @@ use proc_macro::TokenStream;
 ///
 /// By default a call's key is the function's path (its module, its `impl`
 /// type for an associated function, and its name: `app::api::Products::get`)
-/// and a hash of, in order: for a method, the name of the `Self` type
-/// (so that methods of one name on two types of one module never share a
-/// key); the names of the generic type parameters and the values of the
+/// and a hash of, in order: in a generic `impl`, the names of the types it
+/// is instantiated with, with or without a receiver (so that
+/// `Repo::<User>::get(1)` and `Repo::<Admin>::get(1)` never share a key);
+/// for a method, the name of the `Self` type (so that methods of one name
+/// on two types of one module never share a key); the names of the generic type parameters and the values of the
 /// const parameters (so that `f::<u8>` and `f::<u16>` never share a key);
 /// every argument, by its `Serialize` implementation. The receiver is never
 /// part of the key. Every argument in the key must implement `Serialize`;
@@ -137,7 +139,10 @@ use proc_macro::TokenStream;
 ///   alone makes the key (under the cache's namespace), without the
 ///   function's path: two functions with the same template share entries.
 ///   Not on a generic function (one key would serve every type), and not
-///   empty.
+///   empty. In a generic `impl`, name the type with `{Self}` (its
+///   `std::any::type_name`, written as an argument is): a template without
+///   it, on a function whose signature uses a type parameter of the
+///   `impl`, is a compile error (E0401, at that parameter).
 /// - **`skip(db, client)`**: arguments left out of the key. They need not
 ///   implement `Serialize`, and may be `&mut` references or `impl Trait`.
 /// - **`cache = expr`**: the cache to use instead of the default (set with
@@ -408,6 +413,7 @@ use proc_macro::TokenStream;
 ///
 ///     let __cache_handle = __private::default_cache();
 ///     let mut __cache_digest = __private::ArgsDigest::new();
+///     __cache_digest.impl_scope(&__CACHE_SPEC, __private::type_name_of_val(&|| ()));
 ///     __private::ArgsDigest::arg::<String>(&mut __cache_digest, &category);
 ///     let __cache_key: __private::KeyPart = __cache_digest.finish();
 ///     let __cache_tags: [__private::String; 1] = [__private::format!("category:{}", __private::TemplateValue::new(&category))];
@@ -432,6 +438,7 @@ use proc_macro::TokenStream;
 ///     /* `VERSION_0_1_0`, `__cache_marker` and `__CACHE_SPEC` as above */
 ///     let __cache_handle = __private::default_cache();
 ///     let mut __cache_digest = __private::ArgsDigest::new();
+///     __cache_digest.impl_scope(&__CACHE_SPEC, __private::type_name_of_val(&|| ()));
 ///     __private::ArgsDigest::arg::<String>(&mut __cache_digest, category);
 ///     let __cache_key: __private::KeyPart = __cache_digest.finish();
 ///     __private::invalidate_call(__cache_handle, &__CACHE_SPEC, __cache_key).await
@@ -470,7 +477,9 @@ use proc_macro::TokenStream;
 ///   an unclosed `{`, an unmatched `}`, an empty `{}` or a format spec;
 ///   two placeholders not separated by a character other than a letter,
 ///   digit, `-`, `_` or `.`; an interpolated argument that does not
-///   implement `Display`; an empty `key`, or `key` on a generic function;
+///   implement `Display`; an empty `key`, or `key` on a generic function,
+///   or without `{Self}` in a generic `impl` whose type parameters the
+///   signature uses;
 /// - in `skip`, an unknown argument, an argument named twice, or `self`;
 /// - `crate` that is not a path; `cache_none` without an `Option` (or
 ///   `Result<Option<..>>`) return type;

@@ -176,6 +176,9 @@ impl Backplane {
 /// local tier. Ends with the backplane.
 async fn subscribe(backplane: Weak<Backplane>) {
     let connect_timeout = Duration::from_secs(1);
+    // After a failure, the next try waits longer (see `Backoff`); after a
+    // refusal for want of channel rights (`NOPERM`), the longest wait at
+    // once.
     let mut backoff = Backoff::new();
     let mut warned = false;
     loop {
@@ -243,6 +246,13 @@ async fn subscribe(backplane: Weak<Backplane>) {
                         "no rights to subscribe to the cache's channels: the local tier is bypassed"
                     );
                 }
+                // A configuration fact, which a retry within seconds will
+                // not change: the next try waits the longest.
+                backoff.longest();
+            }
+            Ok(Err(Error::Redis(e))) if crate::backend::redis::is_no_channel_rights(&e) => {
+                tracing::debug!(target: "cache_runtime", error = %e, "no rights to subscribe to fill announcements");
+                backoff.longest();
             }
             Ok(Err(error)) => {
                 tracing::debug!(target: "cache_runtime", %error, "cannot subscribe to fill announcements")

@@ -69,6 +69,17 @@ impl Breaker {
         }
     }
 
+    /// Admits an operation, as [`admit`](Self::admit), with a guard that
+    /// releases the probe if the operation ends without an outcome (its
+    /// caller was cancelled): the next call probes then, instead of every
+    /// call skipping Redis for good.
+    pub fn enter(&self) -> Admission<'_> {
+        Admission {
+            breaker: self,
+            admitted: self.admit(),
+        }
+    }
+
     /// The outcome of an admitted operation: whether Redis was reached.
     /// Returns true when this failure opened the breaker.
     pub fn record(&self, admitted: Admit, reached: bool) -> bool {
@@ -104,6 +115,36 @@ impl Breaker {
     }
 }
 
+/// An admitted operation under way; see [`Breaker::enter`].
+pub(crate) struct Admission<'a> {
+    breaker: &'a Breaker,
+    admitted: Admit,
+}
+
+impl Admission<'_> {
+    /// What the breaker said.
+    pub fn admitted(&self) -> Admit {
+        self.admitted
+    }
+
+    /// The operation's outcome: whether Redis was reached. Returns true
+    /// when this failure opened the breaker.
+    pub fn record(mut self, reached: bool) -> bool {
+        let admitted = std::mem::replace(&mut self.admitted, Admit::Skip);
+        self.breaker.record(admitted, reached)
+    }
+}
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        if self.admitted == Admit::Probe {
+            // Cancelled before its outcome: the breaker stays open (the
+            // probe proved nothing), and the next call may probe.
+            self.breaker.probing.store(false, Ordering::Release);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,6 +168,25 @@ mod tests {
         b.record(Admit::Probe, true);
         assert_eq!(b.admit(), Admit::Go, "a probe that reached Redis closes it");
         assert_eq!(b.failures.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_probe_dropped_without_an_outcome_lets_the_next_call_probe() {
+        let b = Breaker::new(1, Duration::from_secs(1));
+        assert!(b.enter().record(false), "the first failure opens it");
+        tokio::time::advance(Duration::from_millis(1_001)).await;
+        let probe = b.enter();
+        assert_eq!(probe.admitted(), Admit::Probe);
+        assert_eq!(b.admit(), Admit::Skip, "one probe at a time");
+        drop(probe);
+        let probe = b.enter();
+        assert_eq!(
+            probe.admitted(),
+            Admit::Probe,
+            "the dropped probe was released"
+        );
+        probe.record(true);
+        assert_eq!(b.admit(), Admit::Go);
     }
 
     #[test]

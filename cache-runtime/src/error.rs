@@ -81,38 +81,81 @@ impl Error {
 
 /// `url` with any password replaced by `***` (`redis://user:***@host/`),
 /// for messages and logs.
+///
+/// A URL that the `url` crate parses, and whose userinfo it found where a
+/// person would (no `@` left after the host), has its password (or a user
+/// name alone, which Redis takes as a password) and any `password=` query
+/// parameter replaced. Any other text is taken as unparseable: a password
+/// may hold unescaped `/`, `?`, `#` or `@`, so everything from after the
+/// scheme up to the last `@` is userinfo, of which only the user name (up to
+/// the first `:`) is kept.
 pub(crate) fn redact(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    match url::Url::parse(url) {
+        Ok(parsed) if !parsed[url::Position::BeforePath..].contains('@') => redact_parsed(parsed),
+        _ => redact_unparsed(url),
+    }
+}
+
+fn redact_parsed(mut url: url::Url) -> String {
+    // Setting userinfo fails only on URLs that cannot have any (`data:`):
+    // then there is none to hide.
+    if url.password().is_some() {
+        let _ = url.set_password(Some("***"));
+    } else if !url.username().is_empty() {
+        let _ = url.set_username("***");
+    }
+    if url.query_pairs().any(|(name, _)| name == "password") {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(name, value)| {
+                let value = if name == "password" {
+                    "***".to_owned()
+                } else {
+                    value.into_owned()
+                };
+                (name.into_owned(), value)
+            })
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    url.into()
+}
+
+fn redact_unparsed(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, url),
+    };
     let mut out = String::with_capacity(url.len());
-    if !scheme.is_empty() {
+    if let Some(scheme) = scheme {
         out.push_str(scheme);
         out.push_str("://");
     }
-    match rest[..end].rfind('@') {
+    let after = match rest.rfind('@') {
         Some(at) => {
             match rest[..at].split_once(':') {
-                Some((user, _)) => {
+                Some((user, _)) if !user.contains(['/', '?', '#']) => {
                     out.push_str(user);
                     out.push_str(":***");
                 }
-                None => out.push_str("***"),
+                _ => out.push_str("***"),
             }
-            out.push_str(&rest[at..end]);
+            &rest[at..]
         }
-        None => out.push_str(&rest[..end]),
-    }
-    // A password in the query (`?password=...`) too.
-    for part in rest[end..].split_inclusive('&') {
+        None => rest,
+    };
+    // A password in the query (`?password=...`) too, up to the next `&`.
+    let mut parts = after.split('&').peekable();
+    while let Some(part) = parts.next() {
         match part.find("password=") {
             Some(i) => {
                 out.push_str(&part[..i + "password=".len()]);
                 out.push_str("***");
-                if part.ends_with('&') {
-                    out.push('&');
-                }
             }
             None => out.push_str(part),
+        }
+        if parts.peek().is_some() {
+            out.push('&');
         }
     }
     out
@@ -138,6 +181,22 @@ mod tests {
             ("redis://host/", "redis://host/"),
             ("user:s3cret@host", "user:***@host"),
             ("redis://u:p@ss@host/", "redis://u:***@host/"),
+            (
+                "redis://default:s3cret/x+pw==@host/0",
+                "redis://default:***@host/0",
+            ),
+            (
+                "redis://default:s3cret?x@host/0",
+                "redis://default:***@host/0",
+            ),
+            (
+                "redis://default:s3cret#x@host/0",
+                "redis://default:***@host/0",
+            ),
+            (
+                "redis://default:123/s3cret@host/",
+                "redis://default:***@host/",
+            ),
         ] {
             assert_eq!(redact(url), shown, "{url}");
             assert!(!redact(url).contains("s3cret"));

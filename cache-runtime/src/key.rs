@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::canonical::{self, EncodeError};
 use crate::schema::{self, KeyName};
-use crate::spec::FunctionKeys;
+use crate::spec::{FunctionKeys, Spec};
 
 /// The per-call part of a key, built by the generated code.
 #[derive(Debug)]
@@ -104,6 +104,28 @@ impl ArgsDigest {
         self.types.push(std::any::type_name::<T>());
     }
 
+    /// Adds the concrete types that the `impl` holding the function is
+    /// generic over, so that `Repo::<User>::get(1)` and
+    /// `Repo::<Admin>::get(1)` never share a key, with or without a
+    /// receiver. `concrete` is the type name of a closure in the function
+    /// (or its companion), which the compiler spells with those types
+    /// (`app::Repo<app::User>::get::{{closure}}`), where the spec's path has
+    /// `_` (`app::Repo<_>::get`). Adds nothing outside a generic `impl`,
+    /// so other keys stay as they were.
+    pub fn impl_scope(&mut self, spec: &Spec, concrete: &'static str) {
+        let holder = spec.holder();
+        if !has_placeholder(holder) {
+            return;
+        }
+        match scope_args(holder, concrete) {
+            Some(args) => self.types.extend(args),
+            // Spelled otherwise than expected: the whole name still keys
+            // each type apart (but a companion, with a name of its own,
+            // does not find the function's entries).
+            None => self.types.push(concrete),
+        }
+    }
+
     /// Adds one key argument.
     pub fn arg<T: ?Sized + KeyArg>(&mut self, value: &T) {
         if self.error.is_some() {
@@ -130,10 +152,93 @@ impl ArgsDigest {
     }
 }
 
+/// Whether the byte at `i` of `holder` is a `_` that stands for a type
+/// parameter (`Repo<_>`, `Pair<_, _>`, `Wrap<[_; 3]>`), not part of a name.
+fn is_placeholder(holder: &[u8], i: usize) -> bool {
+    holder.get(i) == Some(&b'_')
+        && i > 0
+        && matches!(holder[i - 1], b'<' | b'(' | b'[' | b' ' | b'&')
+        && matches!(holder.get(i + 1), Some(b',' | b'>' | b')' | b']' | b';'))
+}
+
+fn has_placeholder(holder: &str) -> bool {
+    (0..holder.len()).any(|i| is_placeholder(holder.as_bytes(), i))
+}
+
+/// The types that `concrete` has where `holder` has a placeholder, when
+/// `concrete` is `holder` so filled in, then `::` (the function's segment).
+fn scope_args(holder: &str, concrete: &'static str) -> Option<Vec<&'static str>> {
+    let (h, c) = (holder.as_bytes(), concrete.as_bytes());
+    let (mut i, mut j) = (0, 0);
+    let mut args = Vec::new();
+    while i < h.len() {
+        if is_placeholder(h, i) {
+            let start = j;
+            let mut depth = 0usize;
+            while let Some(&b) = c.get(j) {
+                match b {
+                    b'<' | b'(' | b'[' => depth += 1,
+                    // The arrow of a function pointer type.
+                    b'>' if j > 0 && c[j - 1] == b'-' => {}
+                    b'>' | b')' | b']' | b',' | b';' if depth == 0 => break,
+                    b'>' | b')' | b']' => depth -= 1,
+                    _ => {}
+                }
+                j += 1;
+            }
+            if j == start {
+                return None;
+            }
+            args.push(concrete.get(start..j)?);
+        } else {
+            if c.get(j) != Some(&h[i]) {
+                return None;
+            }
+            j += 1;
+        }
+        i += 1;
+    }
+    concrete[j..].starts_with("::").then_some(args)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn the_types_of_a_generic_impl_from_a_closures_name() {
+        for (holder, concrete, expected) in [
+            (
+                "app::Repo<_>",
+                "app::Repo<app::User>::get::{{closure}}::{{closure}}",
+                Some(vec!["app::User"]),
+            ),
+            (
+                "app::Repo<_>",
+                "app::Repo<alloc::vec::Vec<(u8, [u16; 2])>>::get_invalidate::{{closure}}",
+                Some(vec!["alloc::vec::Vec<(u8, [u16; 2])>"]),
+            ),
+            (
+                "app::Pair<_, alloc::string::String, _>",
+                "app::Pair<fn(u8) -> u8, alloc::string::String, 3>::get::{{closure}}",
+                Some(vec!["fn(u8) -> u8", "3"]),
+            ),
+            (
+                "<app::X as app::Tr<_>>",
+                "<app::X as app::Tr<u8>>::get::{{closure}}",
+                Some(vec!["u8"]),
+            ),
+            ("app::Repo<_>", "app::Other<u8>::get::{{closure}}", None),
+            ("app::Repo<_>", "app::Repo<u8>", None),
+        ] {
+            assert_eq!(scope_args(holder, concrete), expected, "{concrete}");
+        }
+        assert!(has_placeholder("app::Repo<_>"));
+        assert!(has_placeholder("app::Wrap<[_; 3]>"));
+        assert!(!has_placeholder("app::get_user::Repo<'_>"));
+        assert!(!has_placeholder("app::Plain"));
+    }
 
     fn keys(namespace: &str) -> FunctionKeys {
         FunctionKeys {

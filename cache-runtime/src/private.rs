@@ -6,7 +6,7 @@
 //! `#[cached(crate = "...")]`), so that a user's own imports never change
 //! what the expansion means.
 
-pub use ::core::any::type_name_of_val;
+pub use ::core::any::{type_name, type_name_of_val};
 pub use ::core::future::Future;
 pub use ::core::option::Option::{self, None, Some};
 pub use ::core::result::Result;

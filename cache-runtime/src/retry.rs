@@ -28,6 +28,12 @@ impl Backoff {
         self.next = Self::FIRST;
     }
 
+    /// A failure that a try within seconds will not mend (a configuration
+    /// fact, such as missing rights): the next wait is the longest.
+    pub fn longest(&mut self) {
+        self.next = Self::MAX;
+    }
+
     /// Waits before the next try, and doubles the wait after it.
     pub async fn wait(&mut self) {
         tokio::time::sleep(self.next).await;

@@ -116,6 +116,16 @@ impl Spec {
             .get_or_init(|| function_path((self.marker)(), self.name))
     }
 
+    /// What holds the function (its module, or its `impl` type as the
+    /// compiler spells it in a nested item, `_` for each type parameter:
+    /// `app::Repo<_>`): the path less `::{name}`.
+    pub(crate) fn holder(&self) -> &str {
+        let path = self.path();
+        path.strip_suffix(self.name)
+            .and_then(|p| p.strip_suffix("::"))
+            .unwrap_or(path)
+    }
+
     /// Whether this is the function's first value too large to store (it is
     /// logged once).
     pub(crate) fn first_oversized(&self) -> bool {

@@ -10,13 +10,15 @@
 //! it recorded, released when the entry goes (expired, evicted, replaced or
 //! invalidated). A version nobody holds lives for the window it was created
 //! with (the entry's TTL and the lease's, room for the body to run), then
-//! goes. So versions never cost a live entry a false miss, and they are
-//! bounded by the live entries and the fills under way. As in Redis, a
-//! version that is gone (invalidated) makes entries invalid, never valid
-//! again.
+//! goes. So versions never cost a live entry a false miss, and those held
+//! are bounded by the live entries. Those nobody holds count against the
+//! same bounds again: at most `memory_capacity` of them and
+//! `memory_max_bytes` of their bytes, the first to expire going first. As
+//! in Redis, a version that is gone (invalidated or evicted) makes entries
+//! invalid, never valid again.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -66,17 +68,71 @@ struct Version {
 }
 
 /// The tag versions, by key.
-#[derive(Default)]
 struct Versions {
     map: Mutex<HashMap<String, Version>>,
     /// Operations since the last sweep of versions nobody holds.
     ops: AtomicU64,
+    /// The versions nobody holds are kept to at most these (count and
+    /// bytes), the backend's own bounds: see [`Versions::bound`].
+    unheld_max: (usize, u64),
+    /// The size of the map at which [`Versions::bound`] runs next.
+    next_bound: AtomicUsize,
 }
 
 /// How often (in version operations) versions nobody holds are swept.
 const SWEEP_EVERY: u64 = 1024;
 
 impl Versions {
+    fn new(capacity: u64, max_bytes: u64) -> Self {
+        let capacity = usize::try_from(capacity).unwrap_or(usize::MAX);
+        Versions {
+            map: Mutex::default(),
+            ops: AtomicU64::new(0),
+            unheld_max: (capacity, max_bytes),
+            next_bound: AtomicUsize::new(capacity),
+        }
+    }
+
+    /// Keeps the versions nobody holds (those of entries evicted or
+    /// replaced, and of fills under way) within the backend's bounds:
+    /// expired ones go, then, while there are more than `memory_capacity`
+    /// of them or they weigh more than `memory_max_bytes`, those that would
+    /// expire first, down to three quarters of the bounds. A version that
+    /// goes early only costs a miss (an entry whose version is missing is
+    /// invalid), never a stale read. Held versions are bounded by the
+    /// entries holding them.
+    fn bound(&self, map: &mut HashMap<String, Version>, now: Instant) {
+        map.retain(|_, v| Self::live(v, now));
+        let (max_count, max_bytes) = self.unheld_max;
+        let weight = |key: &String, v: &Version| (key.len() + v.value.len()) as u64;
+        let mut unheld: Vec<(Instant, u64, &String)> = map
+            .iter()
+            .filter(|(_, v)| v.holders == 0)
+            .map(|(key, v)| (v.until, weight(key, v), key))
+            .collect();
+        let mut count = unheld.len();
+        let mut bytes: u64 = unheld.iter().map(|(_, w, _)| w).sum();
+        let mut evict = Vec::new();
+        if count > max_count || bytes > max_bytes {
+            let (keep_count, keep_bytes) = (max_count / 4 * 3, max_bytes / 4 * 3);
+            unheld.sort_unstable_by_key(|(until, _, _)| *until);
+            for (_, w, key) in unheld {
+                if count <= keep_count && bytes <= keep_bytes {
+                    break;
+                }
+                evict.push(key.clone());
+                count -= 1;
+                bytes -= w;
+            }
+        }
+        for key in evict {
+            map.remove(&key);
+        }
+        let slack = (max_count / 4).max(1);
+        self.next_bound
+            .store(map.len().saturating_add(slack), Ordering::Relaxed);
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Version>> {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -128,6 +184,9 @@ impl Versions {
             until: now.checked_add(window).unwrap_or(now),
         };
         map.insert(key.to_owned(), version);
+        if map.len() >= self.next_bound.load(Ordering::Relaxed) {
+            self.bound(&mut map, now);
+        }
         value
     }
 
@@ -187,7 +246,7 @@ impl MemoryBackend {
         let capacity = capacity.max(1);
         // An entry weighs its share of the byte budget, at least one slot.
         let slot = (max_bytes / capacity).max(1);
-        let versions = Arc::new(Versions::default());
+        let versions = Arc::new(Versions::new(capacity, max_bytes));
         let released = versions.clone();
         MemoryBackend {
             entries: Map::builder()

@@ -166,17 +166,24 @@ impl RedisBackend {
         gate: Gate,
         op: impl Future<Output = Result<T, Error>>,
     ) -> Result<T, Error> {
-        let admitted = match gate {
-            Gate::Breaker => self.breaker.admit(),
-            Gate::Always => Admit::Go,
+        // The admission releases the probe if this future is dropped
+        // before the outcome is recorded.
+        let admission = match gate {
+            Gate::Breaker => Some(self.breaker.enter()),
+            Gate::Always => None,
         };
+        let admitted = admission.as_ref().map_or(Admit::Go, |a| a.admitted());
         if admitted == Admit::Skip {
             Counters::add(&self.stats.skipped);
             return Err(Error::CircuitOpen);
         }
         let result = op.await;
         let reached = !matches!(&result, Err(e) if e.is_unreachable());
-        if self.breaker.record(admitted, reached) {
+        let opened = match admission {
+            Some(admission) => admission.record(reached),
+            None => self.breaker.record(Admit::Go, reached),
+        };
+        if opened {
             tracing::warn!(
                 target: "cache_runtime",
                 "Redis unreachable: circuit breaker open, calls skip the cache for a while"
