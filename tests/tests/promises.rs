@@ -1,7 +1,6 @@
-//! One regression test per defect of issue 19 ("every promise holds"):
-//! each states the promise it checks and fails for the reason the defect
-//! gives when the defect is there. Tests of defects still open are
-//! ignored, with the defect's number in the reason.
+//! One regression test per promise that an adversarial read found broken
+//! (numbered as that list): each states the promise it checks and fails
+//! for the reason the defect gave when the defect is there.
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -816,7 +815,7 @@ async fn other_key(cache: Cache, id: u64) -> u64 {
 }
 
 #[tokio::test(flavor = "current_thread")]
-#[ignore = "defect 12: a background refresh is dropped when another key's flight lands before it starts"]
+
 async fn a_background_refresh_is_not_lost_when_another_flight_lands() {
     let cache = Cache::builder()
         .memory()

@@ -88,13 +88,27 @@ impl Call<'_> {
     /// what is fresh. In process (one clock), from the time the header
     /// records.
     pub(super) fn fresh_for(&self, found: &Found) -> Option<(u64, u64)> {
-        let fresh = entry::freshness(found.entry())?;
-        let remaining = match found {
-            Found::Hit {
-                snap: Snapshot { ttl: Some(ttl), .. },
-                ..
-            } => millis(*ttl).saturating_sub(millis(self.spec.options.grace())),
-            _ => fresh.until_ms.saturating_sub(entry::now_ms()),
+        let ttl = match found {
+            Found::Hit { snap, .. } | Found::Read { snap, .. } => snap.ttl,
+            Found::Shared(_) => None,
+        };
+        self.freshness(found.entry(), ttl)
+    }
+
+    /// Whether the entry read records its freshness and is past it.
+    pub(super) fn past_freshness(&self, snap: &Snapshot) -> bool {
+        let entry = snap.entry().unwrap_or_default();
+        self.freshness(entry, snap.ttl)
+            .is_some_and(|(left, _)| left == 0)
+    }
+
+    /// [`fresh_for`](Self::fresh_for) of an entry and its remaining TTL
+    /// (when it was read).
+    fn freshness(&self, entry: &[u8], ttl: Option<Duration>) -> Option<(u64, u64)> {
+        let fresh = entry::freshness(entry)?;
+        let remaining = match ttl {
+            Some(ttl) => millis(ttl).saturating_sub(millis(self.spec.options.grace())),
+            None => fresh.until_ms.saturating_sub(entry::now_ms()),
         };
         Some((remaining, fresh.delta_ms))
     }

@@ -69,10 +69,11 @@ impl Call<'_> {
                     if flight.landed_since(epoch) {
                         // A flight of this process may have filled the key
                         // after our read: look again before computing.
+                        let freshness = self.spec.options.records_freshness();
                         let snap = match self
                             .inner
                             .backend
-                            .read(self.entry(), self.version_names(), None, false)
+                            .read(self.entry(), self.version_names(), None, freshness)
                             .await
                         {
                             Ok(snap) => snap,
@@ -82,7 +83,12 @@ impl Call<'_> {
                                 return self.offline().await;
                             }
                         };
-                        if let Check::Current(at) = self.check(&snap) {
+                        // A refresh wants a newer value than the one it
+                        // refreshes: the same one, still past its
+                        // freshness, is not it.
+                        if let Check::Current(at) = self.check(&snap)
+                            && !(self.is_refresh() && self.past_freshness(&snap))
+                        {
                             if let Some(entry) = snap.entry() {
                                 flight.land_value(&entry[at..]);
                             }
