@@ -381,35 +381,6 @@ where
     out
 }
 
-// A lease shorter than the grace by far: the versions a fill creates must
-// still live as long as the entry (ttl + grace), not ttl + lock_ttl.
-#[cached(cache = cache, skip(cache, db), ttl = 1, grace = "1h", lock_ttl = "1s")]
-async fn price_short_lease(cache: Cache, db: Arc<Db>, id: u64) -> Result<u64, String> {
-    db.read(id).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn grace_outlives_the_lease_on_redis() {
-    let cache = redis_cache(&shared_url(), &unique_namespace("grace-lease"));
-    let db = Db::new();
-    let first = price_short_lease(cache.clone(), db.clone(), 7).await;
-    assert_eq!(first, Ok(7001));
-    db.fail.store(true, Ordering::SeqCst);
-    // Past ttl + lock_ttl (2 s), well within the grace.
-    tokio::time::sleep(Duration::from_millis(3000)).await;
-    let served = no_hang(
-        10,
-        "grace call",
-        price_short_lease(cache.clone(), db.clone(), 7),
-    )
-    .await;
-    assert_eq!(
-        served,
-        Ok(7001),
-        "the grace value was lost with the versions"
-    );
-}
-
 /// A row that may be deleted: `None` once it is gone.
 #[derive(Default)]
 struct Rows {
