@@ -43,15 +43,15 @@ where
     S: Strategy<R>,
     F: Future<Output = R>,
 {
-    let request = call::Request {
-        inner: cache.map(|c| c.inner),
+    let request = call::Request::new(
+        cache.map(|c| c.inner),
         spec,
         key,
         tags,
         strategy,
         form,
         body,
-    };
+    );
     call::execute(request, call::InPlace)
 }
 
@@ -73,15 +73,15 @@ where
     S: Strategy<R> + Clone + Send + Sync + 'static,
     F: Future<Output = R> + Send + 'static,
 {
-    let request = call::Request {
-        inner: cache.map(|c| c.inner),
+    let request = call::Request::new(
+        cache.map(|c| c.inner),
         spec,
         key,
         tags,
         strategy,
         form,
         body,
-    };
+    );
     call::execute(request, call::Detached)
 }
 

@@ -103,6 +103,17 @@ impl RedisServer {
         self.signal("-STOP");
     }
 
+    /// The URL of a new ACL user `name` (password `pw`) with every key and
+    /// command but no channel rights (Redis 7's default for new users).
+    pub fn user_without_channel_rights(&self, name: &str) -> String {
+        let _: () = redis::cmd("ACL")
+            .arg(&["SETUSER", name, "on", ">pw", "~*", "resetchannels", "+@all"])
+            .query(&mut self.conn())
+            .expect("ACL SETUSER");
+        self.url()
+            .replacen("redis://", &format!("redis://{name}:pw@"), 1)
+    }
+
     /// Thaws a paused server (SIGCONT).
     pub fn resume(&self) {
         self.signal("-CONT");

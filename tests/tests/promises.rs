@@ -376,21 +376,7 @@ async fn acl_value(cache: Cache, id: u64) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_channel_rights_is_not_retried_in_a_loop() {
     let server = RedisServer::start();
-    let _: () = redis::cmd("ACL")
-        .arg(&[
-            "SETUSER",
-            "nochannels",
-            "on",
-            ">pw",
-            "~*",
-            "resetchannels",
-            "+@all",
-        ])
-        .query(&mut server.conn())
-        .unwrap();
-    let url = server
-        .url()
-        .replacen("redis://", "redis://nochannels:pw@", 1);
+    let url = server.user_without_channel_rights("nochannels");
     let cache = Cache::builder()
         .redis(url)
         .namespace(unique_namespace("promise10"))

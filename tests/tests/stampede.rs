@@ -433,21 +433,7 @@ fn four_processes_compute_a_cold_key_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_acl_user_without_channel_rights_fills_quietly() {
     let server = RedisServer::start();
-    let _: () = redis::cmd("ACL")
-        .arg(&[
-            "SETUSER",
-            "cacheuser",
-            "on",
-            ">pw",
-            "~*",
-            "resetchannels",
-            "+@all",
-        ])
-        .query(&mut server.conn())
-        .unwrap();
-    let url = server
-        .url()
-        .replacen("redis://", "redis://cacheuser:pw@", 1);
+    let url = server.user_without_channel_rights("cacheuser");
     let caches = [redis_cache(&url, "acl"), redis_cache(&url, "acl")];
     let svcs: Vec<_> = caches.iter().map(|c| Svc::new(c.clone())).collect();
     let calls: Vec<_> = (0..20)

@@ -60,13 +60,35 @@ pub use local::{LocalForm, LocalProbe, ViaBytes, ViaClone, ViaCloneResult};
 /// tags that interpolate arguments, how its result is stored and kept
 /// locally, and its body.
 pub(crate) struct Request<'t, R, S, F> {
-    pub inner: Option<Arc<Inner>>,
-    pub spec: &'static Spec,
-    pub key: KeyPart,
-    pub tags: &'t [String],
-    pub strategy: S,
-    pub form: LocalForm<R, S>,
-    pub body: F,
+    inner: Option<Arc<Inner>>,
+    spec: &'static Spec,
+    key: KeyPart,
+    tags: &'t [String],
+    strategy: S,
+    form: LocalForm<R, S>,
+    body: F,
+}
+
+impl<'t, R, S, F> Request<'t, R, S, F> {
+    pub(crate) fn new(
+        inner: Option<Arc<Inner>>,
+        spec: &'static Spec,
+        key: KeyPart,
+        tags: &'t [String],
+        strategy: S,
+        form: LocalForm<R, S>,
+        body: F,
+    ) -> Self {
+        Request {
+            inner,
+            spec,
+            key,
+            tags,
+            strategy,
+            form,
+            body,
+        }
+    }
 }
 
 /// Runs one call in its span. With `grace`, an expired value is refreshed
