@@ -325,9 +325,13 @@ where
                 let took = started.elapsed();
                 call.function.body_took(took);
                 let keep = fill_with(fill, &strategy, &result, took).await;
-                if scope == Some(Scope::Refresh) && keep == Keep::Store && !call.failed() {
+                if scope == Some(Scope::Refresh)
+                    && keep == Keep::Store
+                    && !call.failed()
+                    && spec.options.local
+                {
                     // The new value replaces a current one: local tiers
-                    // drop theirs.
+                    // drop theirs (none holds a `local = false` value).
                     Box::pin(call.announce_replaced()).await;
                 }
                 return result;
