@@ -91,13 +91,30 @@ async fn serve<S, B, ResBody>(
     req: Request<B>,
 ) -> Result<Response<CacheBody>, S::Error>
 where
-    S: Service<Request<B>, Response = Response<ResBody>> + Send,
-    S::Error: Send,
-    B: Send,
+    S: Service<Request<B>, Response = Response<ResBody>> + Send + 'static,
+    S::Future: Send,
+    S::Error: Send + 'static,
+    B: Send + 'static,
     ResBody: Body<Data = Bytes> + Send + 'static,
     ResBody::Error: Into<BoxError>,
 {
     let cookies = req.headers().contains_key(COOKIE);
+    let safe = matches!(
+        *req.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    );
+    if !safe {
+        let (parts, body) = req.into_parts();
+        let target = Target::of(&parts, config.forwarded_host.as_ref());
+        let response = inner.call(Request::from_parts(parts, body)).await?;
+        let tags = invalidated_by(&config, &target, &response);
+        if !tags.is_empty()
+            && let Err(error) = config.cache.invalidate_tags(tags).await
+        {
+            tracing::warn!(target: "cache_runtime", %error, "cannot invalidate after an unsafe request");
+        }
+        return Ok(finish(&config, response.map(body::boxed), "MISS"));
+    }
     if !(req.method() == Method::GET || req.method() == Method::HEAD)
         || Directives::parse(req.headers()).no_store
         || (cookies && config.vary_cookies.is_none())
@@ -114,7 +131,8 @@ where
             .map(|names| Variant::cookies(&parts.headers, names)),
         own: Variant::of(&parts.headers, config.vary.iter().map(HeaderName::as_str)),
     };
-    let tags = config.tags.as_ref().map_or_else(Vec::new, |t| t(&parts));
+    let mut tags = config.tags.as_ref().map_or_else(Vec::new, |t| t(&parts));
+    tags.push(base.target.tag(config.name));
     // The client's conditions are answered here; the handler is asked for
     // the whole response, to store.
     let mut conditions = HeaderMap::new();
@@ -137,7 +155,25 @@ where
         },
         config,
     };
-    flow.run(&base, tags).await
+    Arc::new(flow).run(&base, tags).await
+}
+
+/// After a successful response to an unsafe request, the stored responses
+/// of its target, and of the `Location` and `Content-Location` it names
+/// on the same origin, are invalidated (in every process).
+fn invalidated_by<B>(config: &CacheLayer, target: &Target, response: &Response<B>) -> Vec<String> {
+    let status = response.status();
+    if !(status.is_success() || status.is_redirection()) {
+        return Vec::new();
+    }
+    let mut tags = vec![target.tag(config.name)];
+    for name in [http::header::LOCATION, http::header::CONTENT_LOCATION] {
+        let named = response.headers().get(name).and_then(|v| v.to_str().ok());
+        if let Some(tag) = named.and_then(|uri| target.tag_of(config.name, uri)) {
+            tags.push(tag);
+        }
+    }
+    tags
 }
 
 /// The parts of the key every entry of a target has.
@@ -201,19 +237,24 @@ struct Flow<S, B> {
 
 impl<S, B, ResBody> Flow<S, B>
 where
-    S: Service<Request<B>, Response = Response<ResBody>> + Send,
-    S::Error: Send,
-    B: Send,
+    S: Service<Request<B>, Response = Response<ResBody>> + Send + 'static,
+    S::Future: Send,
+    S::Error: Send + 'static,
+    B: Send + 'static,
     ResBody: Body<Data = Bytes> + Send + 'static,
     ResBody::Error: Into<BoxError>,
 {
-    async fn run(&self, base: &Base, tags: Vec<String>) -> Result<Response<CacheBody>, S::Error> {
+    async fn run(
+        self: Arc<Self>,
+        base: &Base,
+        tags: Vec<String>,
+    ) -> Result<Response<CacheBody>, S::Error> {
         let cache = &self.config.cache;
         let spec = self.config.spec();
         let key = || internals::key(&(base, None::<&Variant>));
         let first = internals::get_or_fetch(cache, spec, key(), &tags, self.fetch(true)).await;
         match first {
-            Ok(Entry::Response(stored)) => self.serve_stored(stored, key, &tags).await,
+            Ok(Entry::Response(stored)) => self.serve_stored(stored, key(), tags).await,
             Ok(Entry::Variants { vary, tags: more }) => {
                 let variant = Variant::of(&self.request, vary.iter().map(String::as_str));
                 let key = || internals::key(&(base, Some(&variant)));
@@ -234,7 +275,7 @@ where
                     return Ok(self.answer(&fresh, "MISS"));
                 }
                 match internals::get_or_fetch(cache, spec, key(), &tags, self.fetch(false)).await {
-                    Ok(Entry::Response(stored)) => self.serve_stored(stored, key, &tags).await,
+                    Ok(Entry::Response(stored)) => self.serve_stored(stored, key(), tags).await,
                     Ok(Entry::Variants { .. }) => self.pass_on().await,
                     Err(pass) => self.passed(pass),
                 }
@@ -243,23 +284,43 @@ where
         }
     }
 
-    /// Serves a stored response: as it is while fresh, else revalidated.
+    /// Serves a stored response: as it is while fresh, else revalidated
+    /// (in the background while `stale-while-revalidate` allows).
     async fn serve_stored(
-        &self,
+        self: Arc<Self>,
         stored: StoredResponse,
-        key: impl Fn() -> crate::key::KeyPart,
-        tags: &[String],
+        key: crate::key::KeyPart,
+        tags: Vec<String>,
     ) -> Result<Response<CacheBody>, S::Error> {
         if self.origin.ran() {
             return Ok(self.answer(&stored, "MISS"));
         }
-        if self.auth && !shared_with_authorization(&Directives::parse(&stored.headers())) {
+        let shared = Directives::of_response(&stored.headers());
+        if self.auth && !shared_with_authorization(&shared) {
             return self.pass_on().await;
         }
         let now = internals::now_ms();
         if stored.fresh(now) && !(self.config.client_no_cache && self.no_cache) {
             return Ok(self.answer(&stored, "HIT"));
         }
+        if stored.while_revalidating(now) {
+            let answer = self.answer(&stored, "STALE");
+            tokio::spawn(async move {
+                let _ = self.revalidate(stored, key, tags).await;
+            });
+            return Ok(answer);
+        }
+        self.revalidate(stored, key, tags).await
+    }
+
+    /// Asks the handler whether `stored` changed (with its validators),
+    /// one request per key at a time: the answer, stored.
+    async fn revalidate(
+        &self,
+        stored: StoredResponse,
+        key: crate::key::KeyPart,
+        tags: Vec<String>,
+    ) -> Result<Response<CacheBody>, S::Error> {
         let validators = stored.validators();
         let limits = self.config.limits();
         let fetch = async {
@@ -282,7 +343,7 @@ where
             self.store(response, false).await
         };
         let spec = self.config.spec();
-        let result = internals::refetch(&self.config.cache, spec, key(), tags, fetch).await;
+        let result = internals::refetch(&self.config.cache, spec, key, &tags, fetch).await;
         let grace = |now| stored.within_grace(now, self.config.grace);
         match result {
             Ok(Entry::Response(fresh)) => {
@@ -366,9 +427,12 @@ where
     /// Whether a response may be stored by a shared cache (RFC 9111
     /// sections 3 and 3.5).
     fn storable(&self, parts: &http::response::Parts) -> bool {
-        let d = Directives::parse(&parts.headers);
+        let d = Directives::of_response(&parts.headers);
         let status = parts.status;
-        if d.no_store || d.private || parts.headers.contains_key(SET_COOKIE) {
+        // `must-understand`: `no-store` unless the status is one whose
+        // caching rules this cache knows.
+        let understood = d.must_understand && UNDERSTOOD.contains(&status.as_u16());
+        if (d.no_store && !understood) || d.private || parts.headers.contains_key(SET_COOKIE) {
             return false;
         }
         if self.auth && !shared_with_authorization(&d) {
@@ -383,7 +447,9 @@ where
         {
             return false;
         }
-        self.config.statuses.contains(&status) || control::explicit(&d, &parts.headers)
+        self.config.statuses.contains(&status)
+            || control::explicit(&d, &parts.headers)
+            || control::heuristic(&d, status, &parts.headers)
     }
 
     /// The tags a response names in the tag header.
@@ -418,6 +484,11 @@ where
         }
     }
 }
+
+/// The statuses whose caching rules this cache knows, for `must-understand`.
+const UNDERSTOOD: [u16; 14] = [
+    200, 203, 204, 300, 301, 302, 303, 307, 308, 404, 405, 410, 414, 501,
+];
 
 /// Whether a response to a request with `Authorization` may be shared
 /// (RFC 9111 section 3.5).

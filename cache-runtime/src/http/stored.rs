@@ -71,12 +71,20 @@ impl StoredResponse {
         now_ms: u64,
         (default, max): (Duration, Duration),
     ) {
+        // Fields named in `Connection` belong to the hop too.
+        let listed: Vec<String> = headers
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|v| v.trim().to_ascii_lowercase())
+            .collect();
         self.headers = headers
             .iter()
-            .filter(|(name, _)| !is_hop_by_hop(name))
+            .filter(|(name, _)| !is_hop_by_hop(name) && !listed.iter().any(|l| l == name.as_str()))
             .map(|(name, value)| (name.as_str().to_owned(), Binary(value.as_bytes().to_vec())))
             .collect();
-        let directives = Directives::parse(headers);
+        let directives = Directives::of_response(headers);
         self.lifetime = control::lifetime(&directives, headers, default)
             .min(max)
             .as_secs();
@@ -107,14 +115,27 @@ impl StoredResponse {
     /// Whether it may be served without asking the handler: fresh, and
     /// without `no-cache`.
     pub fn fresh(&self, now_ms: u64) -> bool {
-        self.age(now_ms) < self.lifetime && !Directives::parse(&self.headers()).no_cache
+        self.age(now_ms) < self.lifetime && !Directives::of_response(&self.headers()).no_cache
     }
 
     /// Whether it may be served stale (the handler failing) now, with
-    /// `grace` past its freshness.
+    /// `grace` past its freshness: not when it says `no-cache`,
+    /// `must-revalidate`, `proxy-revalidate` or `s-maxage`.
     pub fn within_grace(&self, now_ms: u64, grace: Duration) -> bool {
-        !Directives::parse(&self.headers()).revalidate_when_stale()
+        let d = Directives::of_response(&self.headers());
+        !d.revalidate_when_stale()
+            && !d.no_cache
             && self.age(now_ms) < self.lifetime.saturating_add(grace.as_secs())
+    }
+
+    /// Whether it may be served stale now while one request revalidates
+    /// it in the background (`stale-while-revalidate`, RFC 5861).
+    pub fn while_revalidating(&self, now_ms: u64) -> bool {
+        let d = Directives::of_response(&self.headers());
+        match d.stale_while_revalidate {
+            Some(window) if !d.no_cache => self.age(now_ms) < self.lifetime.saturating_add(window),
+            _ => false,
+        }
     }
 
     /// The request headers that ask the handler whether it changed.
@@ -200,10 +221,11 @@ fn not_modified(request: &HeaderMap, headers: &HeaderMap) -> bool {
             .flat_map(control::split_list)
             .any(|tag| tag == "*" || weak(tag) == weak(etag));
     }
-    match (
-        control::date(request.get(IF_MODIFIED_SINCE)),
-        control::date(headers.get(LAST_MODIFIED)),
-    ) {
+    // Without `Last-Modified`, the response's `Date` is when it was last
+    // known to be as it is.
+    let modified = control::date(headers.get(LAST_MODIFIED))
+        .or_else(|| control::date(headers.get(http::header::DATE)));
+    match (control::date(request.get(IF_MODIFIED_SINCE)), modified) {
         (Some(since), Some(modified)) => modified <= since,
         _ => false,
     }

@@ -50,6 +50,58 @@ impl Target {
     }
 }
 
+impl Target {
+    /// The tag every stored response of this target carries (whatever its
+    /// method and variant), for the invalidation that an unsafe request
+    /// to it makes (RFC 9111 section 4.4).
+    pub fn tag(&self, layer: &str) -> String {
+        target_tag(
+            layer,
+            &self.scheme,
+            &self.authority,
+            &self.path,
+            self.query.as_deref(),
+        )
+    }
+
+    /// The tag of another URI of the same origin (a `Location` or
+    /// `Content-Location`: absolute, or a path), if it is one.
+    pub fn tag_of(&self, layer: &str, uri: &str) -> Option<String> {
+        let uri: http::Uri = uri.parse().ok()?;
+        if let Some(authority) = uri.authority()
+            && !authority.as_str().eq_ignore_ascii_case(&self.authority)
+        {
+            return None;
+        }
+        if !uri.path().starts_with('/') {
+            return None;
+        }
+        Some(target_tag(
+            layer,
+            &self.scheme,
+            &self.authority,
+            uri.path(),
+            uri.query(),
+        ))
+    }
+}
+
+fn target_tag(
+    layer: &str,
+    scheme: &str,
+    authority: &str,
+    path: &str,
+    query: Option<&str>,
+) -> String {
+    let mut hasher = blake3::Hasher::new();
+    for part in [layer, scheme, authority, path, query.unwrap_or("")] {
+        hasher.update(&(part.len() as u64).to_le_bytes());
+        hasher.update(part.as_bytes());
+    }
+    hasher.update(&[u8::from(query.is_some())]);
+    format!("http-target:{}", &hasher.finalize().to_hex()[..32])
+}
+
 /// The values a request has for some headers (the names in lowercase),
 /// in the order of the names.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, Default)]
