@@ -254,7 +254,7 @@ where
         let key = || internals::key(&(base, None::<&Variant>));
         let first = internals::get_or_fetch(cache, spec, key(), &tags, self.fetch(true)).await;
         match first {
-            Ok(Entry::Response(stored)) => self.serve_stored(stored, key(), tags).await,
+            Ok(Entry::Response(stored)) => self.serve_stored(stored, [key(), key()], tags).await,
             Ok(Entry::Variants { vary, tags: more }) => {
                 let variant = Variant::of(&self.request, vary.iter().map(String::as_str));
                 let key = || internals::key(&(base, Some(&variant)));
@@ -275,7 +275,9 @@ where
                     return Ok(self.answer(&fresh, "MISS"));
                 }
                 match internals::get_or_fetch(cache, spec, key(), &tags, self.fetch(false)).await {
-                    Ok(Entry::Response(stored)) => self.serve_stored(stored, key(), tags).await,
+                    Ok(Entry::Response(stored)) => {
+                        self.serve_stored(stored, [key(), key()], tags).await
+                    }
                     Ok(Entry::Variants { .. }) => self.pass_on().await,
                     Err(pass) => self.passed(pass),
                 }
@@ -289,7 +291,7 @@ where
     async fn serve_stored(
         self: Arc<Self>,
         stored: StoredResponse,
-        key: crate::key::KeyPart,
+        key: [crate::key::KeyPart; 2],
         tags: Vec<String>,
     ) -> Result<Response<CacheBody>, S::Error> {
         if self.origin.ran() {
@@ -314,36 +316,34 @@ where
     }
 
     /// Asks the handler whether `stored` changed (with its validators),
-    /// one request per key at a time: the answer, stored.
+    /// one request per key at a time: the answer, stored. (`key`: the
+    /// entry's key, twice: a refresh of the key that could not be taken
+    /// here, lost to a fill of another process or to a failing Redis, is
+    /// followed by the request of this one, whose answer is then stored.)
     async fn revalidate(
         &self,
         stored: StoredResponse,
-        key: crate::key::KeyPart,
+        key: [crate::key::KeyPart; 2],
         tags: Vec<String>,
     ) -> Result<Response<CacheBody>, S::Error> {
         let validators = stored.validators();
-        let limits = self.config.limits();
-        let fetch = async {
-            let response = match self.origin.call(&validators).await {
-                Ok(Some(response)) => response,
-                Ok(None) => return Err(Pass::Response(gone())),
-                Err(e) => return Err(Pass::Error(e)),
-            };
-            if response.status() == StatusCode::NOT_MODIFIED && !validators.is_empty() {
-                let now = internals::now_ms();
-                return Ok(Entry::Response(stored.updated(
-                    response.headers(),
-                    now,
-                    limits,
-                )));
-            }
-            if self.config.is_failure(response.status()) {
-                return Err(Pass::Failed(response.map(body::boxed)));
-            }
-            self.store(response, false).await
-        };
         let spec = self.config.spec();
-        let result = internals::refetch(&self.config.cache, spec, key, &tags, fetch).await;
+        let cache = &self.config.cache;
+        let [key, again] = key;
+        let fetch = self.conditional(&stored, &validators);
+        let mut result = internals::refetch(cache, spec, key, &tags, fetch).await;
+        if let Ok(Entry::Response(fresh)) = &result
+            && !self.origin.ran()
+            && !fresh.fresh(internals::now_ms())
+        {
+            result = self.conditional(&stored, &validators).await;
+            if let Ok(Entry::Response(fresh)) = &result {
+                let ready = std::future::ready(Ok::<_, std::convert::Infallible>(Entry::Response(
+                    fresh.clone(),
+                )));
+                let _ = internals::refetch(cache, spec, again, &tags, ready).await;
+            }
+        }
         let grace = |now| stored.within_grace(now, self.config.grace);
         match result {
             Ok(Entry::Response(fresh)) => {
@@ -362,6 +362,33 @@ where
             }
             Err(pass) => self.passed(pass),
         }
+    }
+
+    /// The handler's answer to a conditional request for `stored`: the
+    /// stored response updated by a `304`, a new one, or what to pass on.
+    async fn conditional(
+        &self,
+        stored: &StoredResponse,
+        validators: &[(HeaderName, HeaderValue)],
+    ) -> Result<Entry, Pass<S::Error>> {
+        let response = match self.origin.call(validators).await {
+            Ok(Some(response)) => response,
+            Ok(None) => return Err(Pass::Response(gone())),
+            Err(e) => return Err(Pass::Error(e)),
+        };
+        if response.status() == StatusCode::NOT_MODIFIED && !validators.is_empty() {
+            let now = internals::now_ms();
+            let limits = self.config.limits();
+            return Ok(Entry::Response(stored.updated(
+                response.headers(),
+                now,
+                limits,
+            )));
+        }
+        if self.config.is_failure(response.status()) {
+            return Err(Pass::Failed(response.map(body::boxed)));
+        }
+        self.store(response, false).await
     }
 
     /// The handler's response, not stored.
