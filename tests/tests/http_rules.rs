@@ -88,7 +88,10 @@ async fn checked(State(o): State<Origin>, headers: HeaderMap) -> Response {
         return (StatusCode::NOT_MODIFIED, [(header::ETAG, "\"v1\"")]).into_response();
     }
     (
-        [(header::CACHE_CONTROL, "no-cache"), (header::ETAG, "\"v1\"")],
+        [
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::ETAG, "\"v1\""),
+        ],
         "checked page",
     )
         .into_response()
@@ -193,7 +196,10 @@ async fn tagged(State(r): State<Runs>) -> impl IntoResponse {
     (
         [
             (header::CACHE_CONTROL, "max-age=60"),
-            (HeaderName::from_static("surrogate-key"), "product-1 products"),
+            (
+                HeaderName::from_static("surrogate-key"),
+                "product-1 products",
+            ),
         ],
         format!("product 1, run {n}"),
     )
@@ -344,10 +350,7 @@ impl Invalidations {
             .arg("end-of-test")
             .query(&mut con)
             .unwrap();
-        self.seen
-            .iter()
-            .take_while(|m| m != "end-of-test")
-            .count()
+        self.seen.iter().take_while(|m| m != "end-of-test").count()
     }
 }
 
@@ -384,9 +387,17 @@ async fn unsafe_requests_invalidate_and_age_counts_what_came_before() {
         assert!(age >= 10, "{name}: the Age it came with is counted ({age})");
         // A failed unsafe request leaves it; a successful one drops it.
         assert_eq!(send("PUT", format!("{base}/item"), &[]).await.status, 409);
-        assert_eq!(get_with(&base, "/item", &[]).await.body, "item v0", "{name}");
+        assert_eq!(
+            get_with(&base, "/item", &[]).await.body,
+            "item v0",
+            "{name}"
+        );
         assert_eq!(send("POST", format!("{base}/item"), &[]).await.status, 204);
-        assert_eq!(get_with(&base, "/item", &[]).await.body, "item v1", "{name}");
+        assert_eq!(
+            get_with(&base, "/item", &[]).await.body,
+            "item v1",
+            "{name}"
+        );
         assert_eq!(count.load(Ordering::SeqCst), 2, "{name}");
     }
 }
@@ -415,6 +426,44 @@ async fn a_body_under_the_bound_is_stored() {
         assert_eq!(second.header("x-cache"), Some("HIT"), "{name}");
         assert_eq!(first.body.len(), 100 << 10);
         assert_eq!(second.body, first.body, "{name}");
+        assert_eq!(count.load(Ordering::SeqCst), 1, "{name}");
+    }
+}
+
+async fn catalog(State(r): State<Runs>) -> impl IntoResponse {
+    r.fetch_add(1, Ordering::SeqCst);
+    (
+        [(header::CACHE_CONTROL, "public, max-age=60")],
+        "the catalog",
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_that_says_public_is_shared_with_authorized_requests() {
+    for cache in backends("http-public") {
+        let name = cache.backend_name();
+        let count = runs();
+        let app = Router::new()
+            .route("/catalog", get(catalog))
+            .layer(CacheLayer::new(cache.clone(), "public"))
+            .with_state(count.clone());
+        let base = serve(app).await;
+        let alice = [("authorization", "Bearer alice-token")];
+        assert_eq!(
+            get_with(&base, "/catalog", &alice).await.header("x-cache"),
+            Some("MISS")
+        );
+        let bob = [("authorization", "Bearer bob-token")];
+        assert_eq!(
+            get_with(&base, "/catalog", &bob).await.header("x-cache"),
+            Some("HIT"),
+            "{name}"
+        );
+        assert_eq!(
+            get_with(&base, "/catalog", &[]).await.header("x-cache"),
+            Some("HIT"),
+            "{name}"
+        );
         assert_eq!(count.load(Ordering::SeqCst), 1, "{name}");
     }
 }
