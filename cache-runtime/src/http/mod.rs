@@ -39,14 +39,22 @@
 //!   layer's own [`vary`](CacheLayer::vary) headers (added to the
 //!   response's `Vary`, so that a cache in front keeps them apart too).
 //! - **Freshness from the response**: `s-maxage`, then `max-age`, then
-//!   `Expires` minus `Date`; the layer's [`ttl`](CacheLayer::ttl) when it
-//!   says nothing (for the [`statuses`](CacheLayer::statuses), 200 by
-//!   default); at most [`max_ttl`](CacheLayer::max_ttl). A response with
-//!   `no-cache`, or past its freshness, is revalidated with the handler
-//!   (`If-None-Match` / `If-Modified-Since` from its `ETag` /
-//!   `Last-Modified`; a `304` updates it) before it is served, one request
-//!   per key at a time. `Age` is the entry's age on this server plus the
-//!   `Age` it arrived with.
+//!   `Expires` minus `Date` (a valid `CDN-Cache-Control` stands for
+//!   `Cache-Control` and `Expires`); with `Last-Modified`, a tenth of the
+//!   time since (for the statuses cacheable by default, or `public`); the
+//!   layer's [`ttl`](CacheLayer::ttl) when it says nothing (for the
+//!   [`statuses`](CacheLayer::statuses), 200 by default); at most
+//!   [`max_ttl`](CacheLayer::max_ttl). A response with `no-cache`, or past
+//!   its freshness, is revalidated with the handler (`If-None-Match` /
+//!   `If-Modified-Since` from its `ETag` / `Last-Modified`; a `304`
+//!   updates it) before it is served, one request per key at a time; within
+//!   its `stale-while-revalidate` window it is served while one request
+//!   revalidates it in the background. `Age` is the entry's age on this
+//!   server plus the `Age` it arrived with.
+//! - **Unsafe methods invalidate**: a successful `POST`, `PUT`, `DELETE`
+//!   (any method but `GET`, `HEAD`, `OPTIONS`, `TRACE`) drops the stored
+//!   responses of its target, and of the `Location` / `Content-Location`
+//!   it names on the same origin, in every process.
 //! - **Conditional requests**: `If-None-Match` and `If-Modified-Since` are
 //!   answered `304 Not Modified` from a stored response that matches.
 //! - **Streaming**: a body is read into memory only while it stays under
