@@ -19,7 +19,6 @@ use bytes::Bytes;
 use cache_runtime::Cache;
 use cache_runtime::http::CacheLayer;
 use cache_tests::{backends, no_hang};
-use http_body_util::BodyExt;
 
 /// Serves `app` on a free loopback port; its base URL.
 async fn serve(app: Router) -> String {
@@ -554,9 +553,4 @@ async fn freshness_comes_from_the_response() {
             assert_eq!(count.load(Ordering::SeqCst), runs, "{name} {path}");
         }
     }
-}
-
-#[allow(dead_code)]
-async fn collect(body: Body) -> Bytes {
-    body.collect().await.unwrap().to_bytes()
 }
