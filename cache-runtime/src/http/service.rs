@@ -317,9 +317,10 @@ where
 
     /// Asks the handler whether `stored` changed (with its validators),
     /// one request per key at a time: the answer, stored. (`key`: the
-    /// entry's key, twice: a refresh of the key that could not be taken
-    /// here, lost to a fill of another process or to a failing Redis, is
-    /// followed by the request of this one, whose answer is then stored.)
+    /// entry's key, twice: when the refresh of the key hands back an entry
+    /// no fresher without running this request's fetch, as a failing or
+    /// busy Redis can, this request asks the handler itself and stores the
+    /// answer; what was found stale is never served unchecked.)
     async fn revalidate(
         &self,
         stored: StoredResponse,
