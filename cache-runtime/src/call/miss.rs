@@ -88,6 +88,7 @@ impl Call<'_> {
                         // freshness, is not it.
                         if let Check::Current(at) = self.check(&snap)
                             && !(self.is_refresh() && self.past_freshness(&snap))
+                            && !self.recomputing.load(std::sync::atomic::Ordering::Relaxed)
                         {
                             if let Some(entry) = snap.entry() {
                                 flight.land_value(&entry[at..]);

@@ -204,9 +204,13 @@ where
                 let took = started.elapsed();
                 call.function.body_took(took);
                 let keep = fill_with(fill, &strategy, Some(form), &result, took).await;
-                if scope == Some(Scope::Recompute) && keep == Keep::Store && !call.failed() {
+                if scope == Some(Scope::Recompute)
+                    && keep == Keep::Store
+                    && !call.failed()
+                    && spec.options.local
+                {
                     // The new value replaces a current one: local tiers
-                    // drop theirs.
+                    // drop theirs (none holds a `local = false` value).
                     Box::pin(call.announce_replaced()).await;
                 }
                 return result;
@@ -355,6 +359,9 @@ pub(crate) struct Call<'c> {
     /// expiry): it leaves the key to whoever already computes it, rather
     /// than wait for them.
     refreshing: AtomicBool,
+    /// This call recomputes in a [`refresh`](crate::refresh) scope: a
+    /// value found current is not what it wants.
+    recomputing: AtomicBool,
     /// The function's counters in this cache.
     function: CountersRef,
 }
@@ -388,6 +395,7 @@ impl<'c> Call<'c> {
             failed: AtomicBool::new(false),
             key_strings: OnceLock::new(),
             refreshing: AtomicBool::new(false),
+            recomputing: AtomicBool::new(false),
             function: inner.counters(spec),
         }
     }
@@ -457,6 +465,7 @@ impl<'c> Call<'c> {
         match step {
             Step::Serve(Found::Hit { snap, epoch, .. }) => {
                 self.count(Stat::misses);
+                self.recomputing.store(true, Ordering::Relaxed);
                 self.miss(snap.into_versions(), epoch).await
             }
             step => step,

@@ -1,0 +1,351 @@
+//! A response as stored, and the answers made from it: the response with
+//! its `Age`, a `304 Not Modified` to a conditional request, the stored
+//! response updated by a `304` of the handler.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{
+    AGE, CONTENT_LENGTH, ETAG, HeaderName, HeaderValue, IF_MODIFIED_SINCE, IF_NONE_MATCH,
+    LAST_MODIFIED,
+};
+use http::{HeaderMap, Response, StatusCode};
+use serde::{Deserialize, Serialize};
+
+use super::body::{CacheBody, full};
+use super::control::{self, Directives};
+
+/// What is stored under a key.
+#[derive(Serialize, Deserialize)]
+pub(crate) enum Entry {
+    /// A response.
+    Response(StoredResponse),
+    /// The responses of the target vary: each is stored under the target
+    /// plus the request's values of `vary`, with these `tags` besides the
+    /// request's (from the response's tag header).
+    Variants {
+        vary: Vec<String>,
+        tags: Vec<String>,
+    },
+}
+
+/// A response as stored.
+#[derive(Clone, Serialize, Deserialize)]
+pub(crate) struct StoredResponse {
+    status: u16,
+    headers: Vec<(String, Binary)>,
+    body: Binary,
+    /// When it was stored, in milliseconds since 1970 (this server's clock).
+    stored_at: u64,
+    /// Its `Age` when it arrived, in seconds.
+    initial_age: u64,
+    /// How long it is fresh, in seconds.
+    lifetime: u64,
+}
+
+impl StoredResponse {
+    /// A response to store, with its freshness: `default` when it says
+    /// nothing, at most `max`.
+    pub fn new(
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: Bytes,
+        now_ms: u64,
+        (default, max): (Duration, Duration),
+    ) -> Self {
+        let mut stored = StoredResponse {
+            status: status.as_u16(),
+            headers: Vec::new(),
+            body: Binary(body.to_vec()),
+            stored_at: now_ms,
+            initial_age: 0,
+            lifetime: 0,
+        };
+        stored.set_headers(headers, now_ms, (default, max));
+        stored
+    }
+
+    fn set_headers(
+        &mut self,
+        headers: &HeaderMap,
+        now_ms: u64,
+        (default, max): (Duration, Duration),
+    ) {
+        // Fields named in `Connection` belong to the hop too.
+        let listed: Vec<String> = headers
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|v| v.trim().to_ascii_lowercase())
+            .collect();
+        self.headers = headers
+            .iter()
+            .filter(|(name, _)| !is_hop_by_hop(name) && !listed.iter().any(|l| l == name.as_str()))
+            .map(|(name, value)| (name.as_str().to_owned(), Binary(value.as_bytes().to_vec())))
+            .collect();
+        let directives = Directives::of_response(headers);
+        self.lifetime = control::lifetime(&directives, headers, default)
+            .min(max)
+            .as_secs();
+        self.initial_age = control::initial_age(headers);
+        self.stored_at = now_ms;
+    }
+
+    /// The stored headers.
+    pub fn headers(&self) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in &self.headers {
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_bytes(&value.0),
+            ) {
+                map.append(name, value);
+            }
+        }
+        map
+    }
+
+    /// Its age now, in seconds.
+    pub fn age(&self, now_ms: u64) -> u64 {
+        self.initial_age
+            .saturating_add(now_ms.saturating_sub(self.stored_at) / 1000)
+    }
+
+    /// Whether it may be served without asking the handler: fresh, and
+    /// without `no-cache`.
+    pub fn fresh(&self, now_ms: u64) -> bool {
+        self.age(now_ms) < self.lifetime && !Directives::of_response(&self.headers()).no_cache
+    }
+
+    /// Whether it may be served stale (the handler failing) now, with
+    /// `grace` past its freshness: not when it says `no-cache`,
+    /// `must-revalidate`, `proxy-revalidate` or `s-maxage`.
+    pub fn within_grace(&self, now_ms: u64, grace: Duration) -> bool {
+        let d = Directives::of_response(&self.headers());
+        !d.revalidate_when_stale()
+            && !d.no_cache
+            && self.age(now_ms) < self.lifetime.saturating_add(grace.as_secs())
+    }
+
+    /// Whether it may be served stale now while one request revalidates
+    /// it in the background (`stale-while-revalidate`, RFC 5861).
+    pub fn while_revalidating(&self, now_ms: u64) -> bool {
+        let d = Directives::of_response(&self.headers());
+        match d.stale_while_revalidate {
+            Some(window) if !d.no_cache => self.age(now_ms) < self.lifetime.saturating_add(window),
+            _ => false,
+        }
+    }
+
+    /// The request headers that ask the handler whether it changed.
+    pub fn validators(&self) -> Vec<(HeaderName, HeaderValue)> {
+        let headers = self.headers();
+        let mut out = Vec::new();
+        if let Some(etag) = headers.get(ETAG) {
+            out.push((IF_NONE_MATCH, etag.clone()));
+        }
+        if let Some(modified) = headers.get(LAST_MODIFIED) {
+            out.push((IF_MODIFIED_SINCE, modified.clone()));
+        }
+        out
+    }
+
+    /// The response updated by the handler's `304`: its headers replace
+    /// the stored ones of the same names, and its freshness starts anew.
+    pub fn updated(
+        &self,
+        not_modified: &HeaderMap,
+        now_ms: u64,
+        limits: (Duration, Duration),
+    ) -> Self {
+        let mut headers = self.headers();
+        for name in not_modified.keys() {
+            if *name == CONTENT_LENGTH || is_hop_by_hop(name) {
+                continue;
+            }
+            headers.remove(name);
+            for value in not_modified.get_all(name) {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+        let mut updated = self.clone();
+        updated.set_headers(&headers, now_ms, limits);
+        updated
+    }
+
+    /// The answer to a request: the stored response (no body for `HEAD`),
+    /// or `304 Not Modified` when the request's condition says the client
+    /// has it; with `Age` and `X-Cache: x_cache`.
+    pub fn answer(
+        &self,
+        request: &HeaderMap,
+        head: bool,
+        now_ms: u64,
+        x_cache: &'static str,
+    ) -> Response<CacheBody> {
+        let mut headers = self.headers();
+        let not_modified = self.status == 200 && not_modified(request, &headers);
+        let body = if head || not_modified {
+            Bytes::new()
+        } else {
+            Bytes::from(self.body.0.clone())
+        };
+        if not_modified {
+            headers.remove(CONTENT_LENGTH);
+        }
+        let mut response = Response::new(full(body));
+        *response.status_mut() = if not_modified {
+            StatusCode::NOT_MODIFIED
+        } else {
+            StatusCode::from_u16(self.status).unwrap_or(StatusCode::OK)
+        };
+        headers.insert(AGE, HeaderValue::from(self.age(now_ms)));
+        headers.insert("x-cache", HeaderValue::from_static(x_cache));
+        *response.headers_mut() = headers;
+        response
+    }
+}
+
+/// Whether a conditional request's condition (`If-None-Match`, else
+/// `If-Modified-Since`) says the client has the response of `headers`.
+fn not_modified(request: &HeaderMap, headers: &HeaderMap) -> bool {
+    if request.contains_key(IF_NONE_MATCH) {
+        let Some(etag) = headers.get(ETAG).and_then(|v| v.to_str().ok()) else {
+            return false;
+        };
+        return request
+            .get_all(IF_NONE_MATCH)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(control::split_list)
+            .any(|tag| tag == "*" || weak(tag) == weak(etag));
+    }
+    // Without `Last-Modified`, the response's `Date` is when it was last
+    // known to be as it is.
+    let modified = control::date(headers.get(LAST_MODIFIED))
+        .or_else(|| control::date(headers.get(http::header::DATE)));
+    match (control::date(request.get(IF_MODIFIED_SINCE)), modified) {
+        (Some(since), Some(modified)) => modified <= since,
+        _ => false,
+    }
+}
+
+/// An entity tag without its weakness (the weak comparison of RFC 9110).
+fn weak(tag: &str) -> &str {
+    tag.trim().strip_prefix("W/").unwrap_or(tag.trim())
+}
+
+/// Fields that belong to one connection or one hop, or that this layer
+/// sets itself.
+pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "transfer-encoding"
+            | "te"
+            | "trailer"
+            | "upgrade"
+            | "proxy-connection"
+            | "x-cache"
+            | "age"
+    )
+}
+
+/// Bytes written as MessagePack `bin`, not as a list of numbers.
+#[derive(Clone)]
+struct Binary(Vec<u8>);
+
+impl Serialize for Binary {
+    fn serialize<Z: serde::Serializer>(&self, s: Z) -> Result<Z::Ok, Z::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Binary {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Binary;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E>(self, v: &[u8]) -> Result<Binary, E> {
+                Ok(Binary(v.to_vec()))
+            }
+            fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Binary, E> {
+                Ok(Binary(v))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Binary, A::Error> {
+                let mut out = Vec::new();
+                while let Some(b) = seq.next_element::<u8>()? {
+                    out.push(b);
+                }
+                Ok(Binary(out))
+            }
+        }
+        d.deserialize_bytes(Visit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: (Duration, Duration) = (Duration::from_secs(60), Duration::from_secs(3600));
+
+    fn stored(pairs: &[(&'static str, &'static str)]) -> StoredResponse {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_static(v));
+        }
+        StoredResponse::new(StatusCode::OK, &h, Bytes::from_static(b"hi"), 0, LIMITS)
+    }
+
+    #[test]
+    fn conditional_requests_get_304() {
+        let s = stored(&[
+            ("etag", "\"v1\""),
+            ("last-modified", "Sun, 06 Nov 1994 08:49:37 GMT"),
+        ]);
+        let mut req = HeaderMap::new();
+        req.insert(
+            IF_NONE_MATCH,
+            HeaderValue::from_static("W/\"v0\", W/\"v1\""),
+        );
+        assert_eq!(
+            s.answer(&req, false, 0, "HIT").status(),
+            StatusCode::NOT_MODIFIED
+        );
+        let mut req = HeaderMap::new();
+        req.insert(
+            IF_MODIFIED_SINCE,
+            HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT"),
+        );
+        assert_eq!(
+            s.answer(&req, false, 0, "HIT").status(),
+            StatusCode::NOT_MODIFIED
+        );
+        req.insert(IF_NONE_MATCH, HeaderValue::from_static("\"v2\""));
+        assert_eq!(s.answer(&req, false, 0, "HIT").status(), StatusCode::OK);
+    }
+
+    #[test]
+    fn freshness_and_age() {
+        let s = stored(&[("cache-control", "max-age=10"), ("age", "4")]);
+        assert_eq!(s.age(2_000), 6);
+        assert!(s.fresh(5_000) && !s.fresh(6_000));
+        assert!(s.within_grace(6_000, Duration::from_secs(5)));
+        let s = stored(&[("cache-control", "max-age=10, must-revalidate")]);
+        assert!(!s.within_grace(10_000, Duration::from_secs(5)));
+        let s = stored(&[("cache-control", "no-cache, max-age=10")]);
+        assert!(!s.fresh(0));
+        let mut not_modified = HeaderMap::new();
+        not_modified.insert("cache-control", HeaderValue::from_static("max-age=100"));
+        assert!(s.updated(&not_modified, 50_000, LIMITS).fresh(100_000));
+    }
+}
