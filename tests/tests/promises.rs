@@ -659,7 +659,6 @@ async fn other_key(cache: Cache, id: u64) -> u64 {
 }
 
 #[tokio::test(flavor = "current_thread")]
-
 async fn a_background_refresh_is_not_lost_when_another_flight_lands() {
     let cache = Cache::builder()
         .memory()

@@ -14,15 +14,17 @@
 //! ```
 //!
 //! Any backend failure on the way makes the call go on without the cache
-//! (`offline`): the body runs and its result is returned, the failure is
-//! counted and logged, and concurrent callers of the key in this process
+//! ([`fail_open`]): the body runs and its result is returned, the failure
+//! is counted and logged, and concurrent callers of the key in this process
 //! still share one computation.
 //!
-//! Only [`execute`] is generic (over the result, its [`Strategy`] and the
-//! body): it decodes, encodes and runs the body. Everything else moves bytes
-//! and is compiled once for all functions: [`lookup`] (what a hit does),
-//! [`miss`] (flights, versions, where the lease is taken), [`fill`] (what
-//! is written after the body), [`offline`].
+//! Only [`execute`] and what it runs with the call's types are generic
+//! (over the result, its [`Strategy`] and the body): they decode, encode
+//! and run the body, and consult the local tier ([`local`]). Everything
+//! else moves bytes and is compiled once for all functions: [`lookup`]
+//! (what a hit does), [`miss`] (flights, versions, where the lease is
+//! taken), [`fill`] (what is written after the body), [`grace`] (grace and
+//! refresh ahead), [`fail_open`].
 
 mod fail_open;
 mod fill;
