@@ -45,7 +45,7 @@ impl SentinelGroup {
             ),
         )
         .expect("cannot write sentinel.conf");
-        let sentinel = Command::new("redis-server")
+        let sentinel = Command::new(crate::server_binary())
             .arg(&config)
             .arg("--sentinel")
             .stdout(Stdio::null())

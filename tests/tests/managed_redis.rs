@@ -53,7 +53,10 @@ impl Api {
 fn builder(namespace: &str) -> cache_runtime::CacheBuilder {
     Cache::builder()
         .namespace(namespace)
-        .op_timeout(Duration::from_millis(200))
+        // A first connection makes a TLS handshake (one per node on a
+        // cluster): on a loaded machine, in a debug build, it can take
+        // longer than a production op timeout.
+        .op_timeout(cache_tests::TEST_OP_TIMEOUT)
 }
 
 /// The number of keys of `namespace` on `server`, read over its plain port.
@@ -157,10 +160,6 @@ async fn a_cluster_over_tls_caches() {
         builder(&ns)
             .redis_cluster(cluster.urls())
             .tls_root_cert(certs.pem("ca.crt"))
-            // The cluster client's first connection makes a TLS handshake
-            // with each node and reads the slots: on a loaded machine, in
-            // a debug build, longer than the 200 ms the failure tests use.
-            .op_timeout(Duration::from_secs(3))
             .build()
             .unwrap(),
     );

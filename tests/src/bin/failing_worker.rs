@@ -41,6 +41,7 @@ async fn main() {
     let callers: usize = args[2].parse().expect("CALLERS");
     let body_ms: u64 = args[3].parse().expect("BODY_MS");
     let cache = Cache::builder()
+        .op_timeout(cache_tests::TEST_OP_TIMEOUT)
         .redis(url.as_str())
         .namespace(namespace.as_str())
         .build()

@@ -17,6 +17,7 @@ async fn price(cache: Cache, db: redis::Client, namespace: String, id: u64) -> R
 async fn main() {
     let args = WorkerArgs::parse("grace_worker REDIS_URL NAMESPACE TASKS SECONDS");
     let cache = Cache::builder()
+        .op_timeout(cache_tests::TEST_OP_TIMEOUT)
         .redis(args.url.as_str())
         .namespace(args.namespace.as_str())
         .build()

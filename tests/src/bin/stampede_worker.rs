@@ -25,6 +25,7 @@ async fn main() {
     let body_ms: u64 = args[4].parse().expect("BODY_MS");
     let lock = args.get(5).map(String::as_str) != Some("nolock");
     let cache = Cache::builder()
+        .op_timeout(cache_tests::TEST_OP_TIMEOUT)
         .redis(url.as_str())
         .namespace(namespace.as_str())
         .build()

@@ -50,6 +50,7 @@ async fn main() {
     let (url, namespace, mode) = (args[0].clone(), args[1].clone(), args[2].clone());
     let seconds: u64 = args[3].parse().expect("SECONDS");
     let cache = Cache::builder()
+        .op_timeout(cache_tests::TEST_OP_TIMEOUT)
         .redis(url.as_str())
         .namespace(namespace.as_str())
         .build()
