@@ -340,6 +340,7 @@ impl RedisCluster {
     }
 }
 
+pub mod contract;
 pub mod fixtures;
 pub mod logs;
 pub mod proxy;
