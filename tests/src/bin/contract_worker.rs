@@ -59,7 +59,10 @@ async fn body(ctx: &Ctx, f: &str, ty: &str, id: u64, random_faults: bool) -> Res
         .map_err(|e| e.to_string())?;
     let (sleep, fault) = {
         let mut rng = ctx.rng.lock().unwrap();
-        (rng.ms(0, contract::BODY_MAX.as_millis() as u64), rng.below(100))
+        (
+            rng.ms(0, contract::BODY_MAX.as_millis() as u64),
+            rng.below(100),
+        )
     };
     tokio::time::sleep(sleep).await;
     if down.as_deref() == Some("1") {
@@ -134,7 +137,12 @@ impl<T: Kind> Repo<T> {
 const HANG: Duration = Duration::from_secs(30);
 
 /// The functions a task picks from: (name, type).
-const FUNCTIONS: [(&str, &str); 4] = [("plain", "-"), ("graced", "-"), ("repo", "A"), ("repo", "B")];
+const FUNCTIONS: [(&str, &str); 4] = [
+    ("plain", "-"),
+    ("graced", "-"),
+    ("repo", "A"),
+    ("repo", "B"),
+];
 
 /// Calls function `which` with `id` in a task of its own (a panic is the
 /// task's), cancelled after `timeout`. `None`: cancelled; `Some(Err(None))`:
@@ -195,6 +203,9 @@ impl Counts {
     }
 }
 
+/// The phase and the fault state, as read.
+type Head = (Option<String>, Option<String>);
+
 /// Shared by the tasks of this process.
 struct Worker {
     ctx: Ctx,
@@ -235,10 +246,14 @@ impl Worker {
         // The database server is never broken: if it is gone, so is the
         // driver.
         let give_up = Instant::now() + Duration::from_secs(30);
-        let (head, marks): ((Option<String>, Option<String>), Vec<Option<u64>>) = loop {
+        let (head, marks): (Head, Vec<Option<u64>>) = loop {
             let got: redis::RedisResult<Vec<redis::Value>> = pipe.query_async(&mut db).await;
             if let Ok(values) = got {
-                let text = |v: &redis::Value| redis::from_redis_value::<Option<String>>(v.clone()).ok().flatten();
+                let text = |v: &redis::Value| {
+                    redis::from_redis_value::<Option<String>>(v.clone())
+                        .ok()
+                        .flatten()
+                };
                 let head = (text(&values[0]), text(&values[1]));
                 let marks = values[2..]
                     .iter()
@@ -318,7 +333,10 @@ impl Worker {
             if timeout.is_none() && outcome.is_none() {
                 self.report(violation(
                     "hang",
-                    format!("{f}::<{ty}>({id}) had not returned after {} s", HANG.as_secs()),
+                    format!(
+                        "{f}::<{ty}>({id}) had not returned after {} s",
+                        HANG.as_secs()
+                    ),
                 ));
             }
             let after = self.chaos().await;
@@ -401,7 +419,8 @@ impl Worker {
                 (recovered, misses_at_end) = (false, stats.misses);
             }
             // No fault began or ended since the last look.
-            let settled = !chaos.active && chaos == last.0 && phase == "run" && chaos.last_end_ms > 0;
+            let settled =
+                !chaos.active && chaos == last.0 && phase == "run" && chaos.last_end_ms > 0;
             if settled && stats.hits > last.1.hits && !recovered {
                 recovered = true;
                 self.counts
