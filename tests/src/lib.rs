@@ -366,6 +366,7 @@ impl RedisCluster {
     }
 }
 
+pub mod contract;
 pub mod fixtures;
 pub mod logs;
 pub mod proxy;
