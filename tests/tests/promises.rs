@@ -687,3 +687,37 @@ async fn a_background_refresh_is_not_lost_when_another_flight_lands() {
     })
     .await;
 }
+
+#[cached(cache = cache, skip(cache), ttl = 3, refresh_ahead = true)]
+async fn ahead(cache: Cache, id: u64) -> u64 {
+    // As long as the TTL: every hit is within the refresh window.
+    tokio::time::sleep(Duration::from_millis(3_000)).await;
+    id
+}
+
+/// The same race for a refresh ahead of the expiry: the value it refreshes
+/// is still fresh, and a re-read after another key's flight found it
+/// current and returned it instead of running the body.
+#[tokio::test(flavor = "current_thread")]
+async fn an_early_refresh_is_not_lost_when_another_flight_lands() {
+    let cache = Cache::builder()
+        .memory()
+        .namespace(unique_namespace("promise12-ahead"))
+        .build()
+        .unwrap();
+    assert_eq!(ahead(cache.clone(), 3).await, 3);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Hits well within the TTL, each of which may spawn an early refresh;
+    // after each, another key's flight lands before the refresh starts.
+    for other in 100..120 {
+        assert_eq!(ahead(cache.clone(), 3).await, 3);
+        assert_eq!(other_key(cache.clone(), other).await, other);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    no_hang(10, "an early refresh to run", async {
+        while cache.stats().refreshes == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}

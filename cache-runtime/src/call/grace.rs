@@ -95,13 +95,6 @@ impl Call<'_> {
         self.freshness(found.entry(), ttl)
     }
 
-    /// Whether the entry read records its freshness and is past it.
-    pub(super) fn past_freshness(&self, snap: &Snapshot) -> bool {
-        let entry = snap.entry().unwrap_or_default();
-        self.freshness(entry, snap.ttl)
-            .is_some_and(|(left, _)| left == 0)
-    }
-
     /// [`fresh_for`](Self::fresh_for) of an entry and its remaining TTL
     /// (when it was read).
     fn freshness(&self, entry: &[u8], ttl: Option<Duration>) -> Option<(u64, u64)> {

@@ -83,11 +83,13 @@ impl Call<'_> {
                                 return self.offline().await;
                             }
                         };
-                        // A refresh wants a newer value than the one it
-                        // refreshes: the same one, still past its
-                        // freshness, is not it.
+                        // A refresh (of a value in grace or ahead of its
+                        // expiry) or a recomputation wants a newer value
+                        // than the one it found: a re-read finds that same
+                        // one current, so it computes (the epoch moves with
+                        // any key's flight, not only this one's).
                         if let Check::Current(at) = self.check(&snap)
-                            && !(self.is_refresh() && self.past_freshness(&snap))
+                            && !self.is_refresh()
                             && !self.recomputing.load(std::sync::atomic::Ordering::Relaxed)
                         {
                             if let Some(entry) = snap.entry() {
