@@ -84,8 +84,8 @@ impl Error {
 ///
 /// A URL that the `url` crate parses, and whose userinfo it found where a
 /// person would (no `@` left after the host), has its password (or a user
-/// name alone, which Redis takes as a password) and any `password=` query
-/// parameter replaced. Any other text is taken as unparseable: a password
+/// name alone, which Redis takes as a password) and any `password=` or
+/// `pass=` query parameter (a unix socket's URL) replaced. Any other text is taken as unparseable: a password
 /// may hold unescaped `/`, `?`, `#` or `@`, so everything from after the
 /// scheme up to the last `@` is userinfo, of which only the user name (up to
 /// the first `:`) is kept.
@@ -104,11 +104,11 @@ fn redact_parsed(mut url: url::Url) -> String {
     } else if !url.username().is_empty() {
         let _ = url.set_username("***");
     }
-    if url.query_pairs().any(|(name, _)| name == "password") {
+    if url.query_pairs().any(|(name, _)| is_secret(&name)) {
         let pairs: Vec<(String, String)> = url
             .query_pairs()
             .map(|(name, value)| {
-                let value = if name == "password" {
+                let value = if is_secret(&name) {
                     "***".to_owned()
                 } else {
                     value.into_owned()
@@ -119,6 +119,12 @@ fn redact_parsed(mut url: url::Url) -> String {
         url.query_pairs_mut().clear().extend_pairs(pairs);
     }
     url.into()
+}
+
+/// A query parameter that holds a password: `password` (TCP URLs) or
+/// `pass` (unix socket URLs, as redis-rs reads them).
+fn is_secret(name: &str) -> bool {
+    name == "password" || name == "pass"
 }
 
 fn redact_unparsed(url: &str) -> String {
@@ -144,15 +150,17 @@ fn redact_unparsed(url: &str) -> String {
         }
         None => rest,
     };
-    // A password in the query (`?password=...`) too, up to the next `&`.
+    // A password in the query (`?password=...`, `?pass=...`) too, up to
+    // the next `&`.
     let mut parts = after.split('&').peekable();
     while let Some(part) = parts.next() {
-        match part.find("password=") {
-            Some(i) => {
-                out.push_str(&part[..i + "password=".len()]);
+        let name_at = part.rfind('?').map_or(0, |q| q + 1);
+        match part[name_at..].split_once('=') {
+            Some((name, _)) if is_secret(name) => {
+                out.push_str(&part[..name_at + name.len() + 1]);
                 out.push_str("***");
             }
-            None => out.push_str(part),
+            _ => out.push_str(part),
         }
         if parts.peek().is_some() {
             out.push('&');
@@ -177,6 +185,14 @@ mod tests {
             (
                 "redis://host:6379/?password=s3cret&db=1",
                 "redis://host:6379/?password=***&db=1",
+            ),
+            (
+                "redis+unix:///tmp/redis.sock?pass=s3cretPW&db=notanumber",
+                "redis+unix:///tmp/redis.sock?pass=***&db=notanumber",
+            ),
+            (
+                "unix:///tmp/redis.sock?user=u&pass=s3cretPW",
+                "unix:///tmp/redis.sock?user=u&pass=***",
             ),
             ("redis://host/", "redis://host/"),
             ("user:s3cret@host", "user:***@host"),
