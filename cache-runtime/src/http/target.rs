@@ -27,12 +27,13 @@ impl Target {
             .extensions
             .get::<axum::extract::OriginalUri>()
             .map_or(&parts.uri, |original| &original.0);
+        // Bytes that are not text are kept apart, not dropped: two hosts
+        // that differ only there must not share entries.
         let header = |name: &HeaderName| {
             parts
                 .headers
                 .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(|v| v.trim().to_ascii_lowercase())
+                .map(|v| lossless(v.as_bytes().trim_ascii()).to_ascii_lowercase())
         };
         let authority = forwarded_host
             .and_then(&header)
@@ -129,7 +130,9 @@ impl Variant {
         )
     }
 
-    /// The values of the cookies named `names` (`None` for one not sent).
+    /// The values of the cookies named `names` (`None` for one not sent),
+    /// read as bytes: a header that is not text still tells its cookies
+    /// apart (it must not read as "no cookie").
     pub fn cookies(headers: &HeaderMap, names: &[String]) -> Vec<Option<String>> {
         names
             .iter()
@@ -137,14 +140,31 @@ impl Variant {
                 headers
                     .get_all(COOKIE)
                     .iter()
-                    .filter_map(|v| v.to_str().ok())
-                    .flat_map(|v| v.split(';'))
-                    .filter_map(|pair| pair.trim().split_once('='))
-                    .find(|(n, _)| n.trim() == name)
-                    .map(|(_, v)| v.trim().to_owned())
+                    .flat_map(|v| v.as_bytes().split(|b| *b == b';'))
+                    .filter_map(|pair| {
+                        let eq = pair.iter().position(|b| *b == b'=')?;
+                        Some((pair[..eq].trim_ascii(), pair[eq + 1..].trim_ascii()))
+                    })
+                    .find(|(n, _)| *n == name.as_bytes())
+                    .map(|(_, v)| lossless(v))
             })
             .collect()
     }
+}
+
+/// `bytes` as text without losing any: printable ASCII as it is, every
+/// other byte (and `%`) as `%XX`. Two byte strings never give one text.
+fn lossless(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(bytes.len());
+    for &b in bytes {
+        if b.is_ascii_graphic() && b != b'%' || b == b' ' {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
 }
 
 /// The header names of `Vary` fields, lowercase; `*` kept as is.
@@ -169,6 +189,29 @@ mod tests {
             builder = builder.header(*k, *v);
         }
         builder.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn bytes_that_are_not_text_keep_hosts_and_cookies_apart() {
+        let raw = |host: &[u8], cookie: &[u8]| {
+            let mut p = parts("/p", &[]);
+            p.headers
+                .insert(HOST, http::HeaderValue::from_bytes(host).unwrap());
+            p.headers
+                .insert(COOKIE, http::HeaderValue::from_bytes(cookie).unwrap());
+            p
+        };
+        let a = raw(b"tenant-a.example\xff", b"session=alice; theme=caf\xe9");
+        let b = raw(b"tenant-b.example\xff", b"session=bob; t=\xff");
+        let c = raw(b"tenant-a.example\xfe", b"session=al\xffice");
+        assert_ne!(Target::of(&a, None), Target::of(&b, None));
+        assert_ne!(Target::of(&a, None), Target::of(&c, None));
+        let names = ["session".to_owned()];
+        let cookies = |p: &Parts| Variant::cookies(&p.headers, &names);
+        assert_eq!(cookies(&a), [Some("alice".to_owned())]);
+        assert_eq!(cookies(&b), [Some("bob".to_owned())]);
+        assert_eq!(cookies(&c), [Some("al%FFice".to_owned())]);
+        assert_eq!(lossless(b"a%b"), "a%25b");
     }
 
     #[test]
