@@ -532,3 +532,38 @@ async fn freshness_does_not_depend_on_the_writers_clock() {
         "a value past its TTL was served as fresh"
     );
 }
+
+/// A value that grows past `max_value_bytes`: returned, not stored.
+#[cached(cache = cache, skip(cache, size), ttl = 1, grace = "1h")]
+async fn sized(cache: Cache, size: Arc<AtomicU64>, id: u64) -> String {
+    "x".repeat(size.load(Ordering::SeqCst) as usize) + &id.to_string()
+}
+
+/// A refresh whose new value is too large to store is an answer like a
+/// `None`: the old value is not served again for the whole grace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_too_large_to_store_ends_the_old_value() {
+    let cache = Cache::builder()
+        .redis(shared_url())
+        .namespace(unique_namespace("grace-oversized"))
+        .op_timeout(cache_tests::TEST_OP_TIMEOUT)
+        .max_value_bytes(1000)
+        .build()
+        .unwrap();
+    let size = Arc::new(AtomicU64::new(10));
+    let small = sized(cache.clone(), size.clone(), 1).await;
+    assert_eq!(small.len(), 11);
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    size.store(5000, Ordering::SeqCst);
+    // The grace value, while the refresh runs in the background.
+    assert_eq!(sized(cache.clone(), size.clone(), 1).await, small);
+    no_hang(10, "the old value to end", async {
+        while sized(cache.clone(), size.clone(), 1).await == small {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    for _ in 0..5 {
+        assert_eq!(sized(cache.clone(), size.clone(), 1).await.len(), 5001);
+    }
+}

@@ -89,14 +89,15 @@ impl<'c> Fill<'c> {
     /// the flight: with the value for the callers waiting in this process,
     /// or, when there is nothing to share, telling them to run the body
     /// themselves. After a backend failure in the call it writes nothing:
-    /// the lease, if any, is released from its guard's drop.
+    /// the lease, if any, is released from its guard's drop. What became
+    /// of the value: `Share` for one too large to store.
     pub(crate) async fn finish(
         mut self,
         encoded: Vec<u8>,
         at: usize,
         keep: Keep,
         shared: Option<Shared>,
-    ) {
+    ) -> Keep {
         let call = self.call;
         let inner = call.inner;
         // Too large to store: still the callers' value.
@@ -158,6 +159,7 @@ impl<'c> Fill<'c> {
                 Keep::Nothing => flight.land(Landing::Failed(shared)),
             }
         }
+        keep
     }
 }
 

@@ -249,8 +249,7 @@ fn fill_with<'f, R, S: Strategy<R>>(
     };
     async move {
         // Boxed, like the miss: a hit's future carries none of it.
-        Box::pin(fill.finish(out, at, keep, shared)).await;
-        keep
+        Box::pin(fill.finish(out, at, keep, shared)).await
     }
 }
 
