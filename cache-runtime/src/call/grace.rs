@@ -200,8 +200,7 @@ impl<R, S: Strategy<R>, F: Future<Output = R>> Mode<R, S, F> for InPlace {
             call.count(Stat::hits);
             return value;
         }
-        call.refreshing
-            .store(true, std::sync::atomic::Ordering::Relaxed);
+        call.start_refresh(snap.entry().map_or(0, super::fill_stamp));
         let fill = match call.miss(snap.into_versions(), epoch).await {
             Step::Compute(fill) => fill,
             Step::Serve(found) | Step::Refresh { found, .. } => {
@@ -258,6 +257,7 @@ where
             spec: call.spec,
             part: call.part.clone(),
             tags: call.tags.to_vec(),
+            fill: snap.entry().map_or(0, super::fill_stamp),
             read: snap.into_versions(),
             epoch,
         };
@@ -289,6 +289,8 @@ struct DetachedCall {
     spec: &'static Spec,
     part: CallPart,
     tags: Vec<String>,
+    /// The fill refreshed (its stamp).
+    fill: u64,
     read: Vec<Option<Vec<u8>>>,
     epoch: u64,
 }
@@ -305,6 +307,7 @@ where
         spec,
         part,
         tags,
+        fill,
         read,
         epoch,
     } = detached;
@@ -314,8 +317,7 @@ where
     if call.backing_off() {
         return None;
     }
-    call.refreshing
-        .store(true, std::sync::atomic::Ordering::Relaxed);
+    call.start_refresh(fill);
     let fill = match Box::pin(call.miss(read, epoch)).await {
         Step::Compute(fill) => fill,
         _ => return None,

@@ -84,12 +84,13 @@ impl Call<'_> {
                             }
                         };
                         // A refresh (of a value in grace or ahead of its
-                        // expiry) or a recomputation wants a newer value
-                        // than the one it found: a re-read finds that same
-                        // one current, so it computes (the epoch moves with
-                        // any key's flight, not only this one's).
+                        // expiry) wants a newer fill than the one it
+                        // refreshes, and a recomputation a new one: a
+                        // re-read that finds the same fill current is not
+                        // their answer (the epoch moves with any key's
+                        // flight, not only this one's).
                         if let Check::Current(at) = self.check(&snap)
-                            && !self.is_refresh()
+                            && !(self.is_refresh() && self.refreshes_this(&snap))
                             && !self.recomputing.load(std::sync::atomic::Ordering::Relaxed)
                         {
                             if let Some(entry) = snap.entry() {

@@ -35,7 +35,7 @@ mod miss;
 
 use std::future::Future;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -264,6 +264,12 @@ fn warn_no_cache(spec: &Spec) {
     }
 }
 
+/// What tells one fill of an entry from another: the freshness its header
+/// records (the end of its freshness, in the writer's milliseconds), or 0.
+fn fill_stamp(entry: &[u8]) -> u64 {
+    entry::freshness(entry).map_or(0, |fresh| fresh.until_ms)
+}
+
 /// What the call does next.
 pub(crate) enum Step<'c> {
     /// Decode these bytes and return them.
@@ -360,6 +366,10 @@ pub(crate) struct Call<'c> {
     /// expiry): it leaves the key to whoever already computes it, rather
     /// than wait for them.
     refreshing: AtomicBool,
+    /// The fill a refresh replaces, by the freshness its entry records (0:
+    /// not known): a re-read that finds this same fill current is not the
+    /// refresh's answer, a newer one is.
+    refreshed_fill: AtomicU64,
     /// This call recomputes in a [`refresh`](crate::refresh) scope: a
     /// value found current is not what it wants.
     recomputing: AtomicBool,
@@ -396,6 +406,7 @@ impl<'c> Call<'c> {
             failed: AtomicBool::new(false),
             key_strings: OnceLock::new(),
             refreshing: AtomicBool::new(false),
+            refreshed_fill: AtomicU64::new(0),
             recomputing: AtomicBool::new(false),
             function: inner.counters(spec),
         }
@@ -412,6 +423,20 @@ impl<'c> Call<'c> {
     /// already computes it.
     fn is_refresh(&self) -> bool {
         self.refreshing.load(Ordering::Relaxed)
+    }
+
+    /// Makes this call a refresh of the fill stamped `fill` (see
+    /// [`fill_stamp`]).
+    fn start_refresh(&self, fill: u64) {
+        self.refreshing.store(true, Ordering::Relaxed);
+        self.refreshed_fill.store(fill, Ordering::Relaxed);
+    }
+
+    /// Whether `snap` holds the fill this refresh replaces (or one it
+    /// cannot tell from it).
+    fn refreshes_this(&self, snap: &Snapshot) -> bool {
+        let refreshed = self.refreshed_fill.load(Ordering::Relaxed);
+        refreshed == 0 || snap.entry().map(fill_stamp) == Some(refreshed)
     }
 
     /// The entry's key.
