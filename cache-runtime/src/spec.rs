@@ -35,6 +35,10 @@ pub struct Options {
     /// Whether the cache's local tier serves this function (`local =
     /// false` opts out).
     pub local: bool,
+    /// Whether the cache's `ttl_jitter` shortens this function's TTLs.
+    /// The HTTP layer's entries keep theirs exactly: a response's age is
+    /// read off its entry's remaining TTL.
+    pub jitter: bool,
 }
 
 impl Options {
@@ -49,6 +53,7 @@ impl Options {
         timeout_ms: None,
         refresh_ahead: false,
         local: true,
+        jitter: true,
     };
 
     /// Whether entries record their freshness (`grace` or `refresh_ahead`).

@@ -467,3 +467,116 @@ async fn a_response_that_says_public_is_shared_with_authorized_requests() {
         assert_eq!(count.load(Ordering::SeqCst), 1, "{name}");
     }
 }
+
+async fn long_lived(State(r): State<Runs>) -> impl IntoResponse {
+    let n = r.fetch_add(1, Ordering::SeqCst);
+    (
+        [(header::CACHE_CONTROL, "max-age=600")],
+        format!("long-lived v{n}"),
+    )
+}
+
+/// Two servers behind one name: the same virtual host.
+const HOST: &[(&str, &str)] = &[("host", "shop.example")];
+
+/// `Age` is how long the entry has been in Redis by Redis's clock (its TTL
+/// less what remains of it), on every host that reads it: here the
+/// entry's remaining TTL is cut in Redis, as if it had been stored for
+/// 100 s and then 700 s, and two hosts (two caches, two servers) see that
+/// age and judge freshness by it. Before, `Age` was the writer's wall
+/// clock against the reader's: 0 here, and any skew between two hosts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn age_is_measured_by_redis_not_by_the_hosts_clocks() {
+    let namespace = cache_tests::unique_namespace("http-age");
+    let url = cache_tests::shared_url();
+    let count = runs();
+    let mut hosts = Vec::new();
+    for _ in 0..2 {
+        let app = Router::new()
+            .route("/long", get(long_lived))
+            .layer(CacheLayer::new(
+                cache_tests::redis_cache(&url, &namespace),
+                "age",
+            ))
+            .with_state(count.clone());
+        hosts.push(serve(app).await);
+    }
+    let first = get_with(&hosts[0], "/long", HOST).await;
+    assert_eq!(first.header("x-cache"), Some("MISS"));
+    assert_eq!(first.header("age"), Some("0"));
+
+    let mut conn = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let entries: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{namespace}:*"))
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(entries.len(), 1, "one entry: {entries:?}");
+    let kept_ms: i64 = redis::cmd("PTTL")
+        .arg(&entries[0])
+        .query(&mut conn)
+        .unwrap();
+    // The layer keeps an entry for its `max_ttl` (a day by default).
+    assert!(kept_ms > 86_000_000, "{kept_ms}");
+    let mut stored_for = |secs: i64| {
+        let _: i64 = redis::cmd("PEXPIRE")
+            .arg(&entries[0])
+            .arg(86_400_000 - secs * 1000)
+            .query(&mut conn)
+            .unwrap();
+    };
+
+    stored_for(100);
+    for host in &hosts {
+        let hit = get_with(host, "/long", HOST).await;
+        assert_eq!(hit.header("x-cache"), Some("HIT"));
+        assert_eq!(hit.body, "long-lived v0");
+        let age: u64 = hit.header("age").unwrap().parse().unwrap();
+        assert!((100..=102).contains(&age), "Age {age}, stored 100 s");
+    }
+    assert_eq!(count.load(Ordering::SeqCst), 1);
+
+    // Past its `max-age` by Redis's clock: no host serves it as fresh.
+    stored_for(700);
+    let refetched = get_with(&hosts[1], "/long", HOST).await;
+    assert_eq!(refetched.body, "long-lived v1");
+    assert_eq!(refetched.header("x-cache"), Some("MISS"));
+    assert_eq!(count.load(Ordering::SeqCst), 2);
+    let hit = get_with(&hosts[0], "/long", HOST).await;
+    assert_eq!(hit.body, "long-lived v1");
+    let age: u64 = hit.header("age").unwrap().parse().unwrap();
+    assert!(age <= 2, "a new entry: Age {age}");
+}
+
+async fn short_lived(State(r): State<Runs>) -> impl IntoResponse {
+    let n = r.fetch_add(1, Ordering::SeqCst);
+    (
+        [(header::CACHE_CONTROL, "max-age=1")],
+        format!("short v{n}"),
+    )
+}
+
+/// A stored response ages while it is stored, on both backends (the age is
+/// read off the entry's remaining TTL, which the in-process backend
+/// reports like Redis): past its `max-age` it is fetched again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_response_ages_past_its_max_age() {
+    for cache in backends("http-ages") {
+        let name = cache.backend_name();
+        let count = runs();
+        let app = Router::new()
+            .route("/short", get(short_lived))
+            .layer(CacheLayer::new(cache.clone(), "ages"))
+            .with_state(count.clone());
+        let base = serve(app).await;
+        assert_eq!(get_with(&base, "/short", &[]).await.body, "short v0");
+        let hit = get_with(&base, "/short", &[]).await;
+        assert_eq!(hit.body, "short v0", "{name}");
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        let later = get_with(&base, "/short", &[]).await;
+        assert_eq!(later.body, "short v1", "{name}: fetched again");
+        assert_eq!(count.load(Ordering::SeqCst), 2, "{name}");
+    }
+}

@@ -33,6 +33,9 @@ use crate::schema::KeyName;
 struct Stored {
     bytes: Arc<[u8]>,
     ttl: Duration,
+    /// When it expires (`ttl` after it was stored; `None` past what the
+    /// clock can say).
+    expires_at: Option<Instant>,
     /// The versions this entry holds: (key, value).
     holds: Arc<[(String, Arc<[u8]>)]>,
 }
@@ -264,18 +267,27 @@ impl MemoryBackend {
         }
     }
 
+    /// The entry and its versions; with `ttl`, the entry's remaining time
+    /// to live too (as Redis's `PTTL` gives it).
     pub fn read<'k>(
         &self,
         entry_key: KeyName<'_>,
         version_keys: impl Iterator<Item = KeyName<'k>>,
+        ttl: bool,
     ) -> Snapshot {
         let entry = self.entries.get(&entry_key.to_string());
+        let remaining = match &entry {
+            Some(stored) if ttl => Some(stored.expires_at.map_or(stored.ttl, |at| {
+                at.saturating_duration_since(Instant::now())
+            })),
+            _ => None,
+        };
         let mut items = vec![entry.map_or(Value::Nil, |s| Value::BulkString(s.bytes.to_vec()))];
         items.extend(self.versions.get_all(version_keys));
         Snapshot {
             items,
             leased: false,
-            ttl: None,
+            ttl: remaining,
         }
     }
 
@@ -293,6 +305,7 @@ impl MemoryBackend {
             Stored {
                 bytes: value.into(),
                 ttl,
+                expires_at: Instant::now().checked_add(ttl),
                 holds,
             },
         );

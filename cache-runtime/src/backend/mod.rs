@@ -127,8 +127,8 @@ pub(crate) enum Backend {
 
 impl Backend {
     /// Reads an entry, its versions and (when `lease_key` is given) whether
-    /// its lease is held, in one round trip; with `ttl`, on Redis, the
-    /// entry's remaining time to live too.
+    /// its lease is held, in one round trip; with `ttl`, the entry's
+    /// remaining time to live too.
     pub async fn read<'k>(
         &self,
         entry_key: KeyName<'_>,
@@ -138,7 +138,7 @@ impl Backend {
     ) -> Result<Snapshot, Error> {
         match self {
             Backend::Redis(b) => b.read(entry_key, version_keys, lease_key, ttl).await,
-            Backend::Memory(b) => Ok(b.read(entry_key, version_keys)),
+            Backend::Memory(b) => Ok(b.read(entry_key, version_keys, ttl)),
         }
     }
 

@@ -65,7 +65,11 @@ impl<'c> Fill<'c> {
             return Vec::new();
         };
         let options = &self.call.spec.options;
-        self.ttl = jittered(self.call.ttl, self.call.inner.ttl_jitter);
+        self.ttl = if options.jitter {
+            jittered(self.call.ttl, self.call.inner.ttl_jitter)
+        } else {
+            self.call.ttl
+        };
         let fresh = options.records_freshness().then(|| entry::Fresh {
             until_ms: entry::now_ms().saturating_add(millis(self.ttl)),
             delta_ms: millis(took),

@@ -69,6 +69,8 @@ pub(crate) struct Request<'t, R, S, F> {
     strategy: S,
     form: LocalForm<R, S>,
     body: F,
+    /// Where to tell what the call served, for a caller that asks.
+    served: Option<&'t Served>,
 }
 
 impl<'t, R, S, F> Request<'t, R, S, F> {
@@ -89,7 +91,43 @@ impl<'t, R, S, F> Request<'t, R, S, F> {
             strategy,
             form,
             body,
+            served: None,
         }
+    }
+
+    /// The call tells `served` how long the entry it returns has left to
+    /// live in storage (and reads it with the entry to know it).
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    pub(crate) fn reporting(mut self, served: &'t Served) -> Self {
+        self.served = Some(served);
+        self
+    }
+}
+
+/// What a call tells of the value it returned, when asked: the remaining
+/// time to live of the stored entry it was read from, by the storage's own
+/// clock (Redis's `PTTL`, read in the hit's round trip). Nothing when the
+/// value was computed by this call or handed over by a concurrent caller,
+/// or read without its TTL: it is then new.
+#[derive(Debug, Default)]
+pub(crate) struct Served {
+    /// The remaining milliseconds plus one; 0 when nothing was read.
+    remaining_ms: AtomicU64,
+}
+
+impl Served {
+    /// The entry's remaining time to live when it was read.
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    pub(crate) fn remaining(&self) -> Option<Duration> {
+        match self.remaining_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(Duration::from_millis(ms - 1)),
+        }
+    }
+
+    fn set(&self, remaining: Option<Duration>) {
+        let ms = remaining.map_or(0, |r| crate::duration::millis(r).saturating_add(1));
+        self.remaining_ms.store(ms, Ordering::Relaxed);
     }
 }
 
@@ -122,6 +160,7 @@ where
         strategy,
         form,
         body,
+        served,
     } = request;
     let Some(inner) = inner else {
         warn_no_cache(spec);
@@ -160,7 +199,7 @@ where
         span.record("outcome", "bypass");
         return body.await;
     }
-    let mut step = call.lookup(local.is_some()).await;
+    let mut step = call.lookup(local.is_some() || served.is_some()).await;
     if scope == Some(Scope::Recompute) {
         step = Box::pin(call.recompute(step)).await;
     }
@@ -169,6 +208,9 @@ where
             Step::Serve(found) => match strategy.decode(codec, found.value()) {
                 Ok(value) => {
                     call.served(&found);
+                    if let Some(served) = served {
+                        served.set(found.remaining());
+                    }
                     if let Some(slot) = local.take() {
                         call.keep_local(slot, form, &strategy, &value, &found);
                     }
@@ -327,6 +369,15 @@ impl Found {
         match self {
             Found::Hit { snap, .. } | Found::Read { snap, .. } => snap.entry().unwrap_or(&[]),
             Found::Shared(_) => &[],
+        }
+    }
+
+    /// The entry's remaining time to live in storage when it was read,
+    /// when the read asked for it.
+    fn remaining(&self) -> Option<Duration> {
+        match self {
+            Found::Hit { snap, .. } | Found::Read { snap, .. } => snap.ttl,
+            Found::Shared(_) => None,
         }
     }
 

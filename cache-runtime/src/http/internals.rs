@@ -10,13 +10,14 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::Cache;
-use crate::call::LocalForm;
+use crate::call::{self, InPlace, LocalForm, Served};
 use crate::codec::Codec;
 use crate::key::{ArgsDigest, KeyPart};
 use crate::outcome::OkOnly;
 use crate::spec::{Options, Spec};
 
-/// The description of one layer's entries: kept `keep_secs`, MessagePack,
+/// The description of one layer's entries: kept `keep_secs` exactly (no
+/// jitter: an entry's age is its TTL less what remains of it), MessagePack,
 /// not in the local tier (a response's freshness is the layer's to judge,
 /// and a replaced one then needs no announcement).
 pub(super) fn spec(name: &'static str, keep_secs: u64) -> &'static Spec {
@@ -24,6 +25,7 @@ pub(super) fn spec(name: &'static str, keep_secs: u64) -> &'static Spec {
         ttl_secs: Some(keep_secs.max(1)),
         codec: Codec::MsgPack,
         local: false,
+        jitter: false,
         ..Options::DEFAULT
     };
     Box::leak(Box::new(Spec::new(name, marker, options)))
@@ -41,20 +43,25 @@ pub(super) fn key(parts: &impl Serialize) -> KeyPart {
 }
 
 /// The entry under `key`, or `fetch`'s (stored when `Ok`); concurrent
-/// callers of one key share one fetch, across processes too.
-pub(super) fn get_or_fetch<T, E, F>(
+/// callers of one key share one fetch, across processes too. With the
+/// value, how long its entry has been stored, by the storage's clock (read
+/// off the entry's remaining TTL in the same round trip): `None` for a
+/// value this call fetched or a concurrent one handed over, which is new.
+/// No host's wall clock enters it.
+pub(super) async fn get_or_fetch<T, E, F>(
     cache: &Cache,
     spec: &'static Spec,
     key: KeyPart,
     tags: &[String],
     fetch: F,
-) -> impl Future<Output = Result<T, E>>
+) -> (Result<T, E>, Option<Duration>)
 where
     T: Serialize + DeserializeOwned,
     F: Future<Output = Result<T, E>>,
 {
-    crate::__private::execute(
-        Some(cache.clone()),
+    let served = Served::default();
+    let request = call::Request::new(
+        Some(cache.inner.clone()),
         spec,
         key,
         tags,
@@ -62,17 +69,23 @@ where
         LocalForm::bytes(),
         fetch,
     )
+    .reporting(&served);
+    let result = call::execute(request, InPlace).await;
+    let kept = Duration::from_secs(spec.options.ttl_secs.unwrap_or(0));
+    let stored_for = served.remaining().map(|left| kept.saturating_sub(left));
+    (result, stored_for)
 }
 
 /// `fetch`'s result, stored in place of the entry under `key` when `Ok`
 /// (one fetch per key at a time, as on a miss); an `Err` leaves the entry.
+/// With the value, how long it has been stored, as [`get_or_fetch`] says.
 pub(super) async fn refetch<T, E, F>(
     cache: &Cache,
     spec: &'static Spec,
     key: KeyPart,
     tags: &[String],
     fetch: F,
-) -> Result<T, E>
+) -> (Result<T, E>, Option<Duration>)
 where
     T: Serialize + DeserializeOwned,
     F: Future<Output = Result<T, E>>,
@@ -80,9 +93,12 @@ where
     crate::refresh(get_or_fetch(cache, spec, key, tags, fetch)).await
 }
 
-/// The time now on this server, in milliseconds since 1970.
+/// The time now on this process's monotonic clock, in milliseconds since
+/// its first reading. Only differences of these are used (how long ago a
+/// response was read here): no wall clock, this host's or another's.
 pub(super) fn now_ms() -> u64 {
-    crate::entry::now_ms()
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    crate::duration::millis(START.get_or_init(std::time::Instant::now).elapsed())
 }
 
 /// The cache's default TTL.

@@ -49,8 +49,10 @@
 //!   `If-Modified-Since` from its `ETag` / `Last-Modified`; a `304`
 //!   updates it) before it is served, one request per key at a time; within
 //!   its `stale-while-revalidate` window it is served while one request
-//!   revalidates it in the background. `Age` is the entry's age on this
-//!   server plus the `Age` it arrived with.
+//!   revalidates it in the background. `Age` is the `Age` it arrived with
+//!   plus how long its entry has been stored, by the storage's clock (the
+//!   entry's TTL less what remains of it, read with the entry): every host
+//!   gives one response the same age, whatever its wall clock says.
 //! - **Unsafe methods invalidate**: a successful `POST`, `PUT`, `DELETE`
 //!   (any method but `GET`, `HEAD`, `OPTIONS`, `TRACE`) drops the stored
 //!   responses of its target, and of the `Location` / `Content-Location`

@@ -14,6 +14,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{
@@ -252,7 +253,8 @@ where
         let cache = &self.config.cache;
         let spec = self.config.spec();
         let key = || internals::key(&(base, None::<&Variant>));
-        let first = internals::get_or_fetch(cache, spec, key(), &tags, self.fetch(true)).await;
+        let first =
+            seen(internals::get_or_fetch(cache, spec, key(), &tags, self.fetch(true)).await);
         match first {
             Ok(Entry::Response(stored)) => self.serve_stored(stored, [key(), key()], tags).await,
             Ok(Entry::Variants { vary, tags: more }) => {
@@ -274,7 +276,9 @@ where
                     }
                     return Ok(self.answer(&fresh, "MISS"));
                 }
-                match internals::get_or_fetch(cache, spec, key(), &tags, self.fetch(false)).await {
+                let found =
+                    internals::get_or_fetch(cache, spec, key(), &tags, self.fetch(false)).await;
+                match seen(found) {
                     Ok(Entry::Response(stored)) => {
                         self.serve_stored(stored, [key(), key()], tags).await
                     }
@@ -332,7 +336,7 @@ where
         let cache = &self.config.cache;
         let [key, again] = key;
         let fetch = self.conditional(&stored, &validators);
-        let mut result = internals::refetch(cache, spec, key, &tags, fetch).await;
+        let mut result = seen(internals::refetch(cache, spec, key, &tags, fetch).await);
         if let Ok(Entry::Response(fresh)) = &result
             && !self.origin.ran()
             && !fresh.fresh(internals::now_ms())
@@ -511,6 +515,12 @@ where
             Pass::Error(e) => Err(e),
         }
     }
+}
+
+/// An entry as read, with how long it had been stored (see
+/// [`Entry::seen`]).
+fn seen<E>((found, stored_for): (Result<Entry, E>, Option<Duration>)) -> Result<Entry, E> {
+    found.map(|entry| entry.seen(stored_for, internals::now_ms()))
 }
 
 /// The statuses whose caching rules this cache knows, for `must-understand`.

@@ -35,12 +35,33 @@ pub(crate) struct StoredResponse {
     status: u16,
     headers: Vec<(String, Binary)>,
     body: Binary,
-    /// When it was stored, in milliseconds since 1970 (this server's clock).
-    stored_at: u64,
     /// Its `Age` when it arrived, in seconds.
     initial_age: u64,
     /// How long it is fresh, in seconds.
     lifetime: u64,
+    /// How long it had been stored when this process got it, in
+    /// milliseconds, by the storage's clock (see [`seen`](Self::seen)).
+    #[serde(skip)]
+    resident_ms: u64,
+    /// When this process got it, on its monotonic clock (`None`: not yet
+    /// told, just decoded).
+    #[serde(skip)]
+    got_at: Option<u64>,
+}
+
+impl Entry {
+    /// The entry as read: a response learns how long it has been stored
+    /// (`stored_for`, by the storage's clock; `None` when it is new) and
+    /// when this process got it (`now_ms`, this process's monotonic clock).
+    pub fn seen(self, stored_for: Option<Duration>, now_ms: u64) -> Self {
+        match self {
+            Entry::Response(mut stored) => {
+                stored.seen(stored_for, now_ms);
+                Entry::Response(stored)
+            }
+            variants => variants,
+        }
+    }
 }
 
 impl StoredResponse {
@@ -57,9 +78,10 @@ impl StoredResponse {
             status: status.as_u16(),
             headers: Vec::new(),
             body: Binary(body.to_vec()),
-            stored_at: now_ms,
             initial_age: 0,
             lifetime: 0,
+            resident_ms: 0,
+            got_at: Some(now_ms),
         };
         stored.set_headers(headers, now_ms, (default, max));
         stored
@@ -89,7 +111,27 @@ impl StoredResponse {
             .min(max)
             .as_secs();
         self.initial_age = control::initial_age(headers);
-        self.stored_at = now_ms;
+        self.resident_ms = 0;
+        self.got_at = Some(now_ms);
+    }
+
+    /// Records how long the response had been stored when this process
+    /// got it (`stored_for`, measured by the storage: no host's wall clock
+    /// enters a response's age) and when that was (`now_ms`). `None` keeps
+    /// what a response made or updated here knows, and makes a decoded one
+    /// new.
+    pub fn seen(&mut self, stored_for: Option<Duration>, now_ms: u64) {
+        match stored_for {
+            Some(stored_for) => {
+                self.resident_ms = u64::try_from(stored_for.as_millis()).unwrap_or(u64::MAX);
+                self.got_at = Some(now_ms);
+            }
+            None if self.got_at.is_none() => {
+                self.resident_ms = 0;
+                self.got_at = Some(now_ms);
+            }
+            None => {}
+        }
     }
 
     /// The stored headers.
@@ -106,10 +148,16 @@ impl StoredResponse {
         map
     }
 
-    /// Its age now, in seconds.
+    /// Its age now (`now_ms` on this process's monotonic clock), in
+    /// seconds: the `Age` it arrived with, plus how long it has been
+    /// stored: by the storage's clock until this process got it, then by
+    /// this process's.
     pub fn age(&self, now_ms: u64) -> u64 {
-        self.initial_age
-            .saturating_add(now_ms.saturating_sub(self.stored_at) / 1000)
+        let got_at = self.got_at.unwrap_or(now_ms);
+        let resident = self
+            .resident_ms
+            .saturating_add(now_ms.saturating_sub(got_at));
+        self.initial_age.saturating_add(resident / 1000)
     }
 
     /// Whether it may be served without asking the handler: fresh, and
@@ -347,5 +395,21 @@ mod tests {
         let mut not_modified = HeaderMap::new();
         not_modified.insert("cache-control", HeaderValue::from_static("max-age=100"));
         assert!(s.updated(&not_modified, 50_000, LIMITS).fresh(100_000));
+    }
+
+    #[test]
+    fn age_counts_the_time_stored_as_the_storage_measured_it() {
+        let mut s = stored(&[("cache-control", "max-age=10"), ("age", "1")]);
+        // Read by another process, whose clock starts anywhere: the entry
+        // had been stored 7.5 s by the storage's clock.
+        s.seen(Some(Duration::from_millis(7_500)), 1_000_000);
+        assert_eq!(s.age(1_000_000), 8);
+        assert_eq!(s.age(1_001_600), 10);
+        assert!(s.fresh(1_001_000) && !s.fresh(1_001_600));
+        // A decoded response told nothing is new; a response made here
+        // keeps its own reading.
+        let mut made = stored(&[("cache-control", "max-age=10")]);
+        made.seen(None, 5_000);
+        assert_eq!(made.age(5_000), 5);
     }
 }
