@@ -61,6 +61,8 @@ pub(crate) struct Wait<'a> {
     pub version_keys: &'a [String],
     /// The value's offset in a snapshot whose entry is current.
     pub filled: &'a (dyn Fn(&Snapshot) -> Option<usize> + Sync),
+    /// Whether the waiter's reads ask for the entry's remaining TTL.
+    pub ttl: bool,
 }
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(5);
@@ -155,6 +157,7 @@ impl<'a> LeaseRequest<'a> {
                         KeyName::whole(wait.entry_key),
                         wait.version_keys.iter().map(|k| KeyName::whole(k)),
                         &guard.key,
+                        wait.ttl,
                     )
                     .await?;
                 let leased = snap.leased;

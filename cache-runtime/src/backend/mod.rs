@@ -255,15 +255,16 @@ impl Leases {
     }
 
     /// A waiter's read: the entry, its versions, and whether `lease_key`
-    /// is held.
+    /// is held; with `ttl`, the entry's remaining TTL too.
     pub async fn read<'k>(
         &self,
         entry_key: KeyName<'_>,
         version_keys: impl ExactSizeIterator<Item = KeyName<'k>> + Clone,
         lease_key: &str,
+        ttl: bool,
     ) -> Result<Snapshot, Error> {
         self.0
-            .read(entry_key, version_keys, Some(lease_key), false)
+            .read(entry_key, version_keys, Some(lease_key), ttl)
             .await
     }
 }

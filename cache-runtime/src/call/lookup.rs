@@ -13,7 +13,7 @@ impl Call<'_> {
     /// function that records freshness always does (freshness is read
     /// from it, by the server's clock).
     pub(super) async fn lookup(&self, ttl: bool) -> Step<'_> {
-        let ttl = ttl || self.spec.options.records_freshness();
+        let ttl = ttl || self.reads_ttl || self.spec.options.records_freshness();
         let epoch = self.inner.flights.epoch();
         let read = self
             .inner

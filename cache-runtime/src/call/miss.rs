@@ -69,7 +69,7 @@ impl Call<'_> {
                     if flight.landed_since(epoch) {
                         // A flight of this process may have filled the key
                         // after our read: look again before computing.
-                        let freshness = self.spec.options.records_freshness();
+                        let freshness = self.spec.options.records_freshness() || self.reads_ttl;
                         let snap = match self
                             .inner
                             .backend
@@ -176,6 +176,7 @@ impl Call<'_> {
             entry_key: &keys.entry,
             version_keys: &keys.versions,
             filled: &filled,
+            ttl: self.reads_ttl,
         };
         let waiting = std::sync::OnceLock::new();
         let waited = || {

@@ -104,30 +104,48 @@ impl<'t, R, S, F> Request<'t, R, S, F> {
     }
 }
 
-/// What a call tells of the value it returned, when asked: the remaining
-/// time to live of the stored entry it was read from, by the storage's own
-/// clock (Redis's `PTTL`, read in the hit's round trip). Nothing when the
-/// value was computed by this call or handed over by a concurrent caller,
-/// or read without its TTL: it is then new.
+/// What a call tells of the value it returned, when asked: whether it was
+/// read from storage and, if so, the entry's remaining time to live by the
+/// storage's own clock (Redis's `PTTL`, read in the same round trip as
+/// the entry, on a hit as after a wait).
 #[derive(Debug, Default)]
 pub(crate) struct Served {
-    /// The remaining milliseconds plus one; 0 when nothing was read.
-    remaining_ms: AtomicU64,
+    /// 0: not read from storage (computed by this call, or handed over by
+    /// a concurrent caller of this process); 1: read, with no TTL known;
+    /// otherwise the remaining milliseconds plus two.
+    state: AtomicU64,
+}
+
+/// Where a call's value came from (see [`Served`]).
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ServedFrom {
+    /// Computed by this call, or handed over by a concurrent caller.
+    Handed,
+    /// Read from storage, with the entry's remaining TTL when the storage
+    /// gave one (none: no TTL on the key, or gone since).
+    Stored(Option<Duration>),
 }
 
 impl Served {
-    /// The entry's remaining time to live when it was read.
+    /// Where the value came from.
     #[cfg_attr(not(feature = "http"), allow(dead_code))]
-    pub(crate) fn remaining(&self) -> Option<Duration> {
-        match self.remaining_ms.load(Ordering::Relaxed) {
-            0 => None,
-            ms => Some(Duration::from_millis(ms - 1)),
+    pub(crate) fn from(&self) -> ServedFrom {
+        match self.state.load(Ordering::Relaxed) {
+            0 => ServedFrom::Handed,
+            1 => ServedFrom::Stored(None),
+            ms => ServedFrom::Stored(Some(Duration::from_millis(ms - 2))),
         }
     }
 
-    fn set(&self, remaining: Option<Duration>) {
-        let ms = remaining.map_or(0, |r| crate::duration::millis(r).saturating_add(1));
-        self.remaining_ms.store(ms, Ordering::Relaxed);
+    fn set(&self, found: &Found) {
+        let state = match found {
+            Found::Shared(_) => 0,
+            Found::Hit { snap, .. } | Found::Read { snap, .. } => snap
+                .ttl
+                .map_or(1, |r| crate::duration::millis(r).saturating_add(2)),
+        };
+        self.state.store(state, Ordering::Relaxed);
     }
 }
 
@@ -180,7 +198,7 @@ where
     };
     let codec = spec.options.codec;
     let call = match Call::new(&inner, spec, key, tags) {
-        Ok(call) => call,
+        Ok(call) => call.reading_ttl(served.is_some()),
         Err(error) => {
             Counters::add(&inner.stats.errors);
             tracing::warn!(
@@ -209,7 +227,7 @@ where
                 Ok(value) => {
                     call.served(&found);
                     if let Some(served) = served {
-                        served.set(found.remaining());
+                        served.set(&found);
                     }
                     if let Some(slot) = local.take() {
                         call.keep_local(slot, form, &strategy, &value, &found);
@@ -372,15 +390,6 @@ impl Found {
         }
     }
 
-    /// The entry's remaining time to live in storage when it was read,
-    /// when the read asked for it.
-    fn remaining(&self) -> Option<Duration> {
-        match self {
-            Found::Hit { snap, .. } | Found::Read { snap, .. } => snap.ttl,
-            Found::Shared(_) => None,
-        }
-    }
-
     fn value(&self) -> &[u8] {
         match self {
             Found::Hit { snap, at, .. } | Found::Read { snap, at, .. } => {
@@ -426,6 +435,9 @@ pub(crate) struct Call<'c> {
     recomputing: AtomicBool,
     /// The function's counters in this cache.
     function: CountersRef,
+    /// Every read of the entry asks for its remaining TTL (the caller
+    /// wants to know how long it has been stored).
+    reads_ttl: bool,
 }
 
 impl<'c> Call<'c> {
@@ -460,7 +472,14 @@ impl<'c> Call<'c> {
             refreshed_fill: AtomicU64::new(0),
             recomputing: AtomicBool::new(false),
             function: inner.counters(spec),
+            reads_ttl: false,
         }
+    }
+
+    /// With `ttl`, every read of the entry asks for its remaining TTL.
+    fn reading_ttl(mut self, ttl: bool) -> Self {
+        self.reads_ttl = ttl;
+        self
     }
 
     /// Counts one event of this call, in the cache's counters and the

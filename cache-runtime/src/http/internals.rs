@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::Cache;
+pub(super) use crate::call::ServedFrom;
 use crate::call::{self, InPlace, LocalForm, Served};
 use crate::codec::Codec;
 use crate::key::{ArgsDigest, KeyPart};
@@ -44,17 +45,17 @@ pub(super) fn key(parts: &impl Serialize) -> KeyPart {
 
 /// The entry under `key`, or `fetch`'s (stored when `Ok`); concurrent
 /// callers of one key share one fetch, across processes too. With the
-/// value, how long its entry has been stored, by the storage's clock (read
-/// off the entry's remaining TTL in the same round trip): `None` for a
-/// value this call fetched or a concurrent one handed over, which is new.
-/// No host's wall clock enters it.
+/// value, where it came from: read from storage with the entry's remaining
+/// TTL by the storage's clock (read in the same round trip), or fetched by
+/// this call or handed over by a concurrent one. No host's wall clock
+/// enters it.
 pub(super) async fn get_or_fetch<T, E, F>(
     cache: &Cache,
     spec: &'static Spec,
     key: KeyPart,
     tags: &[String],
     fetch: F,
-) -> (Result<T, E>, Option<Duration>)
+) -> (Result<T, E>, ServedFrom)
 where
     T: Serialize + DeserializeOwned,
     F: Future<Output = Result<T, E>>,
@@ -71,21 +72,19 @@ where
     )
     .reporting(&served);
     let result = call::execute(request, InPlace).await;
-    let kept = Duration::from_secs(spec.options.ttl_secs.unwrap_or(0));
-    let stored_for = served.remaining().map(|left| kept.saturating_sub(left));
-    (result, stored_for)
+    (result, served.from())
 }
 
 /// `fetch`'s result, stored in place of the entry under `key` when `Ok`
 /// (one fetch per key at a time, as on a miss); an `Err` leaves the entry.
-/// With the value, how long it has been stored, as [`get_or_fetch`] says.
+/// With the value, where it came from, as [`get_or_fetch`] says.
 pub(super) async fn refetch<T, E, F>(
     cache: &Cache,
     spec: &'static Spec,
     key: KeyPart,
     tags: &[String],
     fetch: F,
-) -> (Result<T, E>, Option<Duration>)
+) -> (Result<T, E>, ServedFrom)
 where
     T: Serialize + DeserializeOwned,
     F: Future<Output = Result<T, E>>,
@@ -99,6 +98,11 @@ where
 pub(super) fn now_ms() -> u64 {
     static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
     crate::duration::millis(START.get_or_init(std::time::Instant::now).elapsed())
+}
+
+/// How long the layer's entries are kept in storage (their TTL).
+pub(super) fn kept(spec: &Spec) -> Duration {
+    Duration::from_secs(spec.options.ttl_secs.unwrap_or(0))
 }
 
 /// The cache's default TTL.

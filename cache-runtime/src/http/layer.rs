@@ -13,6 +13,10 @@ use super::service::CacheService;
 use crate::Cache;
 use crate::spec::Spec;
 
+/// The longest an entry is kept in storage (ten years): past it, times in
+/// milliseconds and instants stop adding up, and Redis refuses the TTL.
+const LONGEST_KEPT: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
 type Tags = Arc<dyn Fn(&Parts) -> Vec<String> + Send + Sync>;
 
 /// Caches the responses of the service it wraps, as a shared cache
@@ -100,7 +104,8 @@ impl CacheLayer {
     }
 
     /// The longest a response is kept fresh, whatever it says (default:
-    /// a day, or `ttl` if longer).
+    /// a day, or `ttl` if longer). Entries are kept in storage at most ten
+    /// years, grace included, whatever this says.
     pub fn max_ttl(mut self, max: Duration) -> Self {
         self.max_ttl = max.max(Duration::from_secs(1));
         self.spec = Arc::default();
@@ -219,7 +224,11 @@ impl CacheLayer {
     /// their longest freshness plus `grace`.
     pub(super) fn spec(&self) -> &'static Spec {
         self.spec.get_or_init(|| {
-            let keep = self.max_ttl.saturating_add(self.grace).as_secs();
+            let keep = self
+                .max_ttl
+                .saturating_add(self.grace)
+                .min(LONGEST_KEPT)
+                .as_secs();
             internals::spec(self.name, keep)
         })
     }

@@ -14,7 +14,6 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{
@@ -337,9 +336,11 @@ where
         let [key, again] = key;
         let fetch = self.conditional(&stored, &validators);
         let mut result = seen(internals::refetch(cache, spec, key, &tags, fetch).await);
+        // Handed back the very store found stale (a wait on another
+        // host's lease, or a concurrent caller's, can), or one no fresher.
         if let Ok(Entry::Response(fresh)) = &result
             && !self.origin.ran()
-            && !fresh.fresh(internals::now_ms())
+            && (fresh.same_fill(&stored) || !fresh.fresh(internals::now_ms()))
         {
             result = self.conditional(&stored, &validators).await;
             if let Ok(Entry::Response(fresh)) = &result {
@@ -388,6 +389,7 @@ where
                 response.headers(),
                 now,
                 limits,
+                internals::kept(self.config.spec()),
             )));
         }
         if self.config.is_failure(response.status()) {
@@ -445,6 +447,7 @@ where
             bytes,
             now,
             self.config.limits(),
+            internals::kept(self.config.spec()),
         );
         let vary = vary_names(&parts.headers);
         let tags = self.header_tags(&parts.headers);
@@ -519,8 +522,8 @@ where
 
 /// An entry as read, with how long it had been stored (see
 /// [`Entry::seen`]).
-fn seen<E>((found, stored_for): (Result<Entry, E>, Option<Duration>)) -> Result<Entry, E> {
-    found.map(|entry| entry.seen(stored_for, internals::now_ms()))
+fn seen<E>((found, from): (Result<Entry, E>, internals::ServedFrom)) -> Result<Entry, E> {
+    found.map(|entry| entry.seen(from, internals::now_ms()))
 }
 
 /// The statuses whose caching rules this cache knows, for `must-understand`.

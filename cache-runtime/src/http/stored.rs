@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::body::{CacheBody, full};
 use super::control::{self, Directives};
+use super::internals::ServedFrom;
 
 /// What is stored under a key.
 #[derive(Serialize, Deserialize)]
@@ -39,6 +40,14 @@ pub(crate) struct StoredResponse {
     initial_age: u64,
     /// How long it is fresh, in seconds.
     lifetime: u64,
+    /// Which store of it this is: a random number drawn when it was made
+    /// or updated (0 in entries written before there was one).
+    #[serde(default)]
+    fill: u64,
+    /// The TTL its entry was written with, in milliseconds (0: not known):
+    /// how long it has been stored is this less the entry's remaining TTL.
+    #[serde(default)]
+    kept_ms: u64,
     /// How long it had been stored when this process got it, in
     /// milliseconds, by the storage's clock (see [`seen`](Self::seen)).
     #[serde(skip)]
@@ -51,12 +60,12 @@ pub(crate) struct StoredResponse {
 
 impl Entry {
     /// The entry as read: a response learns how long it has been stored
-    /// (`stored_for`, by the storage's clock; `None` when it is new) and
-    /// when this process got it (`now_ms`, this process's monotonic clock).
-    pub fn seen(self, stored_for: Option<Duration>, now_ms: u64) -> Self {
+    /// (from where it came, by the storage's clock) and when this process
+    /// got it (`now_ms`, this process's monotonic clock).
+    pub fn seen(self, from: ServedFrom, now_ms: u64) -> Self {
         match self {
             Entry::Response(mut stored) => {
-                stored.seen(stored_for, now_ms);
+                stored.seen(from, now_ms);
                 Entry::Response(stored)
             }
             variants => variants,
@@ -73,6 +82,7 @@ impl StoredResponse {
         body: Bytes,
         now_ms: u64,
         (default, max): (Duration, Duration),
+        kept: Duration,
     ) -> Self {
         let mut stored = StoredResponse {
             status: status.as_u16(),
@@ -80,10 +90,12 @@ impl StoredResponse {
             body: Binary(body.to_vec()),
             initial_age: 0,
             lifetime: 0,
+            fill: 0,
+            kept_ms: 0,
             resident_ms: 0,
             got_at: Some(now_ms),
         };
-        stored.set_headers(headers, now_ms, (default, max));
+        stored.set_headers(headers, now_ms, (default, max), kept);
         stored
     }
 
@@ -92,6 +104,7 @@ impl StoredResponse {
         headers: &HeaderMap,
         now_ms: u64,
         (default, max): (Duration, Duration),
+        kept: Duration,
     ) {
         // Fields named in `Connection` belong to the hop too.
         let listed: Vec<String> = headers
@@ -111,26 +124,44 @@ impl StoredResponse {
             .min(max)
             .as_secs();
         self.initial_age = control::initial_age(headers);
+        self.fill = rand::random::<u64>() | 1;
+        self.kept_ms = u64::try_from(kept.as_millis()).unwrap_or(u64::MAX);
         self.resident_ms = 0;
         self.got_at = Some(now_ms);
     }
 
+    /// Whether `other` is this same store of the response (not a newer
+    /// one, nor an update by a `304`).
+    pub fn same_fill(&self, other: &StoredResponse) -> bool {
+        self.fill == other.fill
+    }
+
     /// Records how long the response had been stored when this process
-    /// got it (`stored_for`, measured by the storage: no host's wall clock
-    /// enters a response's age) and when that was (`now_ms`). `None` keeps
-    /// what a response made or updated here knows, and makes a decoded one
-    /// new.
-    pub fn seen(&mut self, stored_for: Option<Duration>, now_ms: u64) {
-        match stored_for {
-            Some(stored_for) => {
-                self.resident_ms = u64::try_from(stored_for.as_millis()).unwrap_or(u64::MAX);
+    /// got it, and when that was (`now_ms`). Read from storage: the TTL
+    /// its entry was written with less the remaining one, as the storage
+    /// measures it (no host's wall clock enters a response's age); when
+    /// that cannot be told (no TTL, or one longer than it was written
+    /// with, or an entry that does not record it), it is taken as no longer
+    /// fresh. Handed over in this process: what a response made or updated
+    /// here knows, and a decoded one is new.
+    pub fn seen(&mut self, from: ServedFrom, now_ms: u64) {
+        match from {
+            ServedFrom::Stored(Some(left))
+                if self.kept_ms > 0 && left.as_millis() <= u128::from(self.kept_ms) =>
+            {
+                let left = u64::try_from(left.as_millis()).unwrap_or(u64::MAX);
+                self.resident_ms = self.kept_ms - left;
                 self.got_at = Some(now_ms);
             }
-            None if self.got_at.is_none() => {
+            ServedFrom::Stored(_) => {
+                self.resident_ms = self.lifetime.saturating_mul(1000);
+                self.got_at = Some(now_ms);
+            }
+            ServedFrom::Handed if self.got_at.is_none() => {
                 self.resident_ms = 0;
                 self.got_at = Some(now_ms);
             }
-            None => {}
+            ServedFrom::Handed => {}
         }
     }
 
@@ -206,6 +237,7 @@ impl StoredResponse {
         not_modified: &HeaderMap,
         now_ms: u64,
         limits: (Duration, Duration),
+        kept: Duration,
     ) -> Self {
         let mut headers = self.headers();
         for name in not_modified.keys() {
@@ -218,7 +250,7 @@ impl StoredResponse {
             }
         }
         let mut updated = self.clone();
-        updated.set_headers(&headers, now_ms, limits);
+        updated.set_headers(&headers, now_ms, limits, kept);
         updated
     }
 
@@ -345,13 +377,21 @@ mod tests {
     use super::*;
 
     const LIMITS: (Duration, Duration) = (Duration::from_secs(60), Duration::from_secs(3600));
+    const KEPT: Duration = Duration::from_secs(3600);
 
     fn stored(pairs: &[(&'static str, &'static str)]) -> StoredResponse {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
             h.append(*k, HeaderValue::from_static(v));
         }
-        StoredResponse::new(StatusCode::OK, &h, Bytes::from_static(b"hi"), 0, LIMITS)
+        StoredResponse::new(
+            StatusCode::OK,
+            &h,
+            Bytes::from_static(b"hi"),
+            0,
+            LIMITS,
+            KEPT,
+        )
     }
 
     #[test]
@@ -394,7 +434,10 @@ mod tests {
         assert!(!s.fresh(0));
         let mut not_modified = HeaderMap::new();
         not_modified.insert("cache-control", HeaderValue::from_static("max-age=100"));
-        assert!(s.updated(&not_modified, 50_000, LIMITS).fresh(100_000));
+        assert!(
+            s.updated(&not_modified, 50_000, LIMITS, KEPT)
+                .fresh(100_000)
+        );
     }
 
     #[test]
@@ -402,14 +445,23 @@ mod tests {
         let mut s = stored(&[("cache-control", "max-age=10"), ("age", "1")]);
         // Read by another process, whose clock starts anywhere: the entry
         // had been stored 7.5 s by the storage's clock.
-        s.seen(Some(Duration::from_millis(7_500)), 1_000_000);
-        assert_eq!(s.age(1_000_000), 8);
-        assert_eq!(s.age(1_001_600), 10);
-        assert!(s.fresh(1_001_000) && !s.fresh(1_001_600));
-        // A decoded response told nothing is new; a response made here
-        // keeps its own reading.
+        let left = KEPT - Duration::from_millis(7_500);
+        let mut read = s.clone();
+        read.seen(ServedFrom::Stored(Some(left)), 1_000_000);
+        assert_eq!(read.age(1_000_000), 8);
+        assert_eq!(read.age(1_001_600), 10);
+        assert!(read.fresh(1_001_000) && !read.fresh(1_001_600));
+        // A TTL that cannot be told (none, or longer than the entry was
+        // written with): no longer fresh.
+        for unknown in [None, Some(KEPT + Duration::from_secs(1))] {
+            let mut read = s.clone();
+            read.seen(ServedFrom::Stored(unknown), 1_000_000);
+            assert!(!read.fresh(1_000_000), "{unknown:?}");
+        }
+        // A response made here keeps its own reading.
         let mut made = stored(&[("cache-control", "max-age=10")]);
-        made.seen(None, 5_000);
+        made.seen(ServedFrom::Handed, 5_000);
         assert_eq!(made.age(5_000), 5);
+        assert!(made.same_fill(&made.clone()) && !made.same_fill(&s));
     }
 }
