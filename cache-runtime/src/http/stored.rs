@@ -442,7 +442,7 @@ mod tests {
 
     #[test]
     fn age_counts_the_time_stored_as_the_storage_measured_it() {
-        let mut s = stored(&[("cache-control", "max-age=10"), ("age", "1")]);
+        let s = stored(&[("cache-control", "max-age=10"), ("age", "1")]);
         // Read by another process, whose clock starts anywhere: the entry
         // had been stored 7.5 s by the storage's clock.
         let left = KEPT - Duration::from_millis(7_500);
