@@ -31,6 +31,11 @@ const OPTIONS: &[(&str, &str)] = &[
     ("timeout", "`timeout = \"300ms\"`"),
     ("refresh_ahead", "`refresh_ahead = true`"),
     ("local", "`local = false`"),
+    (
+        "ttl_from",
+        "`ttl_from = path::to::fn` (a `fn(&T) -> Option<Duration>`)",
+    ),
+    ("unless", "`unless = path::to::fn` (a `fn(&T) -> bool`)"),
 ];
 
 /// The value formats of `codec = "..."`, with the runtime's name of each.
@@ -56,6 +61,10 @@ pub(crate) struct Args {
     pub(crate) timeout_ms: Option<Setting<u64>>,
     pub(crate) refresh_ahead: Option<Setting<bool>>,
     pub(crate) local: Option<bool>,
+    /// `ttl_from = path`: the entry's TTL from its value.
+    pub(crate) ttl_from: Option<Setting<syn::ExprPath>>,
+    /// `unless = path`: values it accepts are returned, not stored.
+    pub(crate) unless: Option<Setting<syn::ExprPath>>,
     /// The options seen so far, to report duplicates.
     seen: Vec<String>,
 }
@@ -202,6 +211,10 @@ impl Args {
             "refresh_ahead" => bool(&value, name)
                 .map(|value| self.refresh_ahead = Some(Setting { name: span, value })),
             "local" => bool(&value, name).map(|value| self.local = Some(value)),
+            "ttl_from" => function_path(&value, usage)
+                .map(|value| self.ttl_from = Some(Setting { name: span, value })),
+            "unless" => function_path(&value, usage)
+                .map(|value| self.unless = Some(Setting { name: span, value })),
             "codec" => string(&value, usage)
                 .and_then(|lit| codec(&lit))
                 .map(|codec| self.codec = Some(codec)),
@@ -211,6 +224,20 @@ impl Args {
             cx.push(error);
         }
         Ok(())
+    }
+}
+
+/// The path of a function (`ttl_from = token_ttl`, `unless =
+/// Listing::is_empty`), not a call or a closure.
+fn function_path(value: &Expr, usage: &str) -> syn::Result<syn::ExprPath> {
+    match value {
+        Expr::Path(path) if path.attrs.is_empty() => Ok(path.clone()),
+        _ => Err(syn::Error::new_spanned(
+            value,
+            format!(
+                "expected the path of a function, as in {usage}; a closure or a call is not accepted: name a function"
+            ),
+        )),
     }
 }
 

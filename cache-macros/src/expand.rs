@@ -418,16 +418,58 @@ impl<'a> Expand<'a> {
                     .cache_none
                     .as_ref()
                     .is_some_and(|setting| setting.value);
-                let ty = self.strategy_type();
+                let ty = self.inner_strategy_type();
                 quote!(#ty { cache_none: #cache_none })
             }
             RetKind::Plain => quote!(#p::Plain),
         };
-        respan(strategy, self.value_span())
+        self.decide(respan(strategy, self.value_span()))
+    }
+
+    /// `strategy` with the decisions taken from the value (`ttl_from`,
+    /// `unless`), if any: each path passed as the function pointer it must
+    /// be, so that a wrong signature is a type error at the path.
+    fn decide(&self, strategy: TokenStream) -> TokenStream {
+        let (ttl_from, unless) = (&self.args.ttl_from, &self.args.unless);
+        let Some(value) = self.decided_value() else {
+            return strategy;
+        };
+        let p = &self.private;
+        let inner = self.inner_strategy_type();
+        let new = respan(quote!(#p::Decide::<#inner, #value>::new), self.value_span());
+        let mut tokens = quote!(#new(#strategy));
+        if let Some(ttl_from) = ttl_from {
+            let path = &ttl_from.value;
+            tokens.extend(quote!(.ttl_from(#path)));
+        }
+        if let Some(unless) = unless {
+            let path = &unless.value;
+            tokens.extend(quote!(.unless(#path)));
+        }
+        tokens
+    }
+
+    /// The value type the decisions take, when there are any.
+    fn decided_value(&self) -> Option<&Type> {
+        (self.args.ttl_from.is_some() || self.args.unless.is_some())
+            .then_some(self.func.ret.value.as_ref())
+            .flatten()
     }
 
     /// The type of [`Self::strategy`].
     fn strategy_type(&self) -> TokenStream {
+        let inner = self.inner_strategy_type();
+        match self.decided_value() {
+            Some(value) => {
+                let p = &self.private;
+                respan(quote!(#p::Decide<#inner, #value>), self.value_span())
+            }
+            None => inner,
+        }
+    }
+
+    /// The type of the strategy chosen by the return type.
+    fn inner_strategy_type(&self) -> TokenStream {
         let p = &self.private;
         let ty = match self.func.ret.kind {
             RetKind::Result => quote!(#p::OkOnly),

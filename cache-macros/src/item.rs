@@ -258,6 +258,17 @@ pub(crate) fn check(cx: &Ctxt, args: &Args, item: ItemFn) -> Func {
         );
     }
 
+    for (option, setting) in [("ttl_from", &args.ttl_from), ("unless", &args.unless)] {
+        if let Some(setting) = setting
+            && ret.value.is_none()
+        {
+            cx.error_at(
+                setting.name,
+                format!("`{option}` needs to see the cached value type: write the return type with its arguments (`Result<T, E>`, `Option<T>`), not an alias without them"),
+            );
+        }
+    }
+
     let detached = !receiver && movable(&item);
     let needs_task = [
         args.timeout_ms.as_ref().map(|t| ("timeout", t.name)),

@@ -206,6 +206,52 @@ use proc_macro::TokenStream;
 ///   ([`CacheBuilder::local_cache`](../cache_runtime/struct.CacheBuilder.html#method.local_cache)):
 ///   every hit reads Redis. For values that must reflect a write made
 ///   outside the cache's invalidations.
+/// - **`ttl_from = path`**: the entry's TTL from its value, by a
+///   `fn(&T) -> Option<Duration>` (a token's expiry, an upstream
+///   `max-age`); `None` keeps the `ttl`. `T` is the cached value type: the
+///   whole return value, the `Ok` value of a `Result`, the `Some` value of
+///   an `Option` (an `Err` or a `None` is never given to it; a `None` stored
+///   with `cache_none` takes the `ttl`). A TTL under a millisecond stores
+///   nothing (the value is returned, and shared with the callers waiting
+///   for it); one over 100 years is cut to 100 years. `grace` comes on top
+///   of it, and `refresh_ahead` reckons with it.
+/// - **`unless = path`**: a `fn(&T) -> bool` (same `T`); a value it
+///   accepts is returned, and shared with the callers waiting for it, but
+///   not stored (an empty listing, a partial result).
+///
+///   A path to a function, not a closure; a wrong signature is a type error
+///   at the path.
+///
+///   ```
+///   # use cache_runtime::{Cache, cached};
+///   use std::time::Duration;
+///   # #[derive(serde::Serialize, serde::Deserialize)]
+///   # struct Token { expires_in: u64 }
+///
+///   fn token_ttl(token: &Token) -> Option<Duration> {
+///       Some(Duration::from_secs(token.expires_in))
+///   }
+///
+///   #[cached(ttl = 3600, ttl_from = token_ttl)]
+///   async fn token(user: u32) -> Result<Token, String> {
+///       Ok(Token { expires_in: 300 }) // cached for 300 s
+///   }
+///
+///   #[cached(ttl = 600, unless = Vec::is_empty)]
+///   async fn listing(page: u32) -> Vec<u32> {
+///       Vec::new() // returned, not stored
+///   }
+///   # #[tokio::main(flavor = "current_thread")]
+///   # async fn main() -> Result<(), cache_runtime::Error> {
+///   # let cache = Cache::builder().memory().build()?;
+///   # cache_runtime::set_default(cache.clone());
+///   # token(1).await.unwrap();
+///   # token(1).await.unwrap();
+///   # listing(1).await;
+///   # listing(1).await;
+///   # assert_eq!((cache.stats().hits, cache.stats().computations), (1, 3));
+///   # Ok(()) }
+///   ```
 /// - **`crate = "path"`**: where `cache_runtime` is, when it is not a
 ///   dependency under that name: `crate = "renamed"` after
 ///   `extern crate cache_runtime as renamed;`, or the path of a re-export

@@ -5,18 +5,32 @@
 //! same round trip, and applies them to this process's local tier before
 //! it returns.
 
+use std::sync::Arc;
+
 use crate::engine::Inner;
 use crate::error::Error;
+use crate::invalidating;
 use crate::schema;
 
 impl Inner {
     /// Deletes version keys and announces them (see [`invalidate`](Self::invalidate)):
     /// counted in `invalidations`, or counted and logged as a backend
-    /// failure.
-    pub(crate) async fn invalidate_versions(&self, keys: Vec<String>) -> Result<(), Error> {
+    /// failure. In an [`invalidating`](crate::invalidating()) scope, noted
+    /// to be made again at its end.
+    pub(crate) async fn invalidate_versions(
+        self: &Arc<Self>,
+        keys: Vec<String>,
+    ) -> Result<(), Error> {
         if keys.is_empty() {
             return Ok(());
         }
+        invalidating::record(self, &keys);
+        self.invalidate_again(keys).await
+    }
+
+    /// [`invalidate_versions`](Self::invalidate_versions) without noting it
+    /// in a scope: the second invalidation of an `invalidating` scope.
+    pub(crate) async fn invalidate_again(&self, keys: Vec<String>) -> Result<(), Error> {
         let n = keys.len() as u64;
         match self.invalidate(&keys, true).await {
             Ok(()) => {

@@ -38,7 +38,8 @@
 //!   invalidation (of a tag, a function, a call, the whole namespace);
 //!   [`Stats`], overall and per function.
 //! - [`bypass`], [`refresh`]: scopes in which calls skip or recompute the
-//!   cache.
+//!   cache; [`invalidating()`]: the scope whose invalidations are made again
+//!   when it ends (the double delete around a transaction).
 //! - `metrics` (feature `metrics`): the metrics the cache records;
 //!   `http` (feature `http`): a tower layer that caches HTTP responses.
 //! - The sections below: how keys are derived, what tag invalidation
@@ -64,8 +65,8 @@
 //! - **coordination** (`singleflight`, `lease`, `backplane`, `local`):
 //!   in-process flights, the fleet's fill lease, the subscription that
 //!   carries fill announcements and invalidations, the local tier.
-//! - **engine** (`engine`, `invalidation`, `call`): one cache's state, the
-//!   invalidation path, the path of one call.
+//! - **engine** (`engine`, `invalidation`, `invalidating`, `call`): one cache's state, the
+//!   invalidation path, the double delete around a transaction, the path of one call.
 //! - **facade** (`cache`, `builder`, `default_cache`, `companions`, `http`, `private`):
 //!   the public API and what the macro calls (`__private`).
 //!
@@ -222,6 +223,7 @@ mod function_counters;
 #[cfg(feature = "http")]
 pub mod http;
 mod ids;
+mod invalidating;
 mod invalidation;
 mod key;
 mod lease;
@@ -247,6 +249,7 @@ pub use cache::Cache;
 pub use canonical::EncodeError;
 pub use default_cache::{AsCache, set_default};
 pub use error::Error;
+pub use invalidating::invalidating;
 pub use scope::{bypass, refresh};
 pub use stats::Stats;
 pub use template::template_value;

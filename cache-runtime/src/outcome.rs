@@ -2,6 +2,8 @@
 //! return type: the whole value, the `Ok` of a `Result`, or the `Some` of an
 //! `Option` (and `None` with `cache_none = true`).
 
+use std::time::Duration;
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -39,6 +41,117 @@ pub trait Strategy<R> {
     fn stored<'r>(&self, result: &'r R) -> Option<&'r Self::Stored>;
     /// The result of a stored part.
     fn result_of(&self, stored: Self::Stored) -> R;
+    /// The TTL `result` chose for its entry (`ttl_from`), if any.
+    fn ttl(&self, _result: &R) -> Option<Duration> {
+        None
+    }
+}
+
+/// The value that `ttl_from` and `unless` look at, for each strategy: the
+/// whole value, the `Ok` of a `Result`, the `Some` of an `Option` (a `None`
+/// or an `Err` is never given to them).
+pub trait Decidable<R>: Strategy<R> {
+    /// The value type the decisions take by reference.
+    type Value;
+    /// The value of `result`, if it has one.
+    fn value<'r>(&self, result: &'r R) -> Option<&'r Self::Value>;
+}
+
+impl<T: Serialize + DeserializeOwned> Decidable<T> for Plain {
+    type Value = T;
+    fn value<'r>(&self, result: &'r T) -> Option<&'r T> {
+        Some(result)
+    }
+}
+
+impl<T: Serialize + DeserializeOwned, E> Decidable<Result<T, E>> for OkOnly {
+    type Value = T;
+    fn value<'r>(&self, result: &'r Result<T, E>) -> Option<&'r T> {
+        result.as_ref().ok()
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Decidable<Option<T>> for SomeOnly {
+    type Value = T;
+    fn value<'r>(&self, result: &'r Option<T>) -> Option<&'r T> {
+        result.as_ref()
+    }
+}
+
+impl<T: Serialize + DeserializeOwned, E> Decidable<Result<Option<T>, E>> for OkSome {
+    type Value = T;
+    fn value<'r>(&self, result: &'r Result<Option<T>, E>) -> Option<&'r T> {
+        result.as_ref().ok().and_then(Option::as_ref)
+    }
+}
+
+/// A strategy with decisions taken from the value (`ttl_from`, `unless`).
+pub struct Decide<S, T> {
+    strategy: S,
+    ttl_from: Option<fn(&T) -> Option<Duration>>,
+    unless: Option<fn(&T) -> bool>,
+}
+
+impl<S: Clone, T> Clone for Decide<S, T> {
+    fn clone(&self) -> Self {
+        Decide {
+            strategy: self.strategy.clone(),
+            ttl_from: self.ttl_from,
+            unless: self.unless,
+        }
+    }
+}
+
+impl<S: Copy, T> Copy for Decide<S, T> {}
+
+impl<S, T> Decide<S, T> {
+    /// `strategy` with no decision yet.
+    pub const fn new(strategy: S) -> Self {
+        Decide {
+            strategy,
+            ttl_from: None,
+            unless: None,
+        }
+    }
+
+    /// `ttl_from = path`.
+    pub const fn ttl_from(mut self, ttl_from: fn(&T) -> Option<Duration>) -> Self {
+        self.ttl_from = Some(ttl_from);
+        self
+    }
+
+    /// `unless = path`.
+    pub const fn unless(mut self, unless: fn(&T) -> bool) -> Self {
+        self.unless = Some(unless);
+        self
+    }
+}
+
+impl<R, S: Decidable<R>> Strategy<R> for Decide<S, S::Value> {
+    type Stored = S::Stored;
+    fn encode(&self, codec: Codec, result: &R, out: &mut Vec<u8>) -> Result<Keep, CodecError> {
+        let keep = self.strategy.encode(codec, result, out)?;
+        // A value `unless` accepts is still encoded: the callers waiting
+        // for it in this process get it.
+        let unless = |value| self.unless.is_some_and(|unless| unless(value));
+        Ok(match keep {
+            Keep::Store if self.strategy.value(result).is_some_and(unless) => Keep::Share,
+            keep => keep,
+        })
+    }
+    fn decode(&self, codec: Codec, bytes: &[u8]) -> Result<R, CodecError> {
+        self.strategy.decode(codec, bytes)
+    }
+    fn stored<'r>(&self, result: &'r R) -> Option<&'r Self::Stored> {
+        self.strategy.stored(result)
+    }
+    fn result_of(&self, stored: Self::Stored) -> R {
+        self.strategy.result_of(stored)
+    }
+    fn ttl(&self, result: &R) -> Option<Duration> {
+        let ttl_from = self.ttl_from?;
+        self.strategy.value(result).and_then(ttl_from)
+    }
 }
 
 /// Caches every value.

@@ -18,10 +18,11 @@ pub use crate::codec::{Codec, CodecError};
 pub use crate::companions::{invalidate_call, invalidate_function};
 pub use crate::default_cache::{AsCache, default_cache};
 pub use crate::key::{ArgsDigest, KeyArg, KeyPart};
-pub use crate::outcome::{OkOnly, OkSome, Plain, SomeOnly, Strategy};
+pub use crate::outcome::{Decidable, Decide, OkOnly, OkSome, Plain, SomeOnly, Strategy};
 pub use crate::spec::{Options, Spec};
 pub use crate::template::{TemplateArg, TemplateValue};
 pub use crate::{Cache, Error};
+pub use ::core::time::Duration;
 
 use crate::call;
 

@@ -170,6 +170,7 @@ async fn scenario(cache: Cache, db: PathBuf) -> i64 {
 
     // Update price and name: the product and both listings show it at once.
     let new_price = top["price_cents"].as_i64().unwrap() + 1_000;
+    let invalidations = cache.stats().invalidations;
     let put = c
         .put(
             &product_path,
@@ -180,6 +181,15 @@ async fn scenario(cache: Cache, db: PathBuf) -> i64 {
     let put = put.json();
     assert_eq!(put["invalidation_error"], Value::Null);
     assert_eq!(put["product"]["price_cents"], new_price);
+    // Around its transaction: the product's tag before the write, the
+    // stale tags after it, and all of them again once it committed (the
+    // `invalidating` scope).
+    let tags = put["invalidated"].as_array().unwrap().len() as u64;
+    assert_eq!(
+        cache.stats().invalidations - invalidations,
+        2 * (1 + tags),
+        "{put}"
+    );
     let fresh = c.miss_then_hit(&product_path).await;
     assert_eq!(
         (fresh["price_cents"].as_i64(), fresh["name"].as_str()),

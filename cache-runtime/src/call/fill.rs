@@ -57,6 +57,15 @@ impl<'c> Fill<'c> {
         self.call
     }
 
+    /// The TTL the value chose (`ttl_from`), instead of the function's:
+    /// at most 100 years. Whether the value can be stored with it (not
+    /// under a millisecond). Before [`start`](Self::start).
+    pub(crate) fn choose_ttl(&mut self, ttl: Duration) -> bool {
+        const LONGEST: Duration = Duration::from_secs(36_500 * 24 * 60 * 60);
+        self.ttl = ttl.min(LONGEST);
+        self.ttl >= Duration::from_millis(1)
+    }
+
     /// The buffer to encode the value into: the entry's header, if the
     /// entry is to be stored. `took` is how long the body ran (recorded
     /// for `refresh_ahead`).
@@ -66,9 +75,9 @@ impl<'c> Fill<'c> {
         };
         let options = &self.call.spec.options;
         self.ttl = if options.jitter {
-            jittered(self.call.ttl, self.call.inner.ttl_jitter)
+            jittered(self.ttl, self.call.inner.ttl_jitter)
         } else {
-            self.call.ttl
+            self.ttl
         };
         let fresh = options.records_freshness().then(|| entry::Fresh {
             until_ms: entry::now_ms().saturating_add(millis(self.ttl)),

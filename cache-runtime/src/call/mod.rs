@@ -292,9 +292,13 @@ fn fill_with<'f, R, S: Strategy<R>>(
     took: Duration,
 ) -> impl Future<Output = Keep> + 'f {
     let call = fill.call();
+    // `ttl_from`: a TTL under a millisecond (a token already expired)
+    // stores nothing; the value is still returned and shared.
+    let storable = strategy.ttl(result).is_none_or(|ttl| fill.choose_ttl(ttl));
     let mut out = fill.start(took);
     let at = out.len();
     let keep = match strategy.encode(call.spec.options.codec, result, &mut out) {
+        Ok(Keep::Store) if !storable => Keep::Share,
         Ok(keep) => keep,
         Err(error) => {
             call.unencodable(&error);

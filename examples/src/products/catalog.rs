@@ -115,13 +115,25 @@ impl Catalog {
         self.db.call(move |c| queries::trending(c, as_of)).await
     }
 
-    /// Updates a product, then invalidates what showed its old state (see
+    /// Updates a product and invalidates what showed its old state (see
     /// the module documentation). `Ok(None)`: no such product.
     ///
-    /// The order matters: the database first, then the tags. A fill that
-    /// read the database before the change read the tag versions before the
-    /// invalidation too, so its entry is never served after it.
+    /// Around its transaction, in a [`cache_runtime::invalidating`] scope:
+    /// the product's own entry is invalidated before the write, so that no
+    /// reader is handed it while the write runs; a concurrent miss that
+    /// refills it from the old row before the commit is undone by the
+    /// scope, which makes every invalidation again after the commit. The
+    /// listings' tags, which depend on the row (its category before and
+    /// after), are invalidated after the write, and again by the scope.
     pub async fn update_product(
+        &self,
+        id: i64,
+        update: ProductUpdate,
+    ) -> Result<Option<Updated>, DbError> {
+        cache_runtime::invalidating(self.update_in_scope(id, update)).await
+    }
+
+    async fn update_in_scope(
         &self,
         id: i64,
         update: ProductUpdate,
@@ -129,6 +141,8 @@ impl Catalog {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
+        let product_tag = format!("product:{}", template_value(&id));
+        let early = self.cache.invalidate_tag(&product_tag).await;
         let Some((before, after)) = self
             .db
             .call(move |c| queries::update_product(c, id, &update, now))
@@ -137,7 +151,7 @@ impl Catalog {
             return Ok(None);
         };
         let tags = stale_tags(&before, &after);
-        let invalidation_error = match self.cache.invalidate_tags(&tags).await {
+        let invalidation_error = match early.and(self.cache.invalidate_tags(&tags).await) {
             Ok(()) => None,
             Err(e) => {
                 tracing::error!(%e, ?tags, "product updated but its cached copies could not be invalidated");
