@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use cache_runtime::{Cache, cached};
+use cache_tests::sentinel::{MASTER_NAME, SentinelGroup};
 use cache_tests::versioned_reads::{set, spawn_workers, totals};
 use cache_tests::{RedisCluster, RedisServer, no_hang, unique_namespace};
 
@@ -172,6 +173,58 @@ async fn on_a_cluster_a_hit_with_held_versions_reads_one_key() {
     })
     .await;
     assert_eq!(cache.stats().errors, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_sentinel_held_versions_read_one_key_and_restart_with_a_failover() {
+    let group = SentinelGroup::start();
+    let namespace = unique_namespace("held-sentinel");
+    let build = |local: bool| {
+        let builder = Cache::builder()
+            .sentinel([group.sentinel_url()], MASTER_NAME)
+            .namespace(namespace.as_str())
+            .op_timeout(Duration::from_secs(1));
+        if local {
+            builder.local_cache(1 << 20).build().unwrap()
+        } else {
+            builder.build().unwrap()
+        }
+    };
+    let (reader, writer) = (build(true), build(false));
+    ready(&reader).await;
+    let db = Db::default();
+    db.set(1);
+    assert_eq!(price(reader.clone(), db.clone(), 1).await, 1001);
+    assert_eq!(price(reader.clone(), db.clone(), 1).await, 1001);
+    let before = reads(&group.primary);
+    for _ in 0..10 {
+        assert_eq!(price(reader.clone(), db.clone(), 1).await, 1001);
+    }
+    let after = reads(&group.primary);
+    assert_eq!(after.0 - before.0, 10, "one key read per hit");
+    assert_eq!(after.1, before.1, "no MGET");
+    db.set(2);
+    writer.invalidate_tag("prices").await.unwrap();
+    serves_after_the_message(&reader, &db, 1002).await;
+
+    // The primary moves: the subscription restarts on the new one (which
+    // drops what was held), and an invalidation there is seen.
+    let old_primary = group.primary.port();
+    tokio::task::block_in_place(|| group.failover());
+    assert_ne!(group.primary_port(), old_primary);
+    no_hang(20, "an invalidation on the new primary", async {
+        db.set(3);
+        while writer.invalidate_tag("item:1").await.is_err() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    no_hang(20, "the new value", async {
+        while price(reader.clone(), db.clone(), 1).await != 1003 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
 }
 
 /// Once the invalidation's message is applied, `reader` serves the new
