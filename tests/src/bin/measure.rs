@@ -585,7 +585,7 @@ mod hit {
             // local tier's (which has a cache of its own).
             let cached = only
                 .as_deref()
-                .is_none_or(|w| !matches!(w, "raw" | "mget4" | "local"));
+                .is_none_or(|w| !matches!(w, "raw" | "mget4" | "local" | "held"));
             assert!(s.errors == 0 && (s.hits > hits || !cached), "{s:?}");
             let l = local_cache.stats();
             let local_ran = only.as_deref().is_none_or(|w| w == "local");
