@@ -29,6 +29,9 @@ enum BackendChoice {
 /// what Redis accepts in `PX` (and what the macro takes in `ttl`).
 pub const MAX_DURATION: Duration = Duration::from_secs(36_500 * 24 * 60 * 60);
 
+/// The default of [`CacheBuilder::local_max_age`]: 30 seconds.
+pub const DEFAULT_LOCAL_MAX_AGE: Duration = Duration::from_secs(30);
+
 /// The default of [`CacheBuilder::max_value_bytes`]: 8 MiB.
 pub const DEFAULT_MAX_VALUE_BYTES: usize = 8 << 20;
 
@@ -60,6 +63,7 @@ pub struct CacheBuilder {
     tls: Tls,
     ttl_jitter: f64,
     local_bytes: Option<u64>,
+    local_max_age: Duration,
 }
 
 impl std::fmt::Debug for CacheBuilder {
@@ -88,6 +92,7 @@ impl Default for CacheBuilder {
             tls: Tls::default(),
             ttl_jitter: 0.0,
             local_bytes: None,
+            local_max_age: DEFAULT_LOCAL_MAX_AGE,
         }
     }
 }
@@ -273,15 +278,31 @@ impl CacheBuilder {
     /// against the same versions a Redis hit checks, and never outlives its
     /// Redis entry (nor, with `grace` or `refresh_ahead`, its freshness).
     ///
+    /// Held versions: under the same rules, the process also keeps the
+    /// version values (the function's, the call's, the namespace's, the
+    /// tags') that its Redis reads found current, for every function of
+    /// the cache, `local = false` ones included. A Redis hit whose versions
+    /// are all held reads only its entry (one `GET` of one key, in one
+    /// slot on a cluster) and checks the entry's header against them;
+    /// otherwise it reads the entry and its versions. A held version goes
+    /// when an invalidation names it (as its message arrives, or before an
+    /// invalidation made here returns), when the subscription drops, and
+    /// when the version key's Redis TTL would end (each entry stored under
+    /// a version extends it to at least its own TTL, so a version is held
+    /// no longer than the entry it was read with); a version read before an
+    /// invalidation was applied is not held.
+    ///
     /// What it does not see: a version key that disappears without an
-    /// invalidation (evicted under `maxmemory`, a `FLUSHDB` by hand) makes
-    /// Redis hits misses at once, but local values read before it are
-    /// served until their Redis TTL ends. With local tiers, size Redis so
-    /// that it does not evict (or run it with `maxmemory-policy
-    /// noeviction`: full, it refuses stores, which are counted errors), and
-    /// invalidate through the cache (`invalidate_all` rather than
-    /// `FLUSHDB`). A Sentinel failover restarts the subscription, and so
-    /// the local tier.
+    /// invalidation (evicted under `maxmemory`, a `FLUSHDB` by hand). Redis
+    /// hits that read the version miss at once, but local values and held
+    /// versions read before it are used for up to
+    /// [`local_max_age`](Self::local_max_age) (30 s by default) after that
+    /// read. Size Redis so that it does not evict (or run it with
+    /// `maxmemory-policy noeviction`: full, it refuses stores, which are
+    /// counted errors), or set `local_max_age` to the staleness you
+    /// accept, and invalidate through the cache (`invalidate_all` rather
+    /// than `FLUSHDB`). A Sentinel failover restarts the subscription, and
+    /// so the local tier.
     ///
     /// Values whose stored type is `Clone` are kept decoded (a local hit is
     /// a clone); others are kept as their encoding (a hit decodes it).
@@ -303,6 +324,47 @@ impl CacheBuilder {
     /// ```
     pub fn local_cache(mut self, max_bytes: u64) -> Self {
         self.local_bytes = Some(max_bytes);
+        self
+    }
+
+    /// The longest a value is answered from process memory after its
+    /// versions were last read from Redis (default
+    /// [`DEFAULT_LOCAL_MAX_AGE`], 30 s): a local tier's entry, and each
+    /// version value held for Redis hits (see
+    /// [`local_cache`](Self::local_cache)).
+    ///
+    /// What it bounds: a version key that disappears with no invalidation
+    /// message. Under `maxmemory-policy allkeys-lru` or `volatile-lru` (what
+    /// serverless managed Redis runs) Redis may evict a version key; a
+    /// `FLUSHDB` by hand or a failover that loses writes may drop one too.
+    /// Redis hits that read the version see that at once (a missing
+    /// version invalidates), but a value or a version kept in process was
+    /// checked when it was read: it is answered for at most this long
+    /// after that read, then the next call reads Redis again.
+    ///
+    /// Why 30 s: it is the staleness a lost version may cause, and a
+    /// bound people accept for caches that do not see writes at all; yet
+    /// it costs each process at most one Redis read of a key (and of a
+    /// version) per 30 s, under 1 % of the reads of any key called more
+    /// than 3 times a second, so the local tier keeps answering nearly
+    /// every call of hot keys. Those reads also touch the version keys, so
+    /// an LRU policy does not take hot versions for cold ones. A shorter
+    /// bound suits data whose staleness costs more (a few seconds); a
+    /// longer one, a Redis that never evicts (`noeviction`). `Duration::ZERO`
+    /// keeps nothing in process. At most 100 years.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let cache = cache_runtime::Cache::builder()
+    ///     .redis("redis://127.0.0.1:6379/")
+    ///     .local_cache(64 << 20)
+    ///     .local_max_age(Duration::from_secs(10))
+    ///     .build()?;
+    /// # Ok::<(), cache_runtime::Error>(())
+    /// ```
+    pub fn local_max_age(mut self, max_age: Duration) -> Self {
+        self.local_max_age = max_age;
         self
     }
 
@@ -371,6 +433,10 @@ impl CacheBuilder {
             (self.op_timeout, "`op_timeout` must be at most 100 years"),
             (self.default_ttl, "`default_ttl` must be at most 100 years"),
             (self.lock_ttl, "`lock_ttl` must be at most 100 years"),
+            (
+                self.local_max_age,
+                "`local_max_age` must be at most 100 years",
+            ),
             (
                 self.breaker.1,
                 "`circuit_breaker`'s `open_for` must be at most 100 years",
@@ -450,7 +516,7 @@ impl CacheBuilder {
         link: Option<Arc<Link>>,
     ) -> (Option<Arc<Backplane>>, Option<Arc<LocalTier>>) {
         let local = match (&link, self.local_bytes) {
-            (Some(_), Some(bytes)) => Some(Arc::new(LocalTier::new(bytes))),
+            (Some(_), Some(bytes)) => Some(Arc::new(LocalTier::new(bytes, self.local_max_age))),
             (None, Some(_)) => {
                 tracing::debug!(
                     target: "cache_runtime",

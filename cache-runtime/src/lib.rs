@@ -62,9 +62,10 @@
 //!   stores, a function's static description, a call's key.
 //! - **storage** (`backend`): Redis (with `link`, the connection replaced
 //!   when dead, and `clients`, TLS and Sentinel) and the in-process map.
-//! - **coordination** (`singleflight`, `lease`, `backplane`, `local`):
+//! - **coordination** (`singleflight`, `lease`, `backplane`, `local`, `held`):
 //!   in-process flights, the fleet's fill lease, the subscription that
-//!   carries fill announcements and invalidations, the local tier.
+//!   carries fill announcements and invalidations, the local tier and the
+//!   version values it holds for Redis hits.
 //! - **engine** (`engine`, `invalidation`, `invalidating`, `call`): one cache's state, the
 //!   invalidation path, the double delete around a transaction, the path of one call.
 //! - **facade** (`cache`, `builder`, `default_cache`, `companions`, `http`, `private`):
@@ -153,7 +154,10 @@
 //!   fn-version call-version ns-version tag-versions…` (on a cluster, where the keys
 //!   live in different slots, one `GET` per key, sent concurrently). The
 //!   entry is valid only if every version key still holds the version it
-//!   recorded, compared as bytes.
+//!   recorded, compared as bytes. With a local tier, while the backplane
+//!   is up, a process holds the versions its reads found current (see
+//!   below), and a hit whose versions are all held is one `GET` of the
+//!   entry, checked against them.
 //! - A miss: three round trips around the body. The same read; then one
 //!   round trip that creates the versions that are missing (a script per key
 //!   adopts the existing version or stores a fresh one; a new entry's own
@@ -199,9 +203,17 @@
 //! confirmed, or has dropped (a `PING` each second finds a silent one),
 //! nothing local is served, and the tier restarts empty once it is back. A
 //! local entry lives no longer than its Redis entry's `PTTL`, read with it.
+//! The version values held for Redis hits follow the same rules (each is a
+//! value a read found current, forgotten when a message names its key, not
+//! held if read before a message was applied, all dropped with the
+//! subscription), and live no longer than the entry they were read with,
+//! whose storing extended them at least that long. Both live no longer
+//! than [`CacheBuilder::local_max_age`] after their versions were read
+//! from Redis: what bounds a version evicted without a message.
 //!
 //! **Redis Cluster.** Every command but the single-node `MGET` touches one
-//! key, so entries and versions may live in any slot.
+//! key, so entries and versions may live in any slot; a hit with held
+//! versions touches one slot, the entry's.
 
 #![warn(missing_docs)]
 
@@ -220,6 +232,7 @@ mod engine;
 mod entry;
 mod error;
 mod function_counters;
+mod held;
 #[cfg(feature = "http")]
 pub mod http;
 mod ids;
@@ -244,7 +257,7 @@ mod template;
 #[path = "private.rs"]
 pub mod __private;
 
-pub use builder::{CacheBuilder, DEFAULT_MAX_VALUE_BYTES, MAX_DURATION};
+pub use builder::{CacheBuilder, DEFAULT_LOCAL_MAX_AGE, DEFAULT_MAX_VALUE_BYTES, MAX_DURATION};
 pub use cache::Cache;
 pub use canonical::EncodeError;
 pub use default_cache::{AsCache, set_default};

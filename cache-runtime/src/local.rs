@@ -16,16 +16,25 @@
 //!   with `grace` or `refresh_ahead`, its freshness (the rest of those
 //!   functions' rules run on the Redis path).
 //!
+//! - its versions were last read from Redis less than `local_max_age`
+//!   ago (a version key evicted without a message is seen within it).
+//!
 //! The stale-set race: a value read from Redis before an invalidation must
 //! not be kept after the invalidation's message was applied. Every
 //! message bumps an epoch; a value is kept only if the epoch has not moved
 //! since before its read (checked under the lock that applies messages).
+//!
+//! The tier also holds the version values Redis reads found current
+//! ([`HeldVersions`]), under the same session, epoch and invalidations, so
+//! that a Redis hit whose versions are all held reads only its entry.
 
 use std::any::Any;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
+
+use crate::held::{Held, HeldVersions};
 
 /// A decoded value, type-erased.
 pub(crate) type AnyValue = Box<dyn Any + Send + Sync>;
@@ -78,6 +87,11 @@ pub(crate) struct LocalTier {
     /// The table's epoch, readable without its lock.
     epoch: AtomicU64,
     table: Mutex<Table>,
+    /// The version values read from Redis, held under the same rules.
+    held: HeldVersions,
+    /// The longest a value or a version is used after its versions were
+    /// read from Redis (`local_max_age`).
+    max_age: Duration,
 }
 
 impl std::fmt::Debug for LocalTier {
@@ -121,8 +135,10 @@ impl Ticket {
 }
 
 impl LocalTier {
-    pub fn new(max_bytes: u64) -> Self {
+    pub fn new(max_bytes: u64, max_age: Duration) -> Self {
         LocalTier {
+            held: HeldVersions::new((max_bytes / 256).clamp(1024, 1 << 20)),
+            max_age,
             entries: moka::sync::Cache::builder()
                 .max_capacity(max_bytes)
                 .weigher(|_key, entry: &Arc<Entry>| entry.weight)
@@ -191,6 +207,7 @@ impl LocalTier {
             table.sweep();
             cells
         };
+        let until = until.min(ticket.at.checked_add(self.max_age).unwrap_or(until));
         let weight = 128 + key.len() + value_len + 48 * cells.len();
         self.entries.insert(
             key,
@@ -216,7 +233,51 @@ impl LocalTier {
             if let Some(cell) = table.cells.remove(key).and_then(|c| c.upgrade()) {
                 cell.dead.store(true, Ordering::Release);
             }
+            self.held.forget(key);
         }
+    }
+
+    /// The held values of all these version keys, in their order, if each
+    /// is held and may be used (see [`crate::held`]).
+    pub fn held<N: std::fmt::Display>(
+        &self,
+        version_keys: impl ExactSizeIterator<Item = N>,
+    ) -> Option<Vec<Arc<Held>>> {
+        use std::fmt::Write;
+        let session = self.session.load(Ordering::Acquire);
+        if !is_up(session) {
+            return None;
+        }
+        let mut held = Vec::with_capacity(version_keys.len());
+        let mut name = String::with_capacity(96);
+        for key in version_keys {
+            name.clear();
+            write!(name, "{key}").ok()?;
+            held.push(self.held.get(&name, session)?);
+        }
+        Some(held)
+    }
+
+    /// Holds version values read from Redis under `ticket` (each key with
+    /// the value it held), until `until` at the latest, unless an
+    /// invalidation (or a loss of the backplane) came since the ticket:
+    /// whether they are held.
+    pub fn hold<'v>(
+        &self,
+        ticket: Ticket,
+        versions: impl Iterator<Item = (String, &'v [u8])>,
+        until: Instant,
+    ) -> bool {
+        let until = until.min(ticket.at.checked_add(self.max_age).unwrap_or(until));
+        let table = self.table();
+        if table.epoch != ticket.epoch || self.session.load(Ordering::Acquire) != ticket.session {
+            return false;
+        }
+        for (key, value) in versions {
+            self.held.hold(key.into(), value, ticket.session, until);
+        }
+        drop(table);
+        true
     }
 
     /// The backplane is confirmed: a new session, with nothing from before
@@ -241,6 +302,7 @@ impl LocalTier {
         self.session.store(session + 1, Ordering::Release);
         table.cells.clear();
         table.swept_at = 0;
+        self.held.forget_all();
         drop(table);
         self.entries.invalidate_all();
     }
@@ -292,7 +354,7 @@ mod tests {
 
     #[test]
     fn nothing_is_kept_or_served_until_the_backplane_is_up() {
-        let tier = LocalTier::new(1 << 20);
+        let tier = LocalTier::new(1 << 20, Duration::from_secs(60));
         assert!(tier.ticket().is_none());
         tier.up();
         let ticket = tier.ticket().unwrap();
@@ -307,7 +369,7 @@ mod tests {
 
     #[test]
     fn an_invalidated_version_ends_exactly_the_entries_holding_it() {
-        let tier = LocalTier::new(1 << 20);
+        let tier = LocalTier::new(1 << 20, Duration::from_secs(60));
         tier.up();
         let ticket = tier.ticket().unwrap();
         assert!(keep(&tier, ticket, b"a", &["ns#fn:f", "ns#tag:a"]));
@@ -325,7 +387,7 @@ mod tests {
 
     #[test]
     fn a_value_read_before_an_invalidation_is_not_kept_after_it() {
-        let tier = LocalTier::new(1 << 20);
+        let tier = LocalTier::new(1 << 20, Duration::from_secs(60));
         tier.up();
         let before = tier.ticket().unwrap();
         // The message of an unrelated key arrives while the read is out:
@@ -340,9 +402,61 @@ mod tests {
         assert!(!keep(&tier, before, b"k", &["ns#tag:a"]));
     }
 
+    fn hold(tier: &LocalTier, ticket: super::Ticket, key: &str, value: &[u8]) -> bool {
+        tier.hold(
+            ticket,
+            [(key.to_string(), value)].into_iter(),
+            Instant::now() + Duration::from_secs(60),
+        )
+    }
+
+    fn held(tier: &LocalTier, key: &str) -> Option<Vec<u8>> {
+        let held = tier.held([key].into_iter())?;
+        Some(held[0].value().to_vec())
+    }
+
+    #[test]
+    fn versions_are_held_under_the_tiers_rules() {
+        let tier = LocalTier::new(1 << 20, Duration::from_secs(60));
+        assert!(tier.ticket().is_none());
+        tier.up();
+        let ticket = tier.ticket().unwrap();
+        assert!(hold(&tier, ticket, "ns#tag:a", b"v1"));
+        assert!(hold(&tier, ticket, "ns#tag:b", b"v2"));
+        assert_eq!(held(&tier, "ns#tag:a").as_deref(), Some(&b"v1"[..]));
+        assert!(tier.held(["ns#tag:a", "ns#tag:c"].into_iter()).is_none());
+        // An invalidation ends exactly the versions it names.
+        tier.invalidate(["ns#tag:a"]);
+        assert!(held(&tier, "ns#tag:a").is_none());
+        assert!(held(&tier, "ns#tag:b").is_some());
+        // A version read before an invalidation (of any key) is not held.
+        let before = tier.ticket().unwrap();
+        tier.invalidate(["ns#tag:other"]);
+        assert!(!hold(&tier, before, "ns#tag:a", b"v1"));
+        assert!(held(&tier, "ns#tag:a").is_none());
+        // A loss of the backplane ends them all, and they stay gone.
+        let before = tier.ticket().unwrap();
+        tier.down();
+        assert!(held(&tier, "ns#tag:b").is_none());
+        tier.up();
+        assert!(held(&tier, "ns#tag:b").is_none());
+        assert!(!hold(&tier, before, "ns#tag:b", b"v2"));
+    }
+
+    #[test]
+    fn versions_are_not_held_past_the_max_age() {
+        let tier = LocalTier::new(1 << 20, Duration::from_millis(20));
+        tier.up();
+        let ticket = tier.ticket().unwrap();
+        assert!(hold(&tier, ticket, "ns#tag:a", b"v1"));
+        assert!(held(&tier, "ns#tag:a").is_some());
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(held(&tier, "ns#tag:a").is_none());
+    }
+
     #[test]
     fn an_entry_is_not_served_past_its_redis_ttl() {
-        let tier = LocalTier::new(1 << 20);
+        let tier = LocalTier::new(1 << 20, Duration::from_secs(60));
         tier.up();
         let ticket = tier.ticket().unwrap();
         let kept = tier.insert(
@@ -360,7 +474,7 @@ mod tests {
 
     #[test]
     fn cells_no_entry_holds_are_swept() {
-        let tier = LocalTier::new(64 << 10);
+        let tier = LocalTier::new(64 << 10, Duration::from_secs(60));
         tier.up();
         for i in 0..5000u32 {
             let ticket = tier.ticket().unwrap();

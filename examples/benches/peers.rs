@@ -304,6 +304,13 @@ macro_rules! contenders {
                 body(id)
             }
 
+            /// Off the local tier of a cache that has one: a Redis hit
+            /// with its versions held in process (one `GET`).
+            #[cached(ttl = 600, tags = ["items", "item:{id}"], local = false, cache = LOCAL.get().expect("set in run"))]
+            async fn ours_held(id: u64) -> V {
+                body(id)
+            }
+
             #[cached::macros::cached(ttl_secs = 600)]
             async fn peer_local(id: u64) -> V {
                 body(id)
@@ -332,6 +339,7 @@ macro_rules! contenders {
                     Kind::OursUnlocked => ours_unlocked(id).await,
                     Kind::OursInMemory => ours_in_memory(id).await,
                     Kind::OursLocal => ours_local(id).await,
+                    Kind::OursHeld => ours_held(id).await,
                     Kind::Peer => peer(id).await.expect("peer"),
                     Kind::PeerLocal => peer_local(id).await,
                 }
@@ -424,6 +432,7 @@ enum Kind {
     OursUnlocked,
     OursInMemory,
     OursLocal,
+    OursHeld,
     Peer,
     PeerLocal,
 }
@@ -440,6 +449,7 @@ impl Kind {
             Kind::OursUnlocked => "#[cached], no tags, lock = false",
             Kind::OursInMemory => "#[cached], memory backend",
             Kind::OursLocal => "#[cached], two tags, local tier (local_cache)",
+            Kind::OursHeld => "#[cached], two tags, local = false, versions held (local_cache)",
             Kind::Peer => "cached 4.1 #[concurrent_cached] AsyncRedisCache",
             Kind::PeerLocal => "cached 4.1 #[cached(ttl_secs = 600)], in process only",
         }
@@ -578,12 +588,13 @@ const STAMPEDE: usize = 256;
 const STAMPEDE_ROUNDS: u64 = 3;
 
 /// The hit contenders, in the order of the tables.
-const HIT_KINDS: [Kind; 9] = [
+const HIT_KINDS: [Kind; 10] = [
     Kind::RawJson,
     Kind::RawMsgpack,
     Kind::RawMget,
     Kind::Ours,
     Kind::OursTagged,
+    Kind::OursHeld,
     Kind::OursMsgpack,
     Kind::Peer,
     Kind::OursLocal,
@@ -741,7 +752,17 @@ fn row(rows: &[HitRow], kind: Kind) -> &HitRow {
 
 /// The ratios that matter on one value, one line each; returns the headline.
 fn hit_ratios(shape: Shape, rows: &[HitRow]) -> String {
-    let [floor, mget, ours, tagged, msgpack, peer, local, peer_local] = [
+    let [
+        floor,
+        mget,
+        ours,
+        tagged,
+        msgpack,
+        peer,
+        local,
+        peer_local,
+        held,
+    ] = [
         Kind::RawJson,
         Kind::RawMget,
         Kind::Ours,
@@ -750,6 +771,7 @@ fn hit_ratios(shape: Shape, rows: &[HitRow]) -> String {
         Kind::Peer,
         Kind::OursLocal,
         Kind::PeerLocal,
+        Kind::OursHeld,
     ]
     .map(|k| row(rows, k));
     let vs = |a: &HitRow, b: &HitRow| {
@@ -778,6 +800,13 @@ fn hit_ratios(shape: Shape, rows: &[HitRow]) -> String {
     println!(
         "- {label}: #[cached], codec = \"msgpack\" / cached crate: {}",
         vs(msgpack, peer)
+    );
+    println!(
+        "- {label}: #[cached], two tags, versions held / raw GET + serde_json: {}; / cached crate: {}; / #[cached], two tags (6 keys): {}, client CPU {:.1} µs",
+        vs(held, floor),
+        vs(held, peer),
+        vs(held, tagged),
+        held.cpu_us
     );
     println!(
         "- {label}: client CPU per hit over raw GET + serde_json ({:.1} µs): no tags {}, two tags {}, msgpack {}, cached crate {}",

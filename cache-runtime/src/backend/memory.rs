@@ -288,6 +288,7 @@ impl MemoryBackend {
             items,
             leased: false,
             ttl: remaining,
+            held_until: None,
         }
     }
 

@@ -33,6 +33,10 @@ pub(crate) struct Snapshot {
     pub leased: bool,
     /// The entry's remaining time to live, when it was asked for.
     pub ttl: Option<Duration>,
+    /// When the versions were not read but held in process: until when
+    /// they may be used (a value kept locally from this read lives no
+    /// longer).
+    pub held_until: Option<std::time::Instant>,
 }
 
 impl Snapshot {
@@ -52,6 +56,7 @@ impl Snapshot {
             items,
             leased,
             ttl: None,
+            held_until: None,
         })
     }
 
@@ -139,6 +144,26 @@ impl Backend {
         match self {
             Backend::Redis(b) => b.read(entry_key, version_keys, lease_key, ttl).await,
             Backend::Memory(b) => Ok(b.read(entry_key, version_keys, ttl)),
+        }
+    }
+
+    /// Reads only an entry (one `GET` of one key) and, with `ttl`, its
+    /// remaining time to live, in one round trip: a hit whose versions are
+    /// held in process.
+    pub async fn read_entry(
+        &self,
+        entry_key: KeyName<'_>,
+        ttl: bool,
+    ) -> Result<(Value, Option<Duration>), Error> {
+        match self {
+            Backend::Redis(b) => b.read_entry(entry_key, ttl).await,
+            Backend::Memory(b) => {
+                let snap = b.read(entry_key, std::iter::empty(), ttl);
+                Ok((
+                    snap.items.into_iter().next().unwrap_or(Value::Nil),
+                    snap.ttl,
+                ))
+            }
         }
     }
 

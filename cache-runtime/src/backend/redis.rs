@@ -361,6 +361,28 @@ impl RedisBackend {
         }
     }
 
+    /// Only the entry (`GET`) and, with `ttl`, its remaining time to live
+    /// (`PTTL`, in the same round trip; `None` for a key without one):
+    /// a hit whose versions are held in process. One key, so one slot on a
+    /// cluster.
+    pub async fn read_entry(
+        &self,
+        entry_key: KeyName<'_>,
+        ttl: bool,
+    ) -> Result<(Value, Option<Duration>), Error> {
+        let get = redis::cmd("GET").arg(entry_key).to_owned();
+        if !ttl {
+            return Ok((self.exec_one(&get).await?, None));
+        }
+        let pttl = redis::cmd("PTTL").arg(entry_key).to_owned();
+        let mut values = Box::pin(self.exec(vec![get, pttl])).await?;
+        let pttl = int(values.pop())?;
+        let entry = values
+            .pop()
+            .ok_or_else(|| Error::Reply("no entry in the reply".into()))?;
+        Ok((entry, u64::try_from(pttl).ok().map(Duration::from_millis)))
+    }
+
     /// [`read`](Self::read) on a cluster, or with the lease or the TTL.
     async fn read_more<'k>(
         &self,

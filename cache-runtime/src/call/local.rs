@@ -117,7 +117,11 @@ impl Call<'_> {
         let names = self.version_names().map(|k| k.to_string());
         // A decoded value weighs what its encoding does: its heap size is
         // not known, and the encoding is a fair measure of it.
-        let until = slot.ticket.at() + life;
+        let mut until = slot.ticket.at() + life;
+        // Read with held versions: no longer than they are held.
+        if let Some(held) = snap.held_until {
+            until = until.min(held);
+        }
         if !slot.tier.insert(
             slot.ticket,
             slot.key.into_boxed(),

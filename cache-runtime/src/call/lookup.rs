@@ -1,9 +1,14 @@
 //! What a hit does: one read of the entry and its versions (one `MGET` on a
-//! single node, its keys written from their pieces), checked as bytes.
+//! single node, its keys written from their pieces), checked as bytes; or,
+//! when every version is held in process ([`crate::held`]), one `GET` of
+//! the entry, checked against the held versions.
 
 use std::sync::atomic::Ordering;
 
+use ::redis::Value;
+
 use super::{Call, Found, Step};
+use crate::backend::Snapshot;
 use crate::entry::Check;
 use crate::stats::{Counters, Stat};
 
@@ -15,28 +20,51 @@ impl Call<'_> {
     pub(super) async fn lookup(&self, ttl: bool) -> Step<'_> {
         let ttl = ttl || self.reads_ttl || self.spec.options.records_freshness();
         let epoch = self.inner.flights.epoch();
+        let tier = self.inner.local.as_deref();
+        if let Some(held) = tier.and_then(|t| t.held(self.version_names())) {
+            match self.read_held(&held, ttl).await {
+                Ok(Some((snap, at))) => return self.current(snap, at, epoch),
+                // Not current under the held versions: read as when
+                // nothing is held.
+                Ok(None) => {}
+                Err(e) => return self.read_failed(&e).await,
+            }
+        }
+        // Taken before the read: versions read before an invalidation was
+        // applied are not held after it.
+        let ticket = tier.and_then(|t| t.ticket());
+        if tier.is_some() && ticket.is_none() {
+            // The backplane is down: nothing is held until it is (back) up.
+            if let Some(backplane) = &self.inner.backplane {
+                backplane.start();
+            }
+        }
         let read = self
             .inner
             .backend
-            .read(self.entry(), self.version_names(), None, ttl)
+            .read(
+                self.entry(),
+                self.version_names(),
+                None,
+                ttl || ticket.is_some(),
+            )
             .await;
         let snap = match read {
             Ok(snap) => snap,
-            Err(e) => {
-                self.fail(&e, "read");
-                if e.is_timeout() {
-                    self.sweep_oversized();
-                }
-                return Box::pin(self.offline()).await;
-            }
+            Err(e) => return self.read_failed(&e).await,
         };
         match self.check(&snap) {
             Check::Current(at) => {
-                let found = Found::Hit { snap, at, epoch };
-                if self.spec.options.records_freshness() {
-                    return self.by_freshness(found);
+                if let (Some(tier), Some(ticket), Some(life)) = (tier, ticket, snap.ttl) {
+                    // Its versions' keys live at least as long as the
+                    // entry: each entry stored under one extends it.
+                    let versions = self
+                        .version_names()
+                        .map(|k| k.to_string())
+                        .zip(snap.versions().map(|v| v.unwrap_or_default()));
+                    tier.hold(ticket, versions, ticket.at() + life);
                 }
-                return Step::Serve(found);
+                return self.current(snap, at, epoch);
             }
             Check::Absent | Check::OtherCodec => {}
             Check::Stale => self.count(Stat::stale),
@@ -54,6 +82,49 @@ impl Call<'_> {
         // Boxed: a hit's future stays small (it is moved and polled on
         // every call), and only a miss pays for the miss's state.
         Box::pin(self.miss(snap.into_versions(), epoch)).await
+    }
+}
+
+impl Call<'_> {
+    /// Reads only the entry, for versions all held: the snapshot of a hit
+    /// (the held values standing for the versions), or `None` when the
+    /// entry is not current under them.
+    async fn read_held(
+        &self,
+        held: &[std::sync::Arc<crate::held::Held>],
+        ttl: bool,
+    ) -> Result<Option<(Snapshot, usize)>, crate::error::Error> {
+        let (entry, pttl) = self.inner.backend.read_entry(self.entry(), ttl).await?;
+        let mut items = Vec::with_capacity(held.len() + 1);
+        items.push(entry);
+        items.extend(held.iter().map(|h| Value::BulkString(h.value().to_vec())));
+        let mut snap = Snapshot::new(items, false)?;
+        snap.ttl = pttl;
+        snap.held_until = held.iter().map(|h| h.until()).min();
+        Ok(match self.check(&snap) {
+            Check::Current(at) => Some((snap, at)),
+            _ => None,
+        })
+    }
+
+    /// A current entry: served, or (with `grace` or `refresh_ahead`) as its
+    /// freshness says.
+    fn current(&self, snap: Snapshot, at: usize, epoch: u64) -> Step<'_> {
+        let found = Found::Hit { snap, at, epoch };
+        if self.spec.options.records_freshness() {
+            return self.by_freshness(found);
+        }
+        Step::Serve(found)
+    }
+
+    /// A read that failed: counted and logged, then the call goes on
+    /// without the cache.
+    async fn read_failed(&self, e: &crate::error::Error) -> Step<'_> {
+        self.fail(e, "read");
+        if e.is_timeout() {
+            self.sweep_oversized();
+        }
+        Box::pin(self.offline()).await
     }
 }
 
