@@ -54,10 +54,13 @@ impl std::fmt::Debug for Shared {
     }
 }
 
+/// A running flight: where its landing comes, and when it began.
+type Running = (watch::Receiver<Option<Landing>>, Instant);
+
 #[derive(Default)]
 pub(crate) struct Flights {
     /// Each running flight's landing, and when it began.
-    running: Mutex<HashMap<Vec<u8>, (watch::Receiver<Option<Landing>>, Instant)>>,
+    running: Mutex<HashMap<Vec<u8>, Running>>,
     /// Bumped whenever a flight ends, so that a caller that read the backend
     /// before another flight landed knows to read again.
     landed: AtomicU64,

@@ -107,6 +107,10 @@ impl Run {
                 })
                 .collect();
             if !now.is_empty() && behind.is_empty() {
+                eprintln!(
+                    "{what}: caching on every shard after {} ms",
+                    (Instant::now() + RESUME_WITHIN - deadline).as_millis()
+                );
                 return;
             }
             assert!(
