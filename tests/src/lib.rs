@@ -163,6 +163,35 @@ impl Drop for RedisServer {
     }
 }
 
+/// The server's name and version from `INFO server`: `valkey 9.1.2` or
+/// `redis 7.0.15`. Valkey reports a frozen `redis_version:7.2.4` (for
+/// clients that check it), so its identity is read from `server_name` and
+/// `valkey_version`, and `redis_version` only where they are absent.
+pub fn server_identity(conn: &mut redis::Connection) -> String {
+    let info: String = redis::cmd("INFO")
+        .arg("server")
+        .query(conn)
+        .unwrap_or_default();
+    identity(&info)
+}
+
+/// [`server_identity`] from the text of `INFO server`.
+fn identity(info: &str) -> String {
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .map(|v| v.trim().to_owned())
+    };
+    match (field("server_name"), field("valkey_version")) {
+        (name, Some(version)) => format!("{} {version}", name.unwrap_or("valkey".into())),
+        (name, None) => format!(
+            "{} {}",
+            name.unwrap_or("redis".into()),
+            field("redis_version").unwrap_or_else(|| "unknown".into())
+        ),
+    }
+}
+
 /// Calls per command from `INFO commandstats`.
 pub fn command_calls(conn: &mut redis::Connection) -> Vec<(String, u64)> {
     let info: String = redis::cmd("INFO")
@@ -558,6 +587,18 @@ pub mod proxy;
 pub mod sentinel;
 pub mod tls;
 pub mod versioned_reads;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_identity_is_read_from_server_name_and_valkey_version() {
+        let valkey =
+            "# Server\r\nredis_version:7.2.4\r\nserver_name:valkey\r\nvalkey_version:9.1.2\r\n";
+        assert_eq!(super::identity(valkey), "valkey 9.1.2");
+        let redis = "# Server\r\nredis_version:7.0.15\r\nredis_mode:standalone\r\n";
+        assert_eq!(super::identity(redis), "redis 7.0.15");
+    }
+}
 
 /// The README's example, compiled and run as a doctest.
 #[doc = include_str!("../../README.md")]
