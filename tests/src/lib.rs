@@ -552,6 +552,80 @@ impl RedisCluster {
         })
     }
 
+    /// Moves every slot of primary `from` that holds keys to primary `to`,
+    /// online and key by key as `redis-cli --cluster reshard` does
+    /// (`SETSLOT IMPORTING` / `MIGRATING`, `MIGRATE` in batches, `SETSLOT
+    /// NODE`): clients that use those keys meet `ASK` while a slot moves
+    /// and `MOVED` after. Returns the slots moved.
+    pub fn migrate_busy_slots(&self, from: usize, to: usize) -> Vec<u16> {
+        let (from_id, to_id) = (self.node_id(from), self.node_id(to));
+        let mut src = self.nodes[from].conn();
+        let mut dst = self.nodes[to].conn();
+        let mut slots = std::collections::BTreeSet::new();
+        let mut cursor = 0u64;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(1000)
+                .query(&mut src)
+                .expect("SCAN");
+            for key in keys {
+                let slot: u16 = redis::cmd("CLUSTER")
+                    .arg("KEYSLOT")
+                    .arg(&key)
+                    .query(&mut src)
+                    .expect("CLUSTER KEYSLOT");
+                slots.insert(slot);
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        let cmd = |conn: &mut redis::Connection, args: &[&str]| {
+            let _: () = redis::cmd("CLUSTER")
+                .arg(args)
+                .query(conn)
+                .unwrap_or_else(|e| panic!("CLUSTER {args:?}: {e}"));
+        };
+        for &slot in &slots {
+            let s = slot.to_string();
+            cmd(&mut dst, &["SETSLOT", &s, "IMPORTING", &from_id]);
+            cmd(&mut src, &["SETSLOT", &s, "MIGRATING", &to_id]);
+            loop {
+                let keys: Vec<String> = redis::cmd("CLUSTER")
+                    .arg("GETKEYSINSLOT")
+                    .arg(slot)
+                    .arg(10)
+                    .query(&mut src)
+                    .expect("GETKEYSINSLOT");
+                if keys.is_empty() {
+                    break;
+                }
+                let _: redis::Value = redis::cmd("MIGRATE")
+                    .arg("127.0.0.1")
+                    .arg(self.nodes[to].port)
+                    .arg("")
+                    .arg(0)
+                    .arg(5000)
+                    .arg("REPLACE")
+                    .arg("KEYS")
+                    .arg(&keys)
+                    .query(&mut src)
+                    .expect("MIGRATE");
+            }
+            cmd(&mut dst, &["SETSLOT", &s, "NODE", &to_id]);
+            cmd(&mut src, &["SETSLOT", &s, "NODE", &to_id]);
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.all_ok() {
+            assert!(Instant::now() < deadline, "cluster not ok after migrating");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        slots.into_iter().collect()
+    }
+
     /// Moves `slots` slots from primary `from` to primary `to` online
     /// (`redis-cli --cluster reshard`: keys migrate one by one, clients
     /// meet `ASK` and `MOVED`). Returns once it is done.
