@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 
 use cache_runtime::{Cache, cached};
 use cache_tests::versioned_reads;
+use redis::AsyncConnectionConfig;
+use redis::aio::MultiplexedConnection;
 
 /// The ids called: enough that every shard holds some entries.
 const IDS: u64 = 24;
@@ -29,9 +31,33 @@ const IDS: u64 = 24;
 static COMPUTED: [AtomicU64; IDS as usize] = [const { AtomicU64::new(0) }; IDS as usize];
 
 #[cached(cache = cache, skip(cache, db, namespace), ttl = 5, tags = ["prices"])]
-async fn price(cache: Cache, db: redis::Client, namespace: String, id: u64) -> Result<u64, String> {
+async fn price(
+    cache: Cache,
+    db: MultiplexedConnection,
+    namespace: String,
+    id: u64,
+) -> Result<u64, String> {
     COMPUTED[id as usize].fetch_add(1, Ordering::SeqCst);
-    Ok(id * 1_000_000 + versioned_reads::db_version(&db, &namespace).await?)
+    let mut db = db;
+    let version: u64 = redis::cmd("GET")
+        .arg(format!("{namespace}:db"))
+        .query_async(&mut db)
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::time::sleep(Duration::from_millis(versioned_reads::rand_below(20))).await;
+    Ok(id * 1_000_000 + version)
+}
+
+/// A connection to the database server that waits for its answers however
+/// long a loaded machine takes (the default gives up after 500 ms: the
+/// database failing, which is not what is measured).
+async fn database(url: &str) -> MultiplexedConnection {
+    let config = AsyncConnectionConfig::new().set_response_timeout(None);
+    redis::Client::open(url)
+        .expect("DB_URL")
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .expect("the database")
 }
 
 /// Latencies in buckets of 2^(n/4) µs, for a p99 without keeping samples.
@@ -83,7 +109,7 @@ async fn main() {
         .namespace(namespace.as_str())
         .build()
         .expect("cache");
-    let db = redis::Client::open(db_url.as_str()).expect("DB_URL");
+    let db = database(db_url).await;
     let calls_by_id: Arc<Vec<AtomicU64>> = Arc::new((0..IDS).map(|_| AtomicU64::new(0)).collect());
     let failed = Arc::new(AtomicU64::new(0));
     let latency = Arc::new(Histogram([const { AtomicU64::new(0) }; 128]));
@@ -94,7 +120,7 @@ async fn main() {
             let (calls_by_id, failed, latency) =
                 (calls_by_id.clone(), failed.clone(), latency.clone());
             tokio::spawn(async move {
-                let mut conn = db.get_multiplexed_async_connection().await.expect("db");
+                let mut conn = db.clone();
                 let (mut calls, mut stale) = (0u64, 0u64);
                 loop {
                     let (invalidated, stop): (Option<u64>, Option<String>) = redis::pipe()
@@ -142,7 +168,7 @@ async fn main() {
     let reporter = {
         let (db, namespace, calls_by_id) = (db.clone(), namespace.clone(), calls_by_id.clone());
         tokio::spawn(async move {
-            let mut conn = db.get_multiplexed_async_connection().await.expect("db");
+            let mut conn = db.clone();
             loop {
                 let served: Vec<String> = (0..IDS as usize)
                     .map(|id| {
