@@ -106,6 +106,11 @@ impl CacheBuilder {
     /// A connection that stops answering (a black-holed host, a primary
     /// moved by DNS) is given up after a few consecutive timeouts and made
     /// anew; sockets have TCP keepalive on.
+    ///
+    /// A server that is a cluster node (`cluster_enabled:1` in `INFO`, as
+    /// a managed cluster's single endpoint is) is used as the cluster it
+    /// belongs to, as with [`redis_cluster`](Self::redis_cluster): found
+    /// out on first use, with one `INFO cluster`.
     pub fn redis(mut self, url: impl Into<String>) -> Self {
         self.backend = BackendChoice::Redis(url.into());
         self
@@ -465,10 +470,17 @@ impl CacheBuilder {
                 ),
                 BackendChoice::Redis(url) => {
                     let link = single(Node::Fixed(clients::single(&url, &self.tls)?));
-                    (
-                        self.redis_backend(Target::Single(link.clone()), stats),
-                        Some(link),
-                    )
+                    let mut backend = self.redis_node(Target::Single(link.clone()), stats);
+                    // One address may stand for a whole cluster (a managed
+                    // cluster's endpoint): asked on first use. A URL the
+                    // cluster client does not take (a unix socket) is a
+                    // single node.
+                    if let Ok(cluster) =
+                        clients::cluster(std::slice::from_ref(&url), &self.tls, self.op_timeout)
+                    {
+                        backend = backend.detecting_cluster(cluster);
+                    }
+                    (Backend::Redis(Arc::new(backend)), Some(link))
                 }
                 BackendChoice::Sentinel(urls, master_name) => {
                     let sentinel = clients::sentinel(&urls, &master_name, &self.tls)?;
@@ -539,12 +551,16 @@ impl CacheBuilder {
     }
 
     fn redis_backend(&self, target: Target, stats: &Arc<Counters>) -> Backend {
-        Backend::Redis(Arc::new(RedisBackend::new(
+        Backend::Redis(Arc::new(self.redis_node(target, stats)))
+    }
+
+    fn redis_node(&self, target: Target, stats: &Arc<Counters>) -> RedisBackend {
+        RedisBackend::new(
             target,
             self.op_timeout,
             stats.clone(),
             Breaker::new(self.breaker.0, self.breaker.1),
-        )))
+        )
     }
 }
 

@@ -19,6 +19,7 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use tokio::sync::watch;
 
@@ -53,9 +54,13 @@ impl std::fmt::Debug for Shared {
     }
 }
 
+/// A running flight: where its landing comes, and when it began.
+type Running = (watch::Receiver<Option<Landing>>, Instant);
+
 #[derive(Default)]
 pub(crate) struct Flights {
-    running: Mutex<HashMap<Vec<u8>, watch::Receiver<Option<Landing>>>>,
+    /// Each running flight's landing, and when it began.
+    running: Mutex<HashMap<Vec<u8>, Running>>,
     /// Bumped whenever a flight ends, so that a caller that read the backend
     /// before another flight landed knows to read again.
     landed: AtomicU64,
@@ -74,7 +79,7 @@ pub(crate) struct Flight<'a> {
     tx: Option<watch::Sender<Option<Landing>>>,
 }
 
-pub(crate) struct Follower(watch::Receiver<Option<Landing>>);
+pub(crate) struct Follower(watch::Receiver<Option<Landing>>, Instant);
 
 impl Flights {
     /// A counter to pass to [`Flight::landed_since`].
@@ -84,11 +89,11 @@ impl Flights {
 
     pub fn join(&self, key: Vec<u8>) -> Join<'_> {
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(rx) = running.get(&key) {
-            return Join::Follower(Follower(rx.clone()));
+        if let Some((rx, began)) = running.get(&key) {
+            return Join::Follower(Follower(rx.clone(), *began));
         }
         let (tx, rx) = watch::channel(None);
-        running.insert(key.clone(), rx);
+        running.insert(key.clone(), (rx, Instant::now()));
         Join::Leader(Flight {
             flights: self,
             key: Some(key),
@@ -114,14 +119,16 @@ impl Flight<'_> {
             .running
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        if let Some(old) = self.key.take() {
-            running.remove(&old);
-        }
-        if let Some(rx) = running.get(&key) {
-            return Some(Follower(rx.clone()));
+        let began = self
+            .key
+            .take()
+            .and_then(|old| running.remove(&old))
+            .map_or_else(Instant::now, |(_, began)| began);
+        if let Some((rx, began)) = running.get(&key) {
+            return Some(Follower(rx.clone(), *began));
         }
         let tx = self.tx.as_ref()?;
-        running.insert(key.clone(), tx.subscribe());
+        running.insert(key.clone(), (tx.subscribe(), began));
         self.key = Some(key);
         None
     }
@@ -160,6 +167,11 @@ impl Drop for Flight<'_> {
 }
 
 impl Follower {
+    /// When the flight began (its leader joined).
+    pub fn began(&self) -> Instant {
+        self.1
+    }
+
     /// Waits for the leader.
     pub async fn wait(mut self) -> Landing {
         match self.0.wait_for(Option::is_some).await {

@@ -1084,14 +1084,6 @@ async fn cpu_only(conn: &MultiplexedConnection, admin: &mut MultiplexedConnectio
     }
 }
 
-fn redis_version() -> String {
-    std::process::Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_else(|e| format!("unknown ({e})"))
-}
-
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` runs it too: a
     // smoke test is not what this is for.
@@ -1106,7 +1098,7 @@ fn main() {
     println!();
     println!(
         "- machine: {cores} cores; {}; private server on {}",
-        redis_version(),
+        cache_tests::server_identity(&mut server.conn()),
         server.url()
     );
     println!("- tokio multi-thread runtime, 2 workers; client and server share the cores");

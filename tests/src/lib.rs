@@ -163,6 +163,35 @@ impl Drop for RedisServer {
     }
 }
 
+/// The server's name and version from `INFO server`: `valkey 9.1.2` or
+/// `redis 7.0.15`. Valkey reports a frozen `redis_version:7.2.4` (for
+/// clients that check it), so its identity is read from `server_name` and
+/// `valkey_version`, and `redis_version` only where they are absent.
+pub fn server_identity(conn: &mut redis::Connection) -> String {
+    let info: String = redis::cmd("INFO")
+        .arg("server")
+        .query(conn)
+        .unwrap_or_default();
+    identity(&info)
+}
+
+/// [`server_identity`] from the text of `INFO server`.
+fn identity(info: &str) -> String {
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .map(|v| v.trim().to_owned())
+    };
+    match (field("server_name"), field("valkey_version")) {
+        (name, Some(version)) => format!("{} {version}", name.unwrap_or("valkey".into())),
+        (name, None) => format!(
+            "{} {}",
+            name.unwrap_or("redis".into()),
+            field("redis_version").unwrap_or_else(|| "unknown".into())
+        ),
+    }
+}
+
 /// Calls per command from `INFO commandstats`.
 pub fn command_calls(conn: &mut redis::Connection) -> Vec<(String, u64)> {
     let info: String = redis::cmd("INFO")
@@ -292,8 +321,11 @@ pub async fn no_hang<T>(secs: u64, what: &str, f: impl std::future::Future<Outpu
         .unwrap_or_else(|_| panic!("{what} did not finish within {secs} s"))
 }
 
-/// A 3-node Redis Cluster on free loopback ports (no replicas), made with
-/// `redis-cli --cluster create`. Stopped on drop.
+/// A Redis Cluster on free loopback ports, made with `redis-cli --cluster
+/// create`: 3 nodes without replicas ([`start`](Self::start)), 6 with a
+/// replica per primary ([`start_replicated`](Self::start_replicated)), or
+/// one holding every slot ([`start_single`](Self::start_single)). Stopped
+/// on drop.
 pub struct RedisCluster {
     nodes: Vec<RedisServer>,
 }
@@ -342,12 +374,7 @@ impl RedisCluster {
     fn wait_until_ok(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            let ok = self.nodes.iter().all(|n| {
-                let info: redis::RedisResult<String> =
-                    redis::cmd("CLUSTER").arg("INFO").query(&mut n.conn());
-                info.is_ok_and(|i| i.contains("cluster_state:ok"))
-            });
-            if ok {
+            if self.all_ok() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -364,6 +391,267 @@ impl RedisCluster {
     pub fn nodes(&self) -> &[RedisServer] {
         &self.nodes
     }
+
+    /// Six nodes: three primaries with one replica each, and a
+    /// `cluster-node-timeout` of 1 s, so that a primary that dies is
+    /// replaced within seconds (as managed services run a cluster).
+    pub fn start_replicated() -> Self {
+        let nodes: Vec<RedisServer> = (0..6)
+            .map(|_| {
+                RedisServer::start_with(&[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-node-timeout",
+                    "1000",
+                    // A replica takes over however long it was cut off.
+                    "--cluster-replica-validity-factor",
+                    "0",
+                ])
+            })
+            .collect();
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let out = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addrs)
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .output()
+            .expect("cannot run redis-cli --cluster create");
+        assert!(
+            out.status.success(),
+            "cluster create failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let cluster = RedisCluster { nodes };
+        cluster.wait_until_ok();
+        cluster.wait_until_replicated();
+        cluster
+    }
+
+    /// A one-node cluster holding all 16384 slots: a cluster-mode endpoint
+    /// behind one address.
+    pub fn start_single() -> Self {
+        let node = RedisServer::start_with(&["--cluster-enabled", "yes"]);
+        let mut conn = node.conn();
+        for chunk in (0..16384u16).collect::<Vec<_>>().chunks(4096) {
+            let _: () = redis::cmd("CLUSTER")
+                .arg("ADDSLOTS")
+                .arg(chunk)
+                .query(&mut conn)
+                .expect("CLUSTER ADDSLOTS");
+        }
+        let cluster = RedisCluster { nodes: vec![node] };
+        cluster.wait_until_ok();
+        cluster
+    }
+
+    fn live(&self) -> impl Iterator<Item = (usize, &RedisServer)> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.child.is_some())
+    }
+
+    /// Waits until every replica has a primary it is in sync with.
+    fn wait_until_replicated(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let synced = self.live().all(|(i, _)| {
+                let info = self.info(i, "replication");
+                !info.contains("role:slave") || info.contains("master_link_status:up")
+            });
+            if synced {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("replicas did not sync within 30 s");
+    }
+
+    /// `INFO section` of node `i`.
+    pub fn info(&self, i: usize, section: &str) -> String {
+        redis::cmd("INFO")
+            .arg(section)
+            .query(&mut self.nodes[i].conn())
+            .unwrap_or_default()
+    }
+
+    /// Node `i`'s cluster id.
+    pub fn node_id(&self, i: usize) -> String {
+        redis::cmd("CLUSTER")
+            .arg("MYID")
+            .query(&mut self.nodes[i].conn())
+            .expect("CLUSTER MYID")
+    }
+
+    /// Whether node `i` is a primary now.
+    pub fn is_primary(&self, i: usize) -> bool {
+        self.info(i, "replication").contains("role:master")
+    }
+
+    /// The live primaries that hold slots, by index.
+    pub fn primaries(&self) -> Vec<usize> {
+        self.live()
+            .map(|(i, _)| i)
+            .filter(|&i| self.is_primary(i))
+            .collect()
+    }
+
+    /// The replica of primary `primary`, by index.
+    pub fn replica_of(&self, primary: usize) -> usize {
+        let id = self.node_id(primary);
+        self.live()
+            .map(|(i, _)| i)
+            .find(|&i| {
+                i != primary
+                    && self
+                        .info(i, "replication")
+                        .contains(&format!("master_port:{}", self.nodes[primary].port))
+            })
+            .unwrap_or_else(|| panic!("no replica of node {primary} ({id})"))
+    }
+
+    /// A manual failover: replica `replica` takes over from its primary
+    /// (`CLUSTER FAILOVER`, no write lost); returns once it is the primary
+    /// and the cluster is ok.
+    pub fn failover(&self, replica: usize) {
+        let _: () = redis::cmd("CLUSTER")
+            .arg("FAILOVER")
+            .query(&mut self.nodes[replica].conn())
+            .expect("CLUSTER FAILOVER");
+        self.wait_until_primary(replica);
+    }
+
+    /// Kills node `i` (SIGKILL): its replica is promoted by the cluster
+    /// after `cluster-node-timeout`.
+    pub fn kill(&mut self, i: usize) {
+        self.nodes[i].kill();
+    }
+
+    /// Waits until node `i` is a primary and every live node sees the
+    /// cluster ok.
+    pub fn wait_until_primary(&self, i: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if self.is_primary(i) && self.all_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("node {i} was not promoted within 30 s");
+    }
+
+    fn all_ok(&self) -> bool {
+        self.live().all(|(_, n)| {
+            let info: redis::RedisResult<String> =
+                redis::cmd("CLUSTER").arg("INFO").query(&mut n.conn());
+            info.is_ok_and(|i| i.contains("cluster_state:ok"))
+        })
+    }
+
+    /// Moves every slot of primary `from` that holds keys to primary `to`,
+    /// online and key by key as `redis-cli --cluster reshard` does
+    /// (`SETSLOT IMPORTING` / `MIGRATING`, `MIGRATE` in batches, `SETSLOT
+    /// NODE`): clients that use those keys meet `ASK` while a slot moves
+    /// and `MOVED` after. Returns the slots moved.
+    pub fn migrate_busy_slots(&self, from: usize, to: usize) -> Vec<u16> {
+        let (from_id, to_id) = (self.node_id(from), self.node_id(to));
+        let mut src = self.nodes[from].conn();
+        let mut dst = self.nodes[to].conn();
+        let mut slots = std::collections::BTreeSet::new();
+        let mut cursor = 0u64;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(1000)
+                .query(&mut src)
+                .expect("SCAN");
+            for key in keys {
+                let slot: u16 = redis::cmd("CLUSTER")
+                    .arg("KEYSLOT")
+                    .arg(&key)
+                    .query(&mut src)
+                    .expect("CLUSTER KEYSLOT");
+                slots.insert(slot);
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        let cmd = |conn: &mut redis::Connection, args: &[&str]| {
+            let _: () = redis::cmd("CLUSTER")
+                .arg(args)
+                .query(conn)
+                .unwrap_or_else(|e| panic!("CLUSTER {args:?}: {e}"));
+        };
+        for &slot in &slots {
+            let s = slot.to_string();
+            cmd(&mut dst, &["SETSLOT", &s, "IMPORTING", &from_id]);
+            cmd(&mut src, &["SETSLOT", &s, "MIGRATING", &to_id]);
+            loop {
+                let keys: Vec<String> = redis::cmd("CLUSTER")
+                    .arg("GETKEYSINSLOT")
+                    .arg(slot)
+                    .arg(10)
+                    .query(&mut src)
+                    .expect("GETKEYSINSLOT");
+                if keys.is_empty() {
+                    break;
+                }
+                let _: redis::Value = redis::cmd("MIGRATE")
+                    .arg("127.0.0.1")
+                    .arg(self.nodes[to].port)
+                    .arg("")
+                    .arg(0)
+                    .arg(5000)
+                    .arg("REPLACE")
+                    .arg("KEYS")
+                    .arg(&keys)
+                    .query(&mut src)
+                    .expect("MIGRATE");
+            }
+            cmd(&mut dst, &["SETSLOT", &s, "NODE", &to_id]);
+            cmd(&mut src, &["SETSLOT", &s, "NODE", &to_id]);
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.all_ok() {
+            assert!(Instant::now() < deadline, "cluster not ok after migrating");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        slots.into_iter().collect()
+    }
+
+    /// Moves `slots` slots from primary `from` to primary `to` online
+    /// (`redis-cli --cluster reshard`: keys migrate one by one, clients
+    /// meet `ASK` and `MOVED`). Returns once it is done.
+    pub fn reshard(&self, from: usize, to: usize, slots: u32) {
+        let out = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("reshard")
+            .arg(format!("127.0.0.1:{}", self.nodes[to].port))
+            .args(["--cluster-from", &self.node_id(from)])
+            .args(["--cluster-to", &self.node_id(to)])
+            .args(["--cluster-slots", &slots.to_string()])
+            .args(["--cluster-pipeline", "10", "--cluster-yes"])
+            .output()
+            .expect("cannot run redis-cli --cluster reshard");
+        assert!(
+            out.status.success(),
+            "reshard failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.all_ok() {
+            assert!(Instant::now() < deadline, "cluster not ok after resharding");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 pub mod contract;
@@ -373,6 +661,18 @@ pub mod proxy;
 pub mod sentinel;
 pub mod tls;
 pub mod versioned_reads;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_identity_is_read_from_server_name_and_valkey_version() {
+        let valkey =
+            "# Server\r\nredis_version:7.2.4\r\nserver_name:valkey\r\nvalkey_version:9.1.2\r\n";
+        assert_eq!(super::identity(valkey), "valkey 9.1.2");
+        let redis = "# Server\r\nredis_version:7.0.15\r\nredis_mode:standalone\r\n";
+        assert_eq!(super::identity(redis), "redis 7.0.15");
+    }
+}
 
 /// The README's example, compiled and run as a doctest.
 #[doc = include_str!("../../README.md")]

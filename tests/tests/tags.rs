@@ -572,3 +572,26 @@ async fn tags_and_leases_on_a_redis_cluster() {
     );
     assert!(s.hits > 0, "{s:?}");
 }
+
+/// One URL of a cluster node (a managed cluster's single endpoint), given
+/// to `.redis(url)`: the cache finds it is a cluster node and uses the
+/// cluster client. Here a one-node cluster holding all 16384 slots, where
+/// a command spanning slots (one `MGET` of an entry and its versions) is
+/// refused with `CROSSSLOT`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_url_of_a_cluster_node_uses_the_cluster_client() {
+    let cluster = RedisCluster::start_single();
+    let url = cluster.urls().remove(0);
+    let cache = Cache::builder()
+        .redis(url.as_str())
+        .namespace(unique_namespace("one-url"))
+        .op_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    invalidation_scenarios(cache.clone()).await;
+    stale_set_race(cache.clone(), cache.clone(), 50, Invalidation::Tag).await;
+    let s = cache.stats();
+    assert_eq!(s.errors, 0, "no CROSSSLOT or other error: {s:?}");
+    assert!(s.hits > 0, "{s:?}");
+    assert!(s.misses > 0, "{s:?}");
+}

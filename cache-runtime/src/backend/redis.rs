@@ -18,7 +18,7 @@
 //! text (`EVAL`), which also loads them.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -117,6 +117,10 @@ enum Route<'a> {
 
 pub(crate) struct RedisBackend {
     target: Target,
+    /// For a node given by one URL: whether it is a cluster node (see
+    /// [`detect`](Self::detect)), and the cluster client to use then.
+    mode: AtomicU8,
+    found_cluster: Option<Box<ClusterClient>>,
     op_timeout: Duration,
     cluster: tokio::sync::OnceCell<ClusterConnection>,
     stats: Arc<Counters>,
@@ -149,6 +153,8 @@ impl RedisBackend {
     ) -> Self {
         RedisBackend {
             target,
+            mode: AtomicU8::new(SINGLE),
+            found_cluster: None,
             op_timeout,
             cluster: tokio::sync::OnceCell::new(),
             stats,
@@ -157,6 +163,43 @@ impl RedisBackend {
             #[cfg(feature = "metrics")]
             round_trip: crate::metrics::round_trips(),
         }
+    }
+
+    /// Finds out on first use whether the node at the one URL given is a
+    /// cluster node (`cluster_enabled:1`, as a managed cluster's single
+    /// endpoint is), and then uses `cluster` for it; no I/O here.
+    pub fn detecting_cluster(mut self, cluster: ClusterClient) -> Self {
+        self.found_cluster = Some(Box::new(cluster));
+        self.mode = AtomicU8::new(UNKNOWN);
+        self
+    }
+
+    /// Asks the node whether it is a cluster node, once (until it
+    /// answers): `INFO cluster`. A node that answers anything else (an ACL
+    /// without `INFO`, a proxy that renames it) is taken as a single node.
+    async fn detect(&self) -> Result<(), Error> {
+        if self.mode.load(Ordering::Acquire) != UNKNOWN {
+            return Ok(());
+        }
+        Box::pin(self.detect_now()).await
+    }
+
+    async fn detect_now(&self) -> Result<(), Error> {
+        let info = redis::cmd("INFO").arg("cluster").to_owned();
+        let mode = match self.exec_one(&info).await {
+            Ok(Value::BulkString(text)) if contains(&text, b"cluster_enabled:1") => CLUSTER,
+            Ok(Value::VerbatimString { text, .. }) if text.contains("cluster_enabled:1") => CLUSTER,
+            Err(e) if e.is_unreachable() => return Err(e),
+            _ => SINGLE,
+        };
+        if mode == CLUSTER {
+            tracing::info!(
+                target: "cache_runtime",
+                "the Redis URL given is a cluster node: using the cluster client"
+            );
+        }
+        self.mode.store(mode, Ordering::Release);
+        Ok(())
     }
 
     /// Runs `op` unless the circuit breaker skips Redis (or `gate` is
@@ -193,7 +236,7 @@ impl RedisBackend {
     }
 
     fn is_cluster(&self) -> bool {
-        matches!(self.target, Target::Cluster(_))
+        matches!(self.target, Target::Cluster(_)) || self.mode.load(Ordering::Relaxed) == CLUSTER
     }
 
     /// The cluster connection, made on first use. Boxed where it is
@@ -210,9 +253,12 @@ impl RedisBackend {
     /// current connection (whose health the operation reports); on a
     /// cluster, the cluster connection (made inside the operation's timer).
     fn route(&self) -> Route<'_> {
-        match &self.target {
-            Target::Single(link) => Route::Single(link, link.current()),
-            Target::Cluster(client) => Route::Cluster(client),
+        match (&self.target, &self.found_cluster) {
+            (Target::Single(_), Some(client)) if self.mode.load(Ordering::Relaxed) == CLUSTER => {
+                Route::Cluster(client)
+            }
+            (Target::Single(link), _) => Route::Single(link, link.current()),
+            (Target::Cluster(client), _) => Route::Cluster(client),
         }
     }
 
@@ -335,6 +381,7 @@ impl RedisBackend {
         lease_key: Option<&str>,
         ttl: bool,
     ) -> Result<Snapshot, Error> {
+        self.detect().await?;
         let wanted = version_keys.len() + 1;
         let mget = || {
             let bytes = entry_key.byte_len()
@@ -443,6 +490,7 @@ impl RedisBackend {
         version_ttl: Duration,
         lease: Option<&LeaseTry<'_>>,
     ) -> Result<Prepared, Error> {
+        self.detect().await?;
         let ttl = millis(version_ttl);
         let values = self
             .exec_scripts(|by_hash| {
@@ -488,6 +536,7 @@ impl RedisBackend {
     }
 
     pub async fn store(&self, store: &Store<'_>) -> Result<(), Error> {
+        self.detect().await?;
         self.exec_scripts(|by_hash| store_cmds(store, by_hash))
             .await
             .map(drop)
@@ -505,6 +554,7 @@ impl RedisBackend {
         delete: bool,
         channel: Option<&str>,
     ) -> Result<(), Error> {
+        self.detect().await?;
         self.publishing(channel, |channel| self.invalidate_on(keys, delete, channel))
             .await
     }
@@ -588,6 +638,7 @@ impl RedisBackend {
         max: usize,
         timeout: Duration,
     ) -> Result<bool, Error> {
+        self.detect().await?;
         let cmd = DROP_LARGE.call(false, key).arg(max).to_owned();
         let values = self.exec_within(vec![cmd], timeout).await?;
         Ok(int(values.into_iter().next())? > 0)
@@ -595,6 +646,7 @@ impl RedisBackend {
 
     /// `SET lease token NX PX ttl`: whether we got the lease.
     pub async fn try_lease(&self, lease: &LeaseTry<'_>) -> Result<bool, Error> {
+        self.detect().await?;
         let v = self.exec(vec![lease_cmd(lease)]).await?;
         Ok(!matches!(v.first(), Some(Value::Nil) | None))
     }
@@ -611,6 +663,7 @@ impl RedisBackend {
         token: &str,
         announce: Option<(&str, &str)>,
     ) -> Result<(), Error> {
+        self.detect().await?;
         let message = announce.map_or("", |(_, message)| message);
         self.publishing(announce.map(|(channel, _)| channel), |channel| {
             let announce = channel.map(|channel| (channel, message));
@@ -649,6 +702,17 @@ impl RedisBackend {
         }
     }
 }
+
+/// Whether `haystack` holds `needle`.
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// [`RedisBackend::mode`]: a single node, a node not asked yet, a cluster
+/// node.
+const SINGLE: u8 = 0;
+const UNKNOWN: u8 = 1;
+const CLUSTER: u8 = 2;
 
 /// `NOPERM` about a channel: an ACL user without channel rights (Redis 7's
 /// default `acl-pubsub-default resetchannels`).

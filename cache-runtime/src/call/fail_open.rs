@@ -50,13 +50,24 @@ impl Call<'_> {
         let mut key = self.key_strings().entry.clone().into_bytes();
         key.extend_from_slice(b"\0offline\0");
         key.extend_from_slice(&epoch.to_le_bytes());
+        // Another process's invalidation is not counted here, and may have
+        // returned (its keys on a shard this call cannot reach, say) before
+        // this call started: a value whose computation began before this
+        // call went offline may be older than it. Such a value is left to
+        // its own callers; this one waits for it to land and then shares
+        // (or leads) the next computation, which begins after. Still one
+        // computation of the key at a time in this process.
+        let offline_since = std::time::Instant::now();
         loop {
             match self.inner.flights.join(key.clone()) {
                 Join::Leader(flight) => return Step::Compute(Fill::uncached(self, Some(flight))),
-                Join::Follower(follower) => match follower.wait().await {
-                    Landing::Value(bytes) => return Step::Serve(Found::Shared(bytes)),
-                    Landing::Failed(shared) => return Step::Failed(shared),
-                    Landing::Abandoned => {}
+                Join::Follower(follower) => match (follower.began(), follower.wait().await) {
+                    (began, Landing::Value(bytes)) if began >= offline_since => {
+                        return Step::Serve(Found::Shared(bytes));
+                    }
+                    (_, Landing::Value(_)) => {}
+                    (_, Landing::Failed(shared)) => return Step::Failed(shared),
+                    (_, Landing::Abandoned) => {}
                 },
             }
         }

@@ -35,6 +35,15 @@
 //!   first call that no longer serves the old value (p50/p99/max), over
 //!   `rounds` (default 500).
 //!
+//! - `measure fleet [seconds]`: 8 `cluster_worker` processes x 16 tasks
+//!   read `price(id)` (24 ids, TTL 5 s, tag `prices`) on a 6-node cluster
+//!   (3 primaries, 1 replica each) for `seconds` (default 60), while this
+//!   process writes the database and invalidates the tag every second; a
+//!   third of the way in a primary is killed (its replica takes over), two
+//!   thirds in the slots holding keys move to another primary: calls per
+//!   second, p99 (the highest of the processes'), failed calls, stale
+//!   reads, computations per key per TTL.
+//!
 //! Run: `cargo run --release -p cache-tests --bin measure -- stampede`
 //! (needs `redis-server` on the PATH).
 
@@ -43,7 +52,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use cache_runtime::{Cache, cached};
-use cache_tests::{RedisServer, free_port};
+use cache_tests::{RedisServer, free_port, versioned_reads};
 
 fn main() {
     match std::env::args().nth(1).as_deref() {
@@ -52,6 +61,7 @@ fn main() {
         Some("hit") => hit::run(std::env::args().nth(2), std::env::args().nth(3)),
         Some("grace") => grace::run(),
         Some("steady") => steady(),
+        Some("fleet") => fleet(std::env::args().nth(2)),
         Some("propagation") => propagation::run(std::env::args().nth(2)),
         Some("propagation-reader") => {
             let args: Vec<String> = std::env::args().skip(2).collect();
@@ -59,11 +69,123 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: measure stampede|fail-open|grace|steady|propagation [rounds]|hit [raw|mget4|ours|tagged|msgpack|local] [seconds]"
+                "usage: measure stampede|fail-open|grace|steady|fleet [seconds]|propagation [rounds]|hit [raw|mget4|ours|tagged|msgpack|local] [seconds]"
             );
             std::process::exit(2);
         }
     }
+}
+
+/// `measure fleet`: see the module's doc.
+fn fleet(seconds: Option<String>) {
+    const PROCESSES: usize = 8;
+    const TASKS: usize = 16;
+    const IDS: u64 = 24;
+    const TTL_S: u64 = 5;
+    let seconds: u64 = seconds.map_or(60, |s| s.parse().expect("SECONDS"));
+    let worker = std::env::current_exe()
+        .unwrap()
+        .with_file_name("cluster_worker");
+    let mut cluster = cache_tests::RedisCluster::start_replicated();
+    let db = RedisServer::start();
+    let ns = cache_tests::unique_namespace("fleet");
+    let mut conn = db.conn();
+    versioned_reads::set(&mut conn, &ns, "db", 1);
+    versioned_reads::set(&mut conn, &ns, "invalidated", 0);
+    println!(
+        "{PROCESSES} processes x {TASKS} tasks, {IDS} ids, TTL {TTL_S} s, {seconds} s on 3 primaries + 3 replicas ({})",
+        cache_tests::server_identity(&mut cluster.nodes()[0].conn())
+    );
+    let urls = cluster.urls().join(",");
+    let workers: Vec<_> = (0..PROCESSES)
+        .map(|i| {
+            Command::new(&worker)
+                .args([&urls, &db.url(), &ns, &i.to_string(), &TASKS.to_string()])
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("cannot start cluster_worker (build it: cargo build -p cache-tests --bins)")
+        })
+        .collect();
+    let cache = Cache::builder()
+        .redis_cluster(cluster.urls())
+        .namespace(ns.as_str())
+        .build()
+        .expect("cache");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let (mut version, mut invalidations, mut refused) = (1u64, 0u64, 0u64);
+    let (mut killed, mut migrated) = (false, false);
+    while started.elapsed() < Duration::from_secs(seconds) {
+        version += 1;
+        versioned_reads::set(&mut conn, &ns, "db", version);
+        match runtime.block_on(cache.invalidate_tag("prices")) {
+            Ok(()) => {
+                versioned_reads::set(&mut conn, &ns, "invalidated", version);
+                invalidations += 1;
+            }
+            Err(_) => refused += 1,
+        }
+        let at = started.elapsed().as_secs();
+        if !killed && at >= seconds / 3 {
+            killed = true;
+            let primary = cluster.primaries()[0];
+            let replica = cluster.replica_of(primary);
+            cluster.kill(primary);
+            let t = Instant::now();
+            cluster.wait_until_primary(replica);
+            println!(
+                "{at:>3} s: primary killed; replica promoted, cluster ok after {} ms",
+                t.elapsed().as_millis()
+            );
+        }
+        if !migrated && at >= 2 * seconds / 3 {
+            migrated = true;
+            let primaries = cluster.primaries();
+            let t = Instant::now();
+            let slots = cluster.migrate_busy_slots(primaries[0], primaries[1]);
+            println!(
+                "{at:>3} s: {} slots holding keys moved key by key in {} ms",
+                slots.len(),
+                t.elapsed().as_millis()
+            );
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    versioned_reads::set(&mut conn, &ns, "stop", 1);
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut sums = [0u64; 6];
+    let mut p99_us = 0u64;
+    for w in workers {
+        let out = w.wait_with_output().unwrap();
+        let line = String::from_utf8_lossy(&out.stdout).to_string();
+        let field = |name: &str| {
+            line.split_whitespace()
+                .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or_else(|| panic!("worker output: {line}"))
+        };
+        for (sum, name) in sums
+            .iter_mut()
+            .zip(["calls", "stale", "failed", "computed", "hits", "skipped"])
+        {
+            *sum += field(name);
+        }
+        p99_us = p99_us.max(field("p99_us"));
+    }
+    let [calls, stale, failed, computed, hits, skipped] = sums;
+    let windows = (elapsed / TTL_S as f64).max(1.0);
+    println!(
+        "calls/s {:.0}, p99 {:.1} ms, failed {failed}, stale {stale}, hits {hits}, skipped Redis {skipped}",
+        calls as f64 / elapsed,
+        p99_us as f64 / 1000.0,
+    );
+    println!(
+        "computations {computed}: {:.1} per key per TTL ({invalidations} invalidations returned, {refused} refused while a shard was down)",
+        computed as f64 / IDS as f64 / windows
+    );
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
