@@ -31,6 +31,7 @@ const OPTIONS: &[(&str, &str)] = &[
     ("timeout", "`timeout = \"300ms\"`"),
     ("refresh_ahead", "`refresh_ahead = true`"),
     ("local", "`local = false`"),
+    ("batch", "`batch = ids` (the collection argument)"),
 ];
 
 /// The value formats of `codec = "..."`, with the runtime's name of each.
@@ -56,6 +57,9 @@ pub(crate) struct Args {
     pub(crate) timeout_ms: Option<Setting<u64>>,
     pub(crate) refresh_ahead: Option<Setting<bool>>,
     pub(crate) local: Option<bool>,
+    /// `batch = ids`: the collection argument whose items are cached one
+    /// by one.
+    pub(crate) batch: Option<Ident>,
     /// The options seen so far, to report duplicates.
     seen: Vec<String>,
 }
@@ -202,6 +206,7 @@ impl Args {
             "refresh_ahead" => bool(&value, name)
                 .map(|value| self.refresh_ahead = Some(Setting { name: span, value })),
             "local" => bool(&value, name).map(|value| self.local = Some(value)),
+            "batch" => crate::batch::parse(&value).map(|ident| self.batch = Some(ident)),
             "codec" => string(&value, usage)
                 .and_then(|lit| codec(&lit))
                 .map(|codec| self.codec = Some(codec)),

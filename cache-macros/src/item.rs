@@ -249,8 +249,10 @@ pub(crate) fn check(cx: &Ctxt, args: &Args, item: ItemFn) -> Func {
         .collect();
 
     let ret = check_return(cx, &item);
+    // With `batch`, `cache_none` stores the items the body leaves out.
     if let Some(cache_none) = &args.cache_none
         && !ret.kind.has_none()
+        && args.batch.is_none()
     {
         cx.error_at(
             cache_none.name,

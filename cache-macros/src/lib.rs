@@ -6,6 +6,7 @@
 //! the runtime, which the generated code calls.
 
 mod args;
+mod batch;
 mod ctxt;
 mod expand;
 mod item;

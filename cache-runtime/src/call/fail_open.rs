@@ -53,11 +53,14 @@ impl Call<'_> {
         loop {
             match self.inner.flights.join(key.clone()) {
                 Join::Leader(flight) => return Step::Compute(Fill::uncached(self, Some(flight))),
-                Join::Follower(follower) => match follower.wait().await {
-                    Landing::Value(bytes) => return Step::Serve(Found::Shared(bytes)),
-                    Landing::Failed(shared) => return Step::Failed(shared),
-                    Landing::Abandoned => {}
-                },
+                Join::Follower(follower) => {
+                    self.park();
+                    match follower.wait().await {
+                        Landing::Value(bytes) => return Step::Serve(Found::Shared(bytes)),
+                        Landing::Failed(shared) => return Step::Failed(shared),
+                        Landing::Abandoned => {}
+                    }
+                }
             }
         }
     }
