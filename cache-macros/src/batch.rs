@@ -33,7 +33,8 @@ pub(crate) fn check(cx: &Ctxt, args: &Args, func: &Func) {
     let names: Vec<String> = func.args.iter().map(|arg| name_of(&arg.ident)).collect();
     match func.args.iter().find(|arg| name_of(&arg.ident) == name) {
         None => {
-            let mut msg = format!("`batch` names `{name}`, which is not an argument of this function");
+            let mut msg =
+                format!("`batch` names `{name}`, which is not an argument of this function");
             if let Some(close) = suggest::closest(&name, names.iter().map(String::as_str)) {
                 msg += &format!("; did you mean `{close}`?");
             } else if !names.is_empty() {
@@ -46,7 +47,9 @@ pub(crate) fn check(cx: &Ctxt, args: &Args, func: &Func) {
         }
         Some(arg) if !arg.in_key => cx.error_spanned_by(
             batch,
-            format!("the `batch` argument `{name}` is part of each item's key; remove it from `skip`"),
+            format!(
+                "the `batch` argument `{name}` is part of each item's key; remove it from `skip`"
+            ),
         ),
         Some(_) => {}
     }

@@ -69,10 +69,7 @@ impl Expand<'_> {
             RetKind::Result | RetKind::ResultOption => quote!(#p::BatchOk),
             RetKind::Plain | RetKind::Option => quote!(#p::BatchPlain),
         };
-        let shape = respan(
-            quote!(#shape { cache_none: #cache_none }),
-            span_range(ret),
-        );
+        let shape = respan(quote!(#shape { cache_none: #cache_none }), span_range(ret));
         let mut call = Group::new(
             Delimiter::Parenthesis,
             quote! {

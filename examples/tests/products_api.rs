@@ -214,7 +214,10 @@ async fn scenario(cache: Cache, db: PathBuf) -> i64 {
     let batch = c.miss_then_hit(&batch_path).await;
     assert_eq!(listed(&batch, id).unwrap(), &fresh);
     assert_eq!(listed(&batch, second_id).unwrap(), &second);
-    assert_eq!(c.label(&format!("/api/products?ids={second_id}")).await, "HIT");
+    assert_eq!(
+        c.label(&format!("/api/products?ids={second_id}")).await,
+        "HIT"
+    );
 
     // Move it to another category: it leaves the old listing, joins the new
     // one, and the dashboard's revenue by category is recomputed.

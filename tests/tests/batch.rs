@@ -72,7 +72,9 @@ impl Shop {
 }
 
 fn expected(ids: impl IntoIterator<Item = u64>) -> HashMap<u64, String> {
-    ids.into_iter().map(|id| (id, format!("product {id}"))).collect()
+    ids.into_iter()
+        .map(|id| (id, format!("product {id}")))
+        .collect()
 }
 
 #[tokio::test]
@@ -91,7 +93,10 @@ async fn a_hundred_items_with_ninety_cached_read_once_and_compute_the_ten() {
     assert_eq!(all, expected(0..100));
     let runs = shop.runs();
     assert_eq!(runs.len(), 2, "one body run for the missing items");
-    assert_eq!(runs[1], (0..100).filter(|id| id % 10 == 3).collect::<Vec<_>>());
+    assert_eq!(
+        runs[1],
+        (0..100).filter(|id| id % 10 == 3).collect::<Vec<_>>()
+    );
     assert_eq!(after.hits - before.hits, 90);
     assert_eq!(after.misses - before.misses, 10);
     // The read: one `MGET` per item, all in one pipeline.
@@ -121,14 +126,23 @@ fn mget_calls(server: &RedisServer) -> u64 {
 async fn an_items_entry_is_the_key_of_a_call_with_that_item_and_its_tags_are_its_own() {
     for cache in backends("batch-tags") {
         let shop = Shop::new(cache.clone());
-        assert_eq!(shop.products(vec![1, 2, 3, 7]).await.unwrap(), expected([1, 2, 3, 7]));
+        assert_eq!(
+            shop.products(vec![1, 2, 3, 7]).await.unwrap(),
+            expected([1, 2, 3, 7])
+        );
         cache.invalidate_tag("product:7").await.unwrap();
-        assert_eq!(shop.products(vec![1, 2, 3, 7]).await.unwrap(), expected([1, 2, 3, 7]));
+        assert_eq!(
+            shop.products(vec![1, 2, 3, 7]).await.unwrap(),
+            expected([1, 2, 3, 7])
+        );
         assert_eq!(shop.runs(), vec![vec![1, 2, 3, 7], vec![7]], "{cache:?}");
         // One item's companion invalidates that item only.
         shop.products_invalidate(&2).await.unwrap();
         // The same item twice is one item; the order does not matter.
-        assert_eq!(shop.products(vec![3, 2, 2, 1]).await.unwrap(), expected([1, 2, 3]));
+        assert_eq!(
+            shop.products(vec![3, 2, 2, 1]).await.unwrap(),
+            expected([1, 2, 3])
+        );
         assert_eq!(shop.runs().last(), Some(&vec![2]), "{cache:?}");
         assert_eq!(shop.runs().len(), 3, "{cache:?}");
         // Every item cached: no body run.
@@ -160,7 +174,11 @@ async fn an_error_stores_nothing_and_is_returned() {
         shop.products(vec![1]).await.unwrap();
         assert!(shop.failing(vec![1, 2]).await.is_err());
         assert!(shop.failing(vec![1, 2]).await.is_err());
-        assert_eq!(shop.runs(), vec![vec![1], vec![1, 2], vec![1, 2]], "{cache:?}");
+        assert_eq!(
+            shop.runs(),
+            vec![vec![1], vec![1, 2], vec![1, 2]],
+            "{cache:?}"
+        );
     }
 }
 
@@ -189,7 +207,11 @@ async fn concurrent_batch_calls_compute_each_shared_item_once() {
         assert_eq!(runs.len(), 2, "{cache:?}");
         let mut computed: Vec<u64> = runs.concat();
         computed.sort_unstable();
-        assert_eq!(computed, (1..=100).collect::<Vec<_>>(), "each item once ({cache:?})");
+        assert_eq!(
+            computed,
+            (1..=100).collect::<Vec<_>>(),
+            "each item once ({cache:?})"
+        );
     }
 }
 
@@ -205,9 +227,13 @@ async fn redis_down_runs_the_body_for_every_item_and_the_call_succeeds() {
     let shop = Shop::new(cache.clone());
     shop.products(vec![1, 2]).await.unwrap();
     server.kill();
-    let all = no_hang(30, "a batch call with Redis down", shop.products(vec![1, 2, 3]))
-        .await
-        .unwrap();
+    let all = no_hang(
+        30,
+        "a batch call with Redis down",
+        shop.products(vec![1, 2, 3]),
+    )
+    .await
+    .unwrap();
     assert_eq!(all, expected([1, 2, 3]));
     assert_eq!(shop.runs(), vec![vec![1, 2], vec![1, 2, 3]]);
     assert!(cache.stats().errors >= 1);

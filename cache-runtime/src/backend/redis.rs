@@ -376,7 +376,11 @@ impl RedisBackend {
         for (entry, versions) in reads {
             if cluster {
                 cmds.push(redis::cmd("GET").arg(*entry).to_owned());
-                cmds.extend(versions.iter().map(|k| redis::cmd("GET").arg(*k).to_owned()));
+                cmds.extend(
+                    versions
+                        .iter()
+                        .map(|k| redis::cmd("GET").arg(*k).to_owned()),
+                );
             } else {
                 let mut mget = redis::cmd("MGET");
                 mget.arg(*entry);

@@ -211,7 +211,7 @@ enum Item<'c> {
     /// To run in the body without the cache (its key could not be made).
     Uncached,
     /// Being looked up.
-    Pending(Call<'c>),
+    Pending(Box<Call<'c>>),
 }
 
 /// What an item's miss starts from.
@@ -291,7 +291,7 @@ where
         }
         values.push(None);
         match Call::new(&inner, spec, part, tags) {
-            Ok(call) => state.push(Item::Pending(call)),
+            Ok(call) => state.push(Item::Pending(Box::new(call))),
             Err(error) => {
                 Counters::add(&inner.stats.errors);
                 tracing::warn!(
@@ -403,7 +403,7 @@ where
     let calls: Vec<Option<&Call<'_>>> = state
         .iter()
         .map(|s| match s {
-            Item::Pending(call) => Some(call),
+            Item::Pending(call) => Some(&**call),
             _ => None,
         })
         .collect();
@@ -462,7 +462,7 @@ where
         }
     } else {
         span.record("outcome", "computed");
-        for &(_, ref fill) in &fills {
+        for (_, fill) in &fills {
             fill.call().count(Stat::computations);
         }
         let input: C = to_compute.iter().map(|&i| keys[i].clone()).collect();

@@ -32,7 +32,10 @@ impl Shop {
                 .map_err(|e| e.to_string())?;
         }
         tokio::time::sleep(Duration::from_millis(self.body_ms)).await;
-        Ok(ids.into_iter().map(|id| (id, format!("product {id}"))).collect())
+        Ok(ids
+            .into_iter()
+            .map(|id| (id, format!("product {id}")))
+            .collect())
     }
 }
 
@@ -55,7 +58,10 @@ async fn main() {
         counter: redis::Client::open(args[0].as_str()).expect("url"),
         body_ms: args[4].parse().expect("BODY_MS"),
     };
-    let got = shop.products((from..=to).collect()).await.expect("products");
+    let got = shop
+        .products((from..=to).collect())
+        .await
+        .expect("products");
     let all = (from..=to).all(|id| got.get(&id) == Some(&format!("product {id}")));
     println!("{}", if all { "ok" } else { "missing items" });
 }

@@ -703,7 +703,9 @@ mod batch {
     async fn query(ids: &[u64]) -> HashMap<u64, String> {
         QUERIES.fetch_add(1, Ordering::Relaxed);
         tokio::time::sleep(Duration::from_millis(1)).await;
-        ids.iter().map(|&id| (id, format!("product {id}"))).collect()
+        ids.iter()
+            .map(|&id| (id, format!("product {id}")))
+            .collect()
     }
 
     #[cached(cache = cache, ttl = 600, tags = ["product:{ids}"], batch = ids, skip(cache))]
@@ -717,7 +719,10 @@ mod batch {
     }
 
     fn commands(conn: &mut redis::Connection) -> u64 {
-        cache_tests::total_calls(conn, &["info", "config", "client", "hello", "subscribe", "ping"])
+        cache_tests::total_calls(
+            conn,
+            &["info", "config", "client", "hello", "subscribe", "ping"],
+        )
     }
 
     struct Read {
@@ -759,8 +764,11 @@ mod batch {
         rt.block_on(async {
             let mut conn = server.conn();
             let cached: Vec<u64> = (0..100).filter(|id| id % 10 != 3).collect();
-            let mut results: Vec<(&str, Vec<Read>)> =
-                vec![("batch", vec![]), ("100 single calls", vec![]), ("uncached query", vec![])];
+            let mut results: Vec<(&str, Vec<Read>)> = vec![
+                ("batch", vec![]),
+                ("100 single calls", vec![]),
+                ("uncached query", vec![]),
+            ];
             for round in 0..rounds {
                 let cache = Cache::builder()
                     .redis(server.url())
