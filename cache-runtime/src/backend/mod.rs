@@ -155,7 +155,7 @@ impl Backend {
             Backend::Redis(b) => b.read_many(reads, ttl).await,
             Backend::Memory(b) => Ok(reads
                 .iter()
-                .map(|(entry, versions)| b.read(*entry, versions.iter().copied()))
+                .map(|(entry, versions)| b.read(*entry, versions.iter().copied(), ttl))
                 .collect()),
         }
     }

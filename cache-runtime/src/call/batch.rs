@@ -467,12 +467,23 @@ where
         }
         let input: C = to_compute.iter().map(|&i| keys[i].clone()).collect();
         let started = Instant::now();
-        let waits = async {
+        // The waits go on while the body runs, and after it: this call's
+        // fills land first, for a concurrent call may wait on them while
+        // this one waits on its (each computes what the other waits for).
+        let mut waits = std::pin::pin!(async {
             while let Some(step) = misses.next().await {
                 late.push(step);
             }
-        };
-        let (result, ()) = futures_util::future::join(body(input), waits).await;
+        });
+        let mut waited = false;
+        let mut running = std::pin::pin!(body(input));
+        let result = std::future::poll_fn(|cx| {
+            if !waited && waits.as_mut().poll(cx).is_ready() {
+                waited = true;
+            }
+            running.as_mut().poll(cx)
+        })
+        .await;
         let took = started.elapsed();
         match shape.split(result) {
             Ok(map) => {
@@ -501,6 +512,9 @@ where
                 futures_util::future::join_all(ends).await;
                 error = Some(e);
             }
+        }
+        if !waited {
+            waits.await;
         }
     }
     if let Some(error) = error {
