@@ -36,6 +36,7 @@ const OPTIONS: &[(&str, &str)] = &[
         "`ttl_from = path::to::fn` (a `fn(&T) -> Option<Duration>`)",
     ),
     ("unless", "`unless = path::to::fn` (a `fn(&T) -> bool`)"),
+    ("batch", "`batch = ids` (the collection argument)"),
 ];
 
 /// The value formats of `codec = "..."`, with the runtime's name of each.
@@ -65,6 +66,9 @@ pub(crate) struct Args {
     pub(crate) ttl_from: Option<Setting<syn::ExprPath>>,
     /// `unless = path`: values it accepts are returned, not stored.
     pub(crate) unless: Option<Setting<syn::ExprPath>>,
+    /// `batch = ids`: the collection argument whose items are cached one
+    /// by one.
+    pub(crate) batch: Option<Ident>,
     /// The options seen so far, to report duplicates.
     seen: Vec<String>,
 }
@@ -215,6 +219,7 @@ impl Args {
                 .map(|value| self.ttl_from = Some(Setting { name: span, value })),
             "unless" => function_path(&value, usage)
                 .map(|value| self.unless = Some(Setting { name: span, value })),
+            "batch" => crate::batch::parse(&value).map(|ident| self.batch = Some(ident)),
             "codec" => string(&value, usage)
                 .and_then(|lit| codec(&lit))
                 .map(|codec| self.codec = Some(codec)),

@@ -16,7 +16,11 @@ pub(crate) fn cached(args: TokenStream, input: TokenStream) -> TokenStream {
     let cx = Ctxt::new();
     let args = args::parse(&cx, args);
     let func = item::parse(&cx, input.clone()).map(|item| item::check(&cx, &args, item));
+    if let Some(func) = &func {
+        crate::batch::check(&cx, &args, func);
+    }
     match (cx.check(), func) {
+        (Ok(()), Some(func)) if args.batch.is_some() => Expand::new(&args, &func).batch(),
         (Ok(()), Some(func)) => Expand::new(&args, &func).all(),
         (Err(errors), _) => {
             let mut tokens = errors.into_compile_error();
@@ -26,6 +30,9 @@ pub(crate) fn cached(args: TokenStream, input: TokenStream) -> TokenStream {
         (Ok(()), None) => unreachable!("`item::parse` failed without an error"),
     }
 }
+
+#[path = "expand_batch.rs"]
+mod batch;
 
 struct Expand<'a> {
     args: &'a Args,

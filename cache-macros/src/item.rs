@@ -231,7 +231,9 @@ pub(crate) fn check(cx: &Ctxt, args: &Args, item: ItemFn) -> Func {
                         format!("a `&mut` argument cannot be part of the cache key; leave it out with `skip({name})`"),
                     );
                 }
-                if let Some(set) = hash_set(&ty) {
+                // A `batch` argument is not hashed whole: its items are.
+                let batch = args.batch.as_ref().is_some_and(|b| name_of(b) == *name);
+                if let Some(set) = hash_set(&ty).filter(|_| !batch) {
                     cx.error_spanned_by(
                         set,
                         format!("a `HashSet` argument has no stable order, so its key would differ from process to process; use a `BTreeSet` (or a sorted `Vec`), or leave it out with `skip({name})`"),
@@ -249,8 +251,10 @@ pub(crate) fn check(cx: &Ctxt, args: &Args, item: ItemFn) -> Func {
         .collect();
 
     let ret = check_return(cx, &item);
+    // With `batch`, `cache_none` stores the items the body leaves out.
     if let Some(cache_none) = &args.cache_none
         && !ret.kind.has_none()
+        && args.batch.is_none()
     {
         cx.error_at(
             cache_none.name,

@@ -6,6 +6,7 @@
 //! the runtime, which the generated code calls.
 
 mod args;
+mod batch;
 mod ctxt;
 mod expand;
 mod item;
@@ -152,7 +153,8 @@ use proc_macro::TokenStream;
 ///   at each call before the body runs, and may use `self` and the
 ///   arguments: `cache = self.cache`, `cache = state.cache`.
 /// - **`cache_none = true`**: cache `None` (or `Ok(None)`) too. Only for
-///   `Option<T>` and `Result<Option<T>, E>`.
+///   `Option<T>` and `Result<Option<T>, E>` (and with `batch`, where it
+///   stores the items the body leaves out).
 /// - **`lock = false`**: no stampede protection: concurrent misses of one
 ///   key each run the body. By default they share one run: in a process,
 ///   the first caller computes and the others get its value; across
@@ -250,6 +252,50 @@ use proc_macro::TokenStream;
 ///   # listing(1).await;
 ///   # listing(1).await;
 ///   # assert_eq!((cache.stats().hits, cache.stats().computations), (1, 3));
+///   # Ok(()) }
+///   ```
+/// - **`batch = ids`**: the function takes a collection of items and
+///   returns a map from item to value; each item is cached as its own
+///   entry. The argument is any owned collection (`Vec<u64>`,
+///   `HashSet<u64>`, `BTreeSet<String>`: it is iterated, and the missing
+///   items are gathered in another of its type for the body); the result is
+///   a `HashMap` or a `BTreeMap` keyed by the item, in a `Result` or not.
+///   An item's entry has the key a call with that one item in place of the
+///   collection would have (the function, the other arguments, the item),
+///   and in `tags` and `key` templates the argument stands for one item:
+///   `tags = ["product:{ids}"]` tags each item's entry with its own tag, and
+///   `<fn>_invalidate(&item)` invalidates one item. A call reads every
+///   item's entry in one round trip (per node on a cluster), runs the body
+///   once with the missing items only, stores each value it returns, and
+///   returns the merged map. An item the body leaves out of its map is not
+///   stored (with `cache_none = true` it is, as absent); an `Err` stores
+///   nothing and is returned. Concurrent calls share the items they have in
+///   common (one computes each, in process and, with the lease, across
+///   processes); a call that waits for another's items runs its body for
+///   the rest meanwhile. The body runs at most once per call: an item whose
+///   other computation fails after the body started is left out of the
+///   map. Not with `grace`, `refresh_ahead` or `timeout`.
+///
+///   ```
+///   # use std::collections::HashMap;
+///   # use cache_runtime::cached;
+///   # #[derive(Debug)] pub struct DbError;
+///   # static QUERIES: std::sync::Mutex<Vec<Vec<u64>>> = std::sync::Mutex::new(Vec::new());
+///   #[cached(ttl = 600, tags = ["product:{ids}"], batch = ids)]
+///   async fn products(ids: Vec<u64>) -> Result<HashMap<u64, String>, DbError> {
+///       QUERIES.lock().unwrap().push(ids.clone()); // SELECT ... WHERE id = ANY($1)
+///       Ok(ids.into_iter().map(|id| (id, format!("product {id}"))).collect())
+///   }
+///   # #[tokio::main(flavor = "current_thread")]
+///   # async fn main() -> Result<(), cache_runtime::Error> {
+///   # let cache = cache_runtime::Cache::builder().memory().build()?;
+///   # cache_runtime::set_default(cache.clone());
+///   products(vec![1, 2]).await.unwrap();
+///   let all = products(vec![1, 2, 3]).await.unwrap(); // the body gets [3]
+///   assert_eq!(all.len(), 3);
+///   cache.invalidate_tag("product:2").await?;
+///   products(vec![1, 2, 3]).await.unwrap(); // the body gets [2]
+///   assert_eq!(*QUERIES.lock().unwrap(), [vec![1, 2], vec![3], vec![2]]);
 ///   # Ok(()) }
 ///   ```
 /// - **`crate = "path"`**: where `cache_runtime` is, when it is not a

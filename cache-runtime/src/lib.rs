@@ -79,6 +79,8 @@
 //!   lease's protocol), `call/grace.rs` (grace and refresh ahead);
 //! - an invalidation goes: `invalidation.rs`, then `backplane.rs` in the
 //!   other processes;
+//! - a batch call (`batch = ids`) is read, waited for and filled item by
+//!   item: `call/batch.rs`;
 //! - fail-open happens: `call/fail_open.rs` (and the breaker in
 //!   `breaker.rs`);
 //! - a name in Redis is spelled: `schema.rs`.

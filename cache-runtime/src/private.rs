@@ -13,7 +13,10 @@ pub use ::core::result::Result;
 pub use ::std::format;
 pub use ::std::string::String;
 
-pub use crate::call::{LocalForm, LocalProbe, ViaBytes, ViaClone, ViaCloneResult};
+pub use crate::call::{
+    BatchItem, BatchMap, BatchOk, BatchPlain, BatchShape, LocalForm, LocalProbe, ViaBytes,
+    ViaClone, ViaCloneResult,
+};
 pub use crate::codec::{Codec, CodecError};
 pub use crate::companions::{invalidate_call, invalidate_function};
 pub use crate::default_cache::{AsCache, default_cache};
@@ -85,6 +88,56 @@ where
     );
     call::execute(request, call::Detached)
 }
+
+/// Runs one call of a `#[cached(batch = ...)]` function: `items` are the
+/// batch argument's items with their keys and rendered tags, `body` the
+/// function's body given the items it must compute.
+pub fn execute_batch<K, C, R, Sh, B, Fut>(
+    cache: Option<Cache>,
+    spec: &'static Spec,
+    items: ::std::vec::Vec<BatchItem<K>>,
+    shape: Sh,
+    body: B,
+) -> impl Future<Output = R>
+where
+    K: Clone,
+    C: FromIterator<K>,
+    Sh: BatchShape<R>,
+    <Sh::Map as BatchMap>::Value: ::serde::Serialize + ::serde::de::DeserializeOwned,
+    Sh::Map: BatchMap<Key = K>,
+    B: FnOnce(C) -> Fut,
+    Fut: Future<Output = R>,
+{
+    call::execute_batch(cache.map(|c| c.inner), spec, items, shape, body)
+}
+
+/// The items of a batch argument, each with its key and tags.
+pub fn batch_items<C: IntoIterator>(
+    items: C,
+    item: impl FnMut(C::Item) -> BatchItem<C::Item>,
+) -> ::std::vec::Vec<BatchItem<C::Item>> {
+    items.into_iter().map(item).collect()
+}
+
+/// Fails to compile, at the argument's type, when a `batch` argument is
+/// not a collection the missing items can be gathered in.
+#[inline(always)]
+pub fn assert_batch_arg<C: BatchCollection>() {}
+
+/// Fails to compile, at the return type, when a `batch` function does not
+/// return a map from the batch argument's items.
+#[inline(always)]
+pub fn assert_batch_map<C: IntoIterator, M: BatchMap<Key = C::Item>>() {}
+
+/// A collection a `batch` argument can be: its items are iterated, and
+/// the missing ones gathered in another of its kind for the body.
+#[diagnostic::on_unimplemented(
+    message = "a `batch` argument must be a collection of items, not `{Self}`",
+    label = "the body is given the missing items in a collection of this type",
+    note = "use an owned collection such as `Vec<u64>`, `HashSet<u64>` or `BTreeSet<String>`"
+)]
+pub trait BatchCollection {}
+impl<C: IntoIterator + FromIterator<C::Item>> BatchCollection for C {}
 
 /// Names the version of `cache-macros` this runtime is built for: the
 /// expansion refers to `VERSION_<its own version>`, so a macro crate of

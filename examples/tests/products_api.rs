@@ -168,6 +168,21 @@ async fn scenario(cache: Cache, db: PathBuf) -> i64 {
         );
     }
 
+    // The batch endpoint (`?ids=`): one entry per product, one query for
+    // the ids not cached. In the order asked, once each; an id with no
+    // product is left out, and not cached.
+    let second = all["products"][1].clone();
+    let second_id = second["id"].as_i64().unwrap();
+    let batch_path = format!("/api/products?ids={second_id},{id},{second_id}");
+    let batch = c.miss_then_hit(&batch_path).await;
+    assert_eq!(batch["products"], json!([second, top]));
+    assert_eq!(c.label(&format!("/api/products?ids={id}")).await, "HIT");
+    for _ in 0..2 {
+        let a = c.get(&format!("/api/products?ids={id},999999")).await;
+        assert_eq!(a.x_cache.as_deref(), Some("MISS"), "999999 is looked up");
+        assert_eq!(a.json()["products"], json!([top]));
+    }
+
     // Update price and name: the product and both listings show it at once.
     let new_price = top["price_cents"].as_i64().unwrap() + 1_000;
     let invalidations = cache.stats().invalidations;
@@ -203,6 +218,16 @@ async fn scenario(cache: Cache, db: PathBuf) -> i64 {
     // ... and nothing else was recomputed.
     assert_eq!(c.label(&other_path).await, "HIT");
     assert_eq!(c.label("/api/stats/dashboard").await, "HIT");
+
+    // The batch endpoint shows the update too: its entry of the product
+    // was invalidated by the product's tag, the other one still serves.
+    let batch = c.miss_then_hit(&batch_path).await;
+    assert_eq!(listed(&batch, id).unwrap(), &fresh);
+    assert_eq!(listed(&batch, second_id).unwrap(), &second);
+    assert_eq!(
+        c.label(&format!("/api/products?ids={second_id}")).await,
+        "HIT"
+    );
 
     // Move it to another category: it leaves the old listing, joins the new
     // one, and the dashboard's revenue by category is recomputed.

@@ -167,6 +167,24 @@ impl Backend {
         }
     }
 
+    /// [`read`](Self::read) of many entries (a batch call's items), in one
+    /// round trip: on one node a pipeline of one `MGET` per entry, on a
+    /// cluster one `GET` per key, sent to every node at once. With `ttl`, on
+    /// Redis, each entry's remaining time to live too.
+    pub async fn read_many<'k>(
+        &self,
+        reads: &[(KeyName<'k>, Vec<KeyName<'k>>)],
+        ttl: bool,
+    ) -> Result<Vec<Snapshot>, Error> {
+        match self {
+            Backend::Redis(b) => b.read_many(reads, ttl).await,
+            Backend::Memory(b) => Ok(reads
+                .iter()
+                .map(|(entry, versions)| b.read(*entry, versions.iter().copied(), ttl))
+                .collect()),
+        }
+    }
+
     /// For each key: its current value, or `fresh` stored under it with the
     /// TTL when it had none; on Redis, and with `lease`, tries the lease in
     /// the same round trip.

@@ -430,6 +430,71 @@ impl RedisBackend {
         Ok((entry, u64::try_from(pttl).ok().map(Duration::from_millis)))
     }
 
+    /// [`read`](Self::read) of many entries, in one round trip (see
+    /// [`Backend::read_many`](super::Backend::read_many)).
+    pub async fn read_many<'k>(
+        &self,
+        reads: &[(KeyName<'k>, Vec<KeyName<'k>>)],
+        ttl: bool,
+    ) -> Result<Vec<Snapshot>, Error> {
+        if reads.is_empty() {
+            return Ok(Vec::new());
+        }
+        let cluster = self.is_cluster();
+        let mut cmds = Vec::new();
+        for (entry, versions) in reads {
+            if cluster {
+                cmds.push(redis::cmd("GET").arg(*entry).to_owned());
+                cmds.extend(
+                    versions
+                        .iter()
+                        .map(|k| redis::cmd("GET").arg(*k).to_owned()),
+                );
+            } else {
+                let mut mget = redis::cmd("MGET");
+                mget.arg(*entry);
+                for k in versions {
+                    mget.arg(*k);
+                }
+                cmds.push(mget);
+            }
+            if ttl {
+                cmds.push(redis::cmd("PTTL").arg(*entry).to_owned());
+            }
+        }
+        let mut values = self.exec(cmds).await?.into_iter();
+        let mut snaps = Vec::with_capacity(reads.len());
+        for (_, versions) in reads {
+            let wanted = versions.len() + 1;
+            let items: Vec<Value> = if cluster {
+                values.by_ref().take(wanted).collect()
+            } else {
+                match values.next() {
+                    Some(Value::Array(items)) => items,
+                    other => {
+                        return Err(Error::Reply(format!(
+                            "expected {wanted} values, got {other:?}"
+                        )));
+                    }
+                }
+            };
+            if items.len() != wanted {
+                return Err(Error::Reply(format!(
+                    "expected {wanted} values, got {}",
+                    items.len()
+                )));
+            }
+            let mut snap = Snapshot::new(items, false)?;
+            if ttl {
+                snap.ttl = u64::try_from(int(values.next())?)
+                    .ok()
+                    .map(Duration::from_millis);
+            }
+            snaps.push(snap);
+        }
+        Ok(snaps)
+    }
+
     /// [`read`](Self::read) on a cluster, or with the lease or the TTL.
     async fn read_more<'k>(
         &self,

@@ -61,14 +61,17 @@ impl Call<'_> {
         loop {
             match self.inner.flights.join(key.clone()) {
                 Join::Leader(flight) => return Step::Compute(Fill::uncached(self, Some(flight))),
-                Join::Follower(follower) => match (follower.began(), follower.wait().await) {
-                    (began, Landing::Value(bytes)) if began >= offline_since => {
-                        return Step::Serve(Found::Shared(bytes));
+                Join::Follower(follower) => {
+                    self.park();
+                    match (follower.began(), follower.wait().await) {
+                        (began, Landing::Value(bytes)) if began >= offline_since => {
+                            return Step::Serve(Found::Shared(bytes));
+                        }
+                        (_, Landing::Value(_)) => {}
+                        (_, Landing::Failed(shared)) => return Step::Failed(shared),
+                        (_, Landing::Abandoned) => {}
                     }
-                    (_, Landing::Value(_)) => {}
-                    (_, Landing::Failed(shared)) => return Step::Failed(shared),
-                    (_, Landing::Abandoned) => {}
-                },
+                }
             }
         }
     }

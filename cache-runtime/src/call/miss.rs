@@ -54,6 +54,7 @@ impl Call<'_> {
                 Join::Follower(_) if self.is_refresh() => return Step::RefreshedElsewhere,
                 Join::Follower(follower) => {
                     epoch = self.inner.flights.epoch();
+                    self.park();
                     match follower.wait().await {
                         Landing::Value(bytes) => return Step::Serve(Found::Shared(bytes)),
                         // The leader's result is not stored (an `Err`):
@@ -154,6 +155,7 @@ impl Call<'_> {
                 if self.is_refresh() {
                     return Step::RefreshedElsewhere;
                 }
+                self.park();
                 if let Landing::Value(bytes) = other.wait().await {
                     flight.land(Landing::Value(bytes.clone()));
                     return Step::Serve(Found::Shared(bytes));
@@ -180,6 +182,7 @@ impl Call<'_> {
         };
         let waiting = std::sync::OnceLock::new();
         let waited = || {
+            self.park();
             self.count(Stat::lease_waits);
             let _ = waiting.set(std::time::Instant::now());
         };

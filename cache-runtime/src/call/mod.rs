@@ -26,6 +26,7 @@
 //! taken), [`fill`] (what is written after the body), [`grace`] (grace and
 //! refresh ahead), [`fail_open`].
 
+mod batch;
 mod fail_open;
 mod fill;
 mod grace;
@@ -52,6 +53,8 @@ use crate::span;
 use crate::spec::{CountersRef, KeysRef, Spec};
 use crate::stats::{Counters, Stat};
 
+pub(crate) use batch::execute as execute_batch;
+pub use batch::{BatchItem, BatchMap, BatchOk, BatchPlain, BatchShape};
 pub(crate) use fill::Fill;
 pub(crate) use grace::{Detached, InPlace};
 use local::LocalLookup;
@@ -442,6 +445,9 @@ pub(crate) struct Call<'c> {
     /// Every read of the entry asks for its remaining TTL (the caller
     /// wants to know how long it has been stored).
     reads_ttl: bool,
+    /// Set when the miss waits for another caller or process to fill the
+    /// entry: a batch call then runs its body for its other items.
+    parked: AtomicBool,
 }
 
 impl<'c> Call<'c> {
@@ -477,6 +483,7 @@ impl<'c> Call<'c> {
             recomputing: AtomicBool::new(false),
             function: inner.counters(spec),
             reads_ttl: false,
+            parked: AtomicBool::new(false),
         }
     }
 
@@ -491,6 +498,12 @@ impl<'c> Call<'c> {
     fn count(&self, stat: Stat) {
         Counters::add(self.inner.stats.get(stat));
         self.function.count(stat);
+    }
+
+    /// Marks the call as waiting for another caller or process to fill
+    /// its entry.
+    fn park(&self) {
+        self.parked.store(true, Ordering::Relaxed);
     }
 
     /// Whether this call is a refresh, which leaves the key to whoever

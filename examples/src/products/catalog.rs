@@ -25,6 +25,8 @@
 //! `products` tag is there for bulk changes (a price import): one
 //! `invalidate_tag("products")` drops every listing.
 
+use std::collections::HashMap;
+
 use cache_runtime::{Cache, cached, template_value};
 
 use super::db::{Db, DbError};
@@ -79,6 +81,19 @@ impl Catalog {
     #[cached(ttl = "5m", key = "product:{id}", tags = ["product:{id}"], cache = self.cache)]
     pub async fn product(&self, id: i64) -> Result<Option<Product>, DbError> {
         self.db.call(move |c| queries::product_by_id(c, id)).await
+    }
+
+    /// The products of `ids` that exist, each cached as its own entry
+    /// (`batch`) and tagged with its own `product:{id}`: one query for the
+    /// ids that were not cached, none when all were. An id with no product
+    /// is not cached (a product created later shows at once).
+    #[cached(ttl = "5m", tags = ["product:{ids}"], batch = ids, cache = self.cache)]
+    pub async fn products_by_ids(&self, ids: Vec<i64>) -> Result<HashMap<i64, Product>, DbError> {
+        let found = self
+            .db
+            .call(move |c| queries::products_by_ids(c, &ids))
+            .await?;
+        Ok(found.into_iter().map(|p| (p.id, p)).collect())
     }
 
     /// The best sellers of a category.

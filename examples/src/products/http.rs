@@ -122,6 +122,8 @@ impl From<DbError> for ApiError {
 #[derive(Debug, Deserialize)]
 struct ListQuery {
     category: Option<String>,
+    /// `ids=1,2,3`: these products (those that exist), in this order.
+    ids: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -135,6 +137,25 @@ async fn list_products(
     State(catalog): State<Catalog>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Listing>, ApiError> {
+    if let Some(ids) = q.ids {
+        let ids = ids
+            .split(',')
+            .map(|id| id.trim().parse::<i64>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("ids: {e}")))?;
+        let found = catalog.products_by_ids(ids.clone()).await?;
+        let mut seen = std::collections::HashSet::new();
+        let products: Vec<Product> = ids
+            .iter()
+            .filter(|id| seen.insert(**id))
+            .filter_map(|id| found.get(id).cloned())
+            .collect();
+        return Ok(Json(Listing {
+            category: None,
+            count: products.len(),
+            products,
+        }));
+    }
     let category = q.category.filter(|c| !c.is_empty());
     let products = match &category {
         Some(c) => catalog.products_in(c.clone()).await?,

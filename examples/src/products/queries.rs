@@ -53,6 +53,19 @@ pub fn product_by_id(conn: &Connection, id: i64) -> rusqlite::Result<Option<Prod
     .optional()
 }
 
+/// The products of `ids` that exist, in one query.
+pub fn products_by_ids(conn: &Connection, ids: &[i64]) -> rusqlite::Result<Vec<Product>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let marks = vec!["?"; ids.len()].join(",");
+    conn.prepare(&format!(
+        "SELECT {PRODUCT_COLUMNS} FROM products WHERE id IN ({marks})"
+    ))?
+    .query_map(rusqlite::params_from_iter(ids), product)?
+    .collect()
+}
+
 /// The best sellers of one category, or of the whole shop (`None`).
 pub fn list_products(conn: &Connection, category: Option<&str>) -> rusqlite::Result<Vec<Product>> {
     match category {

@@ -43,6 +43,12 @@
 //!   thirds in the slots holding keys move to another primary: calls per
 //!   second, p99 (the highest of the processes'), failed calls, stale
 //!   reads, computations per key per TTL.
+//! - `measure batch [rounds]`: 100 ids of which 90 are cached, read by
+//!   one `batch` call, by 100 concurrent single-id calls, and by one
+//!   uncached query (a body that takes 1 ms, like a database round trip):
+//!   Redis round trips, commands and body runs per read, and the median
+//!   time of a read over `rounds` (default 30), each round in a fresh
+//!   namespace.
 //!
 //! Run: `cargo run --release -p cache-tests --bin measure -- stampede`
 //! (needs `redis-server` on the PATH).
@@ -63,6 +69,7 @@ fn main() {
         Some("steady") => steady(),
         Some("fleet") => fleet(std::env::args().nth(2)),
         Some("propagation") => propagation::run(std::env::args().nth(2)),
+        Some("batch") => batch::run(std::env::args().nth(2)),
         Some("propagation-reader") => {
             let args: Vec<String> = std::env::args().skip(2).collect();
             propagation::reader(&args[0], &args[1]);
@@ -836,5 +843,136 @@ mod propagation {
             percentile(&took, 0.99),
             took.last().unwrap()
         );
+    }
+}
+
+mod batch {
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::{Duration, Instant};
+
+    use cache_runtime::{Cache, cached};
+    use cache_tests::RedisServer;
+
+    /// Body runs.
+    static QUERIES: AtomicU64 = AtomicU64::new(0);
+
+    async fn query(ids: &[u64]) -> HashMap<u64, String> {
+        QUERIES.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        ids.iter()
+            .map(|&id| (id, format!("product {id}")))
+            .collect()
+    }
+
+    #[cached(cache = cache, ttl = 600, tags = ["product:{ids}"], batch = ids, skip(cache))]
+    async fn products(cache: &Cache, ids: Vec<u64>) -> HashMap<u64, String> {
+        query(&ids).await
+    }
+
+    #[cached(cache = cache, ttl = 600, tags = ["product:{id}"], skip(cache))]
+    async fn product(cache: &Cache, id: u64) -> Option<String> {
+        query(&[id]).await.remove(&id)
+    }
+
+    fn commands(conn: &mut redis::Connection) -> u64 {
+        cache_tests::total_calls(
+            conn,
+            &["info", "config", "client", "hello", "subscribe", "ping"],
+        )
+    }
+
+    struct Read {
+        round_trips: u64,
+        commands: u64,
+        queries: u64,
+        micros: f64,
+    }
+
+    async fn read<F: std::future::Future>(
+        cache: &Cache,
+        conn: &mut redis::Connection,
+        f: F,
+    ) -> Read {
+        let (trips, cmds, queries) = (
+            cache.stats().round_trips,
+            commands(conn),
+            QUERIES.load(Ordering::Relaxed),
+        );
+        let started = Instant::now();
+        f.await;
+        let micros = started.elapsed().as_secs_f64() * 1e6;
+        Read {
+            round_trips: cache.stats().round_trips - trips,
+            commands: commands(conn).saturating_sub(cmds),
+            queries: QUERIES.load(Ordering::Relaxed) - queries,
+            micros,
+        }
+    }
+
+    pub fn run(rounds: Option<String>) {
+        let rounds: usize = rounds.map_or(30, |r| r.parse().expect("rounds"));
+        let server = RedisServer::start();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut conn = server.conn();
+            let cached: Vec<u64> = (0..100).filter(|id| id % 10 != 3).collect();
+            let mut results: Vec<(&str, Vec<Read>)> = vec![
+                ("batch", vec![]),
+                ("100 single calls", vec![]),
+                ("uncached query", vec![]),
+            ];
+            for round in 0..rounds {
+                let cache = Cache::builder()
+                    .redis(server.url())
+                    .namespace(format!("batch-{round}"))
+                    .build()
+                    .unwrap();
+                // Warm: a first call connects; then the 90.
+                products(&cache, vec![1000]).await;
+                products(&cache, cached.clone()).await;
+                for &id in &cached {
+                    product(&cache, id).await;
+                }
+                let r = read(&cache, &mut conn, products(&cache, (0..100).collect())).await;
+                results[0].1.push(r);
+                let r = read(
+                    &cache,
+                    &mut conn,
+                    futures_util::future::join_all((0..100).map(|id| product(&cache, id))),
+                )
+                .await;
+                results[1].1.push(r);
+                let ids: Vec<u64> = (0..100).collect();
+                let r = read(&cache, &mut conn, query(&ids)).await;
+                results[2].1.push(r);
+            }
+            println!(
+                "100 ids, 90 cached ({rounds} rounds, 1 ms body; per read: median of each figure)"
+            );
+            println!(
+                "{:<18} {:>11} {:>9} {:>10} {:>12}",
+                "", "round trips", "commands", "body runs", "median µs"
+            );
+            for (name, reads) in results {
+                let median = |f: &dyn Fn(&Read) -> f64| {
+                    let mut v: Vec<f64> = reads.iter().map(f).collect();
+                    v.sort_by(f64::total_cmp);
+                    v[v.len() / 2]
+                };
+                println!(
+                    "{:<18} {:>11} {:>9} {:>10} {:>12.0}",
+                    name,
+                    median(&|r| r.round_trips as f64),
+                    median(&|r| r.commands as f64),
+                    median(&|r| r.queries as f64),
+                    median(&|r| r.micros),
+                );
+            }
+        });
     }
 }
