@@ -57,6 +57,8 @@ pub(crate) fn check(cx: &Ctxt, args: &Args, func: &Func) {
         ("grace", args.grace_secs.is_some()),
         ("refresh_ahead", args.refresh_ahead.is_some()),
         ("timeout", args.timeout_ms.is_some()),
+        ("ttl_from", args.ttl_from.is_some()),
+        ("unless", args.unless.is_some()),
     ] {
         if given {
             cx.error_spanned_by(

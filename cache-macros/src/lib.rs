@@ -274,7 +274,7 @@ use proc_macro::TokenStream;
 ///   processes); a call that waits for another's items runs its body for
 ///   the rest meanwhile. The body runs at most once per call: an item whose
 ///   other computation fails after the body started is left out of the
-///   map. Not with `grace`, `refresh_ahead` or `timeout`.
+///   map. Not with `grace`, `refresh_ahead`, `timeout`, `ttl_from` or `unless`.
 ///
 ///   ```
 ///   # use std::collections::HashMap;
