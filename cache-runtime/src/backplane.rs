@@ -1,18 +1,44 @@
-//! Each process keeps one subscription per cache, for two channels:
-//! - `{ns}#fills`, on which a leader `PUBLISH`es the lease key it
-//!   released: it wakes exactly the waiters of that key, promptly;
+//! Each process keeps subscriptions per cache for two channels:
+//! - `{ns}#fills`, on which a leader announces the lease key it released:
+//!   it wakes exactly the waiters of that key, promptly;
 //! - with a local tier, `{ns}#invalidations` (the backplane), on which
-//!   every invalidation `PUBLISH`es the version keys it deleted: applied to
-//!   the local tier as they arrive. The local tier is served only while
-//!   this subscription is confirmed; a `PING` every second finds a
-//!   connection that stopped answering.
+//!   every invalidation announces the version keys it deleted: applied to
+//!   the local tier as they arrive. The local tier (and the versions it
+//!   holds) is served only while every subscription is confirmed; a
+//!   `PING` every second finds a connection that stopped answering.
 //!
-//! On a cluster, the subscription goes to one of the nodes given to
-//! `redis_cluster`, the next one after each failure: a cluster forwards
-//! every classic `PUBLISH` to all its nodes, so one subscription hears the
-//! whole cluster (sharded pub/sub would need one per shard, and messages
-//! for all keys). While none answers, the local tier is bypassed and
-//! waiters poll (see [`lease`](crate::lease)).
+//! On a single node (or through Sentinel, to the primary of the moment):
+//! one classic subscription (`SUBSCRIBE`), and `PUBLISH`.
+//!
+//! On a cluster, sharded pub/sub (Redis 7, Valkey), so that a message
+//! costs one shard rather than every node (a cluster forwards a classic
+//! `PUBLISH` to all its nodes, a `SPUBLISH` only within the shard of the
+//! channel's slot):
+//! - each channel is split into [`SHARD_GROUPS`](schema::SHARD_GROUPS)
+//!   shard channels `{channel}{sN}`, one per group of 1024 slots, each
+//!   named to hash into its group; a message about a key (the version key
+//!   invalidated, the lease key released) is `SPUBLISH`ed on its slot
+//!   group's channel, so it usually stays on the shard that owns the key;
+//! - each process `SSUBSCRIBE`s to every shard channel, each at the
+//!   primary that owns its slot, over one cluster connection (RESP3), and
+//!   so hears every message, once;
+//! - confirmed once every shard channel's subscription was answered. At
+//!   the first sign that a message may have been missed, the local tier is
+//!   bypassed and every subscription made again from a fresh view of the
+//!   cluster: a connection dropped (a primary died), a subscription the
+//!   server ended (`SUNSUBSCRIBE`: its slot moved to another shard), or a
+//!   primary that stopped answering `PING`. A subscription that cannot be
+//!   made (a slot map that is not settled yet) is tried again after a
+//!   backoff.
+//!
+//! A cluster that refuses `SSUBSCRIBE` or `SPUBLISH` as an unknown command
+//! (before Redis 7) gets classic pub/sub, as does every process that asks
+//! it: one subscription to any of the nodes given to `redis_cluster`, the
+//! next one after each failure, which hears the whole cluster. A single
+//! URL to a cluster node (a managed cluster's endpoint) is asked whether it
+//! is a cluster node (`INFO cluster`), as the backend asks it, so that
+//! publishers and subscribers always agree. While a subscription is down,
+//! the local tier is bypassed and waiters poll (see [`lease`](crate::lease)).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

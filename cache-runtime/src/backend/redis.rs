@@ -13,6 +13,11 @@
 //! wall time, except where order matters (an entry is written before its
 //! lease is released).
 //!
+//! Announcements (invalidations, fill releases) are `PUBLISH`ed; on a
+//! cluster, `SPUBLISH`ed on the shard channel of the key's slot group (see
+//! [`backplane`](crate::backplane)), unless the cluster refuses it as an
+//! unknown command (before Redis 7): classic `PUBLISH` from then on.
+//!
 //! Scripts are sent by hash (`EVALSHA`); a server that does not know one
 //! (restarted, `SCRIPT FLUSH`) gets the operation again with the scripts'
 //! text (`EVAL`), which also loads them.
@@ -612,8 +617,9 @@ impl RedisBackend {
             .map(drop)
     }
 
-    /// Deletes keys (with `delete`), then `PUBLISH`es each on `channel`
-    /// (the backplane of local tiers), in one round trip on one node; on a
+    /// Deletes keys (with `delete`), then announces each on `channel` (the
+    /// backplane of local tiers: `PUBLISH`, or on a cluster `SPUBLISH` on
+    /// the key's shard channel), in one round trip on one node; on a
     /// cluster the deletes land before the announcements go out. An
     /// invalidation is asked of Redis even while the breaker is open (its
     /// caller must know whether it happened), and its outcome tells the
