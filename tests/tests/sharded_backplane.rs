@@ -354,14 +354,14 @@ impl Drop for Worker {
 }
 
 /// Invalidations still reach a local tier in another process after a
-/// failover of the shard that carries them, and after their shard
-/// channel's slot moved to another shard (the old shard ends the
-/// subscription with `SUNSUBSCRIBE`): the process never keeps serving a
+/// failover of the shard that carries them, after their shard channel's
+/// slot moved to another shard (the old shard ends the subscription with
+/// `SUNSUBSCRIBE`), and after the primary that carries them was killed: the process never keeps serving a
 /// value from before an invalidation (its local tier keeps values up to
 /// an hour).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn invalidations_reach_another_process_after_a_failover_and_a_resharding() {
-    let cluster = RedisCluster::start_replicated();
+async fn invalidations_reach_another_process_after_failovers_and_a_resharding() {
+    let mut cluster = RedisCluster::start_replicated();
     let db = RedisServer::start();
     let namespace = unique_namespace("sharded-topology");
     let mut db_conn = db.conn();
@@ -397,8 +397,23 @@ async fn invalidations_reach_another_process_after_a_failover_and_a_resharding()
     worker.serves(3, "after the channel's slot moved");
     assert_eq!(subscribers(&cluster, to, true, &channel), 1);
 
-    // And once more, with nothing changing.
+    // The primary that carries them now is killed: its replica takes
+    // over. The writer's first tries may meet the dead node.
+    let primary = cluster.slot_owner(slot);
+    let replica = cluster.replica_of(primary);
+    cluster.kill(primary);
+    cluster.wait_until_primary(replica);
     set_db(&mut db_conn, 4);
+    no_hang(30, "an invalidation after a kill", async {
+        while writer.invalidate_tag("prices").await.is_err() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    worker.serves(4, "after a killed primary");
+
+    // And once more, with nothing changing.
+    set_db(&mut db_conn, 5);
     writer.invalidate_tag("prices").await.unwrap();
-    worker.serves(4, "at the end");
+    worker.serves(5, "at the end");
 }
