@@ -26,8 +26,9 @@
 //!   the first sign that a message may have been missed, the local tier is
 //!   bypassed and every subscription made again from a fresh view of the
 //!   cluster: a connection dropped (a primary died), a subscription the
-//!   server ended (`SUNSUBSCRIBE`: its slot moved to another shard), or a
-//!   primary that stopped answering `PING`. A subscription that cannot be
+//!   server ended (`SUNSUBSCRIBE`: its slot moved to another shard, or
+//!   its primary stepped down in a failover), or a primary that stopped
+//!   answering `PING`. A subscription that cannot be
 //!   made (a slot map that is not settled yet) is tried again after a
 //!   backoff.
 //!

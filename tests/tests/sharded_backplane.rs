@@ -354,7 +354,8 @@ impl Drop for Worker {
 }
 
 /// Invalidations still reach a local tier in another process after a
-/// failover of the shard that carries them, after their shard channel's
+/// failover of the shard that carries them (the demoted primary ends the
+/// subscription with `SUNSUBSCRIBE`), after their shard channel's
 /// slot moved to another shard (the old shard ends the subscription with
 /// `SUNSUBSCRIBE`), and after the primary that carries them was killed: the process never keeps serving a
 /// value from before an invalidation (its local tier keeps values up to
