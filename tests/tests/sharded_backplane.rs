@@ -418,3 +418,32 @@ async fn invalidations_reach_another_process_after_failovers_and_a_resharding() 
     writer.invalidate_tag("prices").await.unwrap();
     worker.serves(5, "at the end");
 }
+
+/// One URL of a cluster node (a managed cluster's endpoint): the node is
+/// asked whether it is a cluster's, and the backplane goes by sharded
+/// pub/sub, as the backend's announcements do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_url_of_a_cluster_node_subscribes_to_every_shard() {
+    let cluster = RedisCluster::start();
+    let namespace = unique_namespace("sharded-one-url");
+    let reader = Cache::builder()
+        .redis(cluster.urls()[0].as_str())
+        .namespace(namespace.as_str())
+        .op_timeout(cache_tests::TEST_OP_TIMEOUT)
+        .local_cache(1 << 20)
+        .build()
+        .unwrap();
+    let writer = cluster_cache(&cluster.urls(), &namespace, false);
+    ready(&reader).await;
+    let tag_key = format!("{namespace}#tag:prices");
+    let channel = shard_channel_of(&cluster, &format!("{namespace}#invalidations"), &tag_key);
+    let owner = cluster.slot_owner(keyslot(&cluster, &channel));
+    assert_eq!(subscribers(&cluster, owner, true, &channel), 1);
+    let db = Db::default();
+    for round in 0..3u64 {
+        db.version.store(round, Ordering::SeqCst);
+        writer.invalidate_tag("prices").await.unwrap();
+        serves_after_the_message(&reader, &db, 1000 + round).await;
+    }
+    assert!(reader.stats().local_hits > 0);
+}
