@@ -8,7 +8,7 @@ use crate::backend::clients::{self, Tls};
 use crate::backend::link::{Link, Node};
 use crate::backend::memory::MemoryBackend;
 use crate::backend::redis::{RedisBackend, Target};
-use crate::backplane::Backplane;
+use crate::backplane::{Backplane, Shards};
 use crate::breaker::Breaker;
 use crate::cache::Cache;
 use crate::engine::{Inner, Parts};
@@ -96,6 +96,10 @@ impl Default for CacheBuilder {
         }
     }
 }
+
+/// What [`CacheBuilder::backend`] makes: the backend, the link of its
+/// classic subscription, and a cluster's shards.
+type BackendParts = (Backend, Option<Arc<Link>>, Option<Shards>);
 
 impl CacheBuilder {
     /// Stores entries in the Redis server at `url`:
@@ -394,8 +398,8 @@ impl CacheBuilder {
     pub fn build(mut self) -> Result<Cache, Error> {
         self.check()?;
         let stats = Arc::new(Counters::default());
-        let (backend, link) = self.backend(&stats)?;
-        let (backplane, local) = self.backplane(link);
+        let (backend, link, shards) = self.backend(&stats)?;
+        let (backplane, local) = self.backplane(link, shards);
         Ok(Cache {
             inner: Arc::new(Inner::new(Parts {
                 backend,
@@ -455,8 +459,10 @@ impl CacheBuilder {
     }
 
     /// The backend, and the link its backplane subscribes on (Redis only):
-    /// a single node's own link, or for a cluster one to any of its nodes.
-    fn backend(&mut self, stats: &Arc<Counters>) -> Result<(Backend, Option<Arc<Link>>), Error> {
+    /// a single node's own link, or for a cluster one to any of its nodes
+    /// (for classic pub/sub), and the cluster's shards (for sharded
+    /// pub/sub; for one URL, if its node turns out to be a cluster's).
+    fn backend(&mut self, stats: &Arc<Counters>) -> Result<BackendParts, Error> {
         let single = |node: Node| Arc::new(Link::new(node, self.op_timeout));
         Ok(
             match std::mem::replace(&mut self.backend, BackendChoice::None) {
@@ -467,6 +473,7 @@ impl CacheBuilder {
                         self.memory_max_bytes,
                     )),
                     None,
+                    None,
                 ),
                 BackendChoice::Redis(url) => {
                     let link = single(Node::Fixed(clients::single(&url, &self.tls)?));
@@ -475,12 +482,19 @@ impl CacheBuilder {
                     // cluster's endpoint): asked on first use. A URL the
                     // cluster client does not take (a unix socket) is a
                     // single node.
+                    let mut shards = None;
                     if let Ok(cluster) =
                         clients::cluster(std::slice::from_ref(&url), &self.tls, self.op_timeout)
                     {
                         backend = backend.detecting_cluster(cluster);
+                        shards = Some(Shards::new(
+                            vec![url],
+                            self.tls.clone(),
+                            self.op_timeout,
+                            true,
+                        ));
                     }
-                    (Backend::Redis(Arc::new(backend)), Some(link))
+                    (Backend::Redis(Arc::new(backend)), Some(link), shards)
                 }
                 BackendChoice::Sentinel(urls, master_name) => {
                     let sentinel = clients::sentinel(&urls, &master_name, &self.tls)?;
@@ -491,6 +505,7 @@ impl CacheBuilder {
                     (
                         self.redis_backend(Target::Single(link.clone()), stats),
                         Some(link),
+                        None,
                     )
                 }
                 BackendChoice::Cluster(urls) => {
@@ -500,10 +515,13 @@ impl CacheBuilder {
                         ));
                     }
                     let client = clients::cluster(&urls, &self.tls, self.op_timeout)?;
-                    // The subscription (fill announcements, the local tier's
-                    // backplane) goes to one node, the first given, then the
-                    // next after a failure: a cluster forwards classic pub/sub
-                    // messages to every node.
+                    // The subscriptions (fill announcements, the local tier's
+                    // backplane) go to every shard (sharded pub/sub); on a
+                    // cluster without it, to one node, the first given, then
+                    // the next after a failure: a cluster forwards classic
+                    // pub/sub messages to every node.
+                    let shards =
+                        Shards::new(urls.clone(), self.tls.clone(), self.op_timeout, false);
                     let nodes = urls
                         .iter()
                         .map(|url| clients::single(url, &self.tls))
@@ -515,6 +533,7 @@ impl CacheBuilder {
                     (
                         self.redis_backend(Target::Cluster(Box::new(client)), stats),
                         Some(link),
+                        Some(shards),
                     )
                 }
             },
@@ -526,6 +545,7 @@ impl CacheBuilder {
     fn backplane(
         &self,
         link: Option<Arc<Link>>,
+        shards: Option<Shards>,
     ) -> (Option<Arc<Backplane>>, Option<Arc<LocalTier>>) {
         let local = match (&link, self.local_bytes) {
             (Some(_), Some(bytes)) => Some(Arc::new(LocalTier::new(bytes, self.local_max_age))),
@@ -545,6 +565,7 @@ impl CacheBuilder {
                 local
                     .clone()
                     .map(|tier| (tier, schema::invalidation_channel(&self.namespace))),
+                shards,
             )
         });
         (backplane, local)

@@ -169,8 +169,10 @@
 //!   announcement, in one pipeline). Scripts go by hash (`EVALSHA`).
 //! - An invalidation: `DEL {ns}#tag:{tag}`, one single-key command per tag,
 //!   whatever the number of entries, then `PUBLISH {ns}#invalidations
-//!   {ns}#tag:{tag}` for the local tiers, in the same round trip. Nothing is
-//!   scanned or listed.
+//!   {ns}#tag:{tag}` for the local tiers, in the same round trip (on a
+//!   cluster, `SPUBLISH` on the shard channel of the key's slot, which
+//!   costs one shard rather than every node). Nothing is scanned or
+//!   listed.
 //! - A local hit ([`CacheBuilder::local_cache`]): no Redis command. A
 //!   lookup in process memory, a check that the backplane subscription is
 //!   up and that none of the entry's versions was announced as

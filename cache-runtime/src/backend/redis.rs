@@ -13,6 +13,11 @@
 //! wall time, except where order matters (an entry is written before its
 //! lease is released).
 //!
+//! Announcements (invalidations, fill releases) are `PUBLISH`ed; on a
+//! cluster, `SPUBLISH`ed on the shard channel of the key's slot group (see
+//! [`backplane`](crate::backplane)), unless the cluster refuses it as an
+//! unknown command (before Redis 7): classic `PUBLISH` from then on.
+//!
 //! Scripts are sent by hash (`EVALSHA`); a server that does not know one
 //! (restarted, `SCRIPT FLUSH`) gets the operation again with the scripts'
 //! text (`EVAL`), which also loads them.
@@ -31,7 +36,7 @@ use super::link::{self, Health, Link};
 use super::{LeaseTry, NewVersion, Prepared, Snapshot, Store};
 use crate::breaker::{Admit, Breaker};
 use crate::error::Error;
-use crate::schema::KeyName;
+use crate::schema::{self, KeyName};
 use crate::stats::Counters;
 
 /// A Lua script, sent by its SHA-1 once the server knows it.
@@ -127,6 +132,10 @@ pub(crate) struct RedisBackend {
     breaker: Breaker,
     /// Cleared when the user may not publish on the fill channel.
     can_publish: AtomicBool,
+    /// On a cluster: whether announcements go by sharded pub/sub
+    /// (`SPUBLISH` on the key's shard channel); cleared for good when the
+    /// server does not know `SPUBLISH` (before Redis 7).
+    sharded: AtomicBool,
     #[cfg(feature = "metrics")]
     round_trip: metrics::Histogram,
 }
@@ -160,6 +169,7 @@ impl RedisBackend {
             stats,
             breaker,
             can_publish: AtomicBool::new(true),
+            sharded: AtomicBool::new(true),
             #[cfg(feature = "metrics")]
             round_trip: crate::metrics::round_trips(),
         }
@@ -607,8 +617,9 @@ impl RedisBackend {
             .map(drop)
     }
 
-    /// Deletes keys (with `delete`), then `PUBLISH`es each on `channel`
-    /// (the backplane of local tiers), in one round trip on one node; on a
+    /// Deletes keys (with `delete`), then announces each on `channel` (the
+    /// backplane of local tiers: `PUBLISH`, or on a cluster `SPUBLISH` on
+    /// the key's shard channel), in one round trip on one node; on a
     /// cluster the deletes land before the announcements go out. An
     /// invalidation is asked of Redis even while the breaker is open (its
     /// caller must know whether it happened), and its outcome tells the
@@ -638,7 +649,18 @@ impl RedisBackend {
         F: Future<Output = Result<T, Error>>,
     {
         let channel = channel.filter(|_| self.can_publish.load(Ordering::Relaxed));
+        let sharded = self.publishes_sharded();
         match op(channel).await {
+            Err(Error::Redis(e)) if channel.is_some() && sharded && is_unknown_command(&e) => {
+                if self.sharded.swap(false, Ordering::Relaxed) {
+                    tracing::info!(
+                        target: "cache_runtime",
+                        error = %e,
+                        "the cluster has no sharded pub/sub (`SPUBLISH`): announcements use classic pub/sub"
+                    );
+                }
+                op(channel).await
+            }
             Err(Error::Redis(e)) if channel.is_some() && is_no_channel_rights(&e) => {
                 if self.can_publish.swap(false, Ordering::Relaxed) {
                     tracing::warn!(
@@ -650,6 +672,25 @@ impl RedisBackend {
                 op(None).await
             }
             other => other,
+        }
+    }
+
+    /// Whether announcements go by sharded pub/sub now: on a cluster whose
+    /// servers know `SPUBLISH` (as far as we know).
+    fn publishes_sharded(&self) -> bool {
+        self.is_cluster() && self.sharded.load(Ordering::Relaxed)
+    }
+
+    /// The command that announces `message` about `key` on `channel`: on a
+    /// cluster with sharded pub/sub, `SPUBLISH` on the shard channel of the
+    /// key's slot group (which every subscriber hears); else `PUBLISH`,
+    /// which a cluster forwards to every node.
+    fn announcement(&self, channel: &str, key: &str, message: &str) -> Cmd {
+        if self.publishes_sharded() {
+            let shard = schema::shard_channel(channel, schema::shard_group(key));
+            redis::cmd("SPUBLISH").arg(shard).arg(message).to_owned()
+        } else {
+            redis::cmd("PUBLISH").arg(channel).arg(message).to_owned()
         }
     }
 
@@ -669,7 +710,7 @@ impl RedisBackend {
         let publishes: Vec<Cmd> = channel
             .map(|channel| {
                 keys.iter()
-                    .map(|k| redis::cmd("PUBLISH").arg(channel).arg(k).to_owned())
+                    .map(|k| self.announcement(channel, k, k))
                     .collect()
             })
             .unwrap_or_default();
@@ -747,7 +788,7 @@ impl RedisBackend {
         let release = |by_hash: bool| {
             let mut cmds = vec![RELEASE.call(by_hash, lease_key).arg(token).to_owned()];
             if let Some((channel, message)) = announce {
-                cmds.push(redis::cmd("PUBLISH").arg(channel).arg(message).to_owned());
+                cmds.push(self.announcement(channel, lease_key, message));
             }
             cmds
         };
@@ -783,6 +824,14 @@ const CLUSTER: u8 = 2;
 /// default `acl-pubsub-default resetchannels`).
 pub(crate) fn is_no_channel_rights(e: &redis::RedisError) -> bool {
     e.kind() == ErrorKind::Server(ServerErrorKind::NoPerm) && e.to_string().contains("channel")
+}
+
+/// An error reply about a command the server does not know (`SPUBLISH`
+/// before Redis 7, or a renamed one).
+pub(crate) fn is_unknown_command(e: &redis::RedisError) -> bool {
+    e.to_string()
+        .to_ascii_lowercase()
+        .contains("unknown command")
 }
 
 fn lease_cmd(lease: &LeaseTry<'_>) -> Cmd {
