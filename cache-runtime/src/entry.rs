@@ -11,6 +11,12 @@
 //! (milliseconds), after a `~`: `cr1 json ~1764460800000/212 9f1c…,…`. The
 //! entry itself lives `grace` longer in the store.
 //!
+//! A function with `tags_from` records the tags its value gave the entry,
+//! with their versions, after a space: `cr1 json a1,b2
+//! product:7=9f1c…,product:8=04be…` (names with `%`, `,`, `=`, spaces or
+//! bytes outside printable ASCII written `%XX`; an empty list when the
+//! value gave none). An entry of such a function without the list is stale.
+//!
 //! The versions are those of the entry's version keys, in order: its
 //! function's, its own (the call's), the namespace's, then its tags' (see the crate docs,
 //! "Tags"). `redis-cli GET` shows the header and, for JSON, the value as
