@@ -465,9 +465,11 @@ impl<'a> Expand<'a> {
 
     /// The value type the decisions take, when there are any.
     fn decided_value(&self) -> Option<&Type> {
-        (self.args.ttl_from.is_some() || self.args.unless.is_some() || self.args.tags_from.is_some())
-            .then_some(self.func.ret.value.as_ref())
-            .flatten()
+        (self.args.ttl_from.is_some()
+            || self.args.unless.is_some()
+            || self.args.tags_from.is_some())
+        .then_some(self.func.ret.value.as_ref())
+        .flatten()
     }
 
     /// The type of [`Self::strategy`].

@@ -342,7 +342,12 @@ mod tests {
     #[test]
     fn current_only_under_the_recorded_versions() {
         let bytes = entry(Codec::Json, &["a1", "b2"], br#"{"x":[1,2]}"#);
-        let at = match check(Some(&bytes), Codec::Json, now(&[Some("a1"), Some("b2")]), ValueTags::None) {
+        let at = match check(
+            Some(&bytes),
+            Codec::Json,
+            now(&[Some("a1"), Some("b2")]),
+            ValueTags::None,
+        ) {
             Check::Current(at) => at,
             other => panic!("{other:?}"),
         };
@@ -397,10 +402,18 @@ mod tests {
             );
         }
         assert_eq!(
-            check(Some(b"cr1 json a1\n"), Codec::Json, versions.clone(), ValueTags::None),
+            check(
+                Some(b"cr1 json a1\n"),
+                Codec::Json,
+                versions.clone(),
+                ValueTags::None
+            ),
             Check::Current(12)
         );
-        assert_eq!(check(None, Codec::Json, versions, ValueTags::None), Check::Absent);
+        assert_eq!(
+            check(None, Codec::Json, versions, ValueTags::None),
+            Check::Absent
+        );
     }
 
     #[test]
@@ -423,13 +436,23 @@ mod tests {
         bytes.extend_from_slice(b"[1]");
         assert_eq!(bytes, b"cr1 json ~1764460800000/212 a1,b2\n[1]");
         assert_eq!(freshness(&bytes), Some(fresh));
-        let at = match check(Some(&bytes), Codec::Json, now(&[Some("a1"), Some("b2")]), ValueTags::None) {
+        let at = match check(
+            Some(&bytes),
+            Codec::Json,
+            now(&[Some("a1"), Some("b2")]),
+            ValueTags::None,
+        ) {
             Check::Current(at) => at,
             other => panic!("{other:?}"),
         };
         assert_eq!(&bytes[at..], b"[1]");
         assert_eq!(
-            check(Some(&bytes), Codec::Json, now(&[Some("a1"), Some("b3")]), ValueTags::None),
+            check(
+                Some(&bytes),
+                Codec::Json,
+                now(&[Some("a1"), Some("b3")]),
+                ValueTags::None
+            ),
             Check::Stale
         );
         assert_eq!(freshness(&entry(Codec::Json, &["a1"], b"1")), None);
@@ -441,7 +464,12 @@ mod tests {
             assert_eq!(freshness(garbage), None);
         }
         assert_eq!(
-            check(Some(b"cr1 json ~"), Codec::Json, now(&[Some("a1")]), ValueTags::None),
+            check(
+                Some(b"cr1 json ~"),
+                Codec::Json,
+                now(&[Some("a1")]),
+                ValueTags::None
+            ),
             Check::Corrupt
         );
     }
@@ -465,7 +493,12 @@ mod tests {
         assert_eq!(&bytes[at..], b"[7]");
         let statics = now(&all[..2]);
         assert_eq!(
-            check(Some(&bytes), Codec::Json, statics.clone(), ValueTags::Skipped),
+            check(
+                Some(&bytes),
+                Codec::Json,
+                statics.clone(),
+                ValueTags::Skipped
+            ),
             Check::Current(at)
         );
         assert_eq!(
@@ -476,7 +509,13 @@ mod tests {
             &[Some("a1"), Some("b2"), None, Some("v8t6")][..],
             &[Some("a1"), Some("b2"), Some("v7t5"), Some("v8t7")],
             &[Some("a1"), Some("b2"), Some("v7t5")],
-            &[Some("a1"), Some("b2"), Some("v7t5"), Some("v8t6"), Some("x")],
+            &[
+                Some("a1"),
+                Some("b2"),
+                Some("v7t5"),
+                Some("v8t6"),
+                Some("x"),
+            ],
             &all[..2],
         ] {
             assert_eq!(
@@ -486,18 +525,28 @@ mod tests {
             );
         }
         // No tag from the value: an empty section, still required.
-        let mut empty = with_value_tags::<&str>(header(Codec::Json, None, &["a1"], 0).unwrap(), &[])
-            .unwrap();
+        let mut empty =
+            with_value_tags::<&str>(header(Codec::Json, None, &["a1"], 0).unwrap(), &[]).unwrap();
         empty.extend_from_slice(b"[]");
         assert_eq!(empty, b"cr1 json a1 \n[]");
         assert!(value_tags(&empty).is_empty());
         assert!(matches!(
-            check(Some(&empty), Codec::Json, now(&[Some("a1")]), ValueTags::Checked),
+            check(
+                Some(&empty),
+                Codec::Json,
+                now(&[Some("a1")]),
+                ValueTags::Checked
+            ),
             Check::Current(_)
         ));
         let plain = entry(Codec::Json, &["a1"], b"[]");
         assert_eq!(
-            check(Some(&plain), Codec::Json, now(&[Some("a1")]), ValueTags::Checked),
+            check(
+                Some(&plain),
+                Codec::Json,
+                now(&[Some("a1")]),
+                ValueTags::Checked
+            ),
             Check::Stale
         );
         assert_eq!(stamp(b"9f1ct1764460800000001"), Some(1_764_460_800_000_001));

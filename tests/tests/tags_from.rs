@@ -77,7 +77,11 @@ impl Shop {
     #[cached(cache = self.cache, ttl = 600, key = "listing:{category}", tags_from = product_tags)]
     async fn listing(&self, category: String) -> Result<Listing, String> {
         self.runs.fetch_add(1, Ordering::SeqCst);
-        let ids: &[u64] = if category == "books" { &[7, 8] } else { &[7, 9] };
+        let ids: &[u64] = if category == "books" {
+            &[7, 8]
+        } else {
+            &[7, 9]
+        };
         // The query reads before it waits.
         let listing = self.expected(ids);
         if self.gated.load(Ordering::SeqCst) {
@@ -182,7 +186,11 @@ async fn an_invalidation_while_the_body_runs_leaves_its_value_unserved() {
 
         let runs = shop.runs();
         let next = shop.listing("games".into()).await.unwrap();
-        assert_eq!(next, shop.expected(&[7, 9]), "{name}: the value read before the invalidation was served");
+        assert_eq!(
+            next,
+            shop.expected(&[7, 9]),
+            "{name}: the value read before the invalidation was served"
+        );
         assert_eq!(shop.runs(), runs + 1, "{name}");
     }
 }
