@@ -196,6 +196,9 @@ impl<'a> Expand<'a> {
         if let Some(local) = self.args.local {
             options.push(quote!(local: #local));
         }
+        if self.args.tags_from.is_some() {
+            options.push(quote!(tags_from: true));
+        }
         if let Some(codec) = self.args.codec {
             let codec = Ident::new(codec, Span::call_site());
             options.push(quote!(codec: #p::Codec::#codec));
@@ -453,14 +456,20 @@ impl<'a> Expand<'a> {
             let path = &unless.value;
             tokens.extend(quote!(.unless(#path)));
         }
+        if let Some(tags_from) = &self.args.tags_from {
+            let path = &tags_from.value;
+            tokens.extend(quote!(.tags_from(#path)));
+        }
         tokens
     }
 
     /// The value type the decisions take, when there are any.
     fn decided_value(&self) -> Option<&Type> {
-        (self.args.ttl_from.is_some() || self.args.unless.is_some())
-            .then_some(self.func.ret.value.as_ref())
-            .flatten()
+        (self.args.ttl_from.is_some()
+            || self.args.unless.is_some()
+            || self.args.tags_from.is_some())
+        .then_some(self.func.ret.value.as_ref())
+        .flatten()
     }
 
     /// The type of [`Self::strategy`].

@@ -220,6 +220,18 @@ use proc_macro::TokenStream;
 /// - **`unless = path`**: a `fn(&T) -> bool` (same `T`); a value it
 ///   accepts is returned, and shared with the callers waiting for it, but
 ///   not stored (an empty listing, a partial result).
+/// - **`tags_from = path`**: a `fn(&T) -> Vec<String>` (same `T`): tags
+///   taken from the value, besides `tags`: a listing tagged with the ids of
+///   the products it shows, so that `invalidate_tag("product:7")`
+///   invalidates every listing that shows product 7. Race-free like the
+///   other tags: the value is stored only if none of its tags' versions was
+///   created since the call started (by the server's clock), so an
+///   invalidation of one while the body ran leaves it unstored. A value
+///   whose tags have no version yet (first seen, evicted, just
+///   invalidated) is returned but not stored either; the next call stores
+///   it. A hit costs two round trips: the entry with the function's
+///   versions, then the versions of the tags the entry records (see the
+///   crate docs, "Tags from the value"). Not with `batch`.
 ///
 ///   A path to a function, not a closure; a wrong signature is a type error
 ///   at the path.
@@ -243,6 +255,17 @@ use proc_macro::TokenStream;
 ///   async fn listing(page: u32) -> Vec<u32> {
 ///       Vec::new() // returned, not stored
 ///   }
+///
+///   # #[derive(serde::Serialize, serde::Deserialize)]
+///   # struct Product { id: u64 }
+///   fn product_tags(products: &Vec<Product>) -> Vec<String> {
+///       products.iter().map(|p| format!("product:{}", p.id)).collect()
+///   }
+///
+///   #[cached(ttl = 600, tags_from = product_tags)]
+///   async fn featured(page: u32) -> Result<Vec<Product>, String> {
+///       Ok(vec![Product { id: 7 }]) // tagged `product:7`
+///   }
 ///   # #[tokio::main(flavor = "current_thread")]
 ///   # async fn main() -> Result<(), cache_runtime::Error> {
 ///   # let cache = Cache::builder().memory().build()?;
@@ -252,6 +275,11 @@ use proc_macro::TokenStream;
 ///   # listing(1).await;
 ///   # listing(1).await;
 ///   # assert_eq!((cache.stats().hits, cache.stats().computations), (1, 3));
+///   # for _ in 0..3 { featured(1).await.unwrap(); }
+///   # assert_eq!((cache.stats().hits, cache.stats().computations), (2, 5));
+///   # cache.invalidate_tag("product:7").await?;
+///   # featured(1).await.unwrap();
+///   # assert_eq!(cache.stats().computations, 6);
 ///   # Ok(()) }
 ///   ```
 /// - **`batch = ids`**: the function takes a collection of items and

@@ -39,6 +39,9 @@ pub struct Options {
     /// The HTTP layer's entries keep theirs exactly: a response's age is
     /// read off its entry's remaining TTL.
     pub jitter: bool,
+    /// `tags_from = ...`: entries also carry tags taken from their value,
+    /// after the body (see the crate docs, "Tags from the value").
+    pub tags_from: bool,
 }
 
 impl Options {
@@ -54,6 +57,7 @@ impl Options {
         refresh_ahead: false,
         local: true,
         jitter: true,
+        tags_from: false,
     };
 
     /// Whether entries record their freshness (`grace` or `refresh_ahead`).

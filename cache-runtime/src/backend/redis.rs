@@ -85,8 +85,31 @@ static RELEASE: Lua = lua!(
 static GET_OR_SET: Lua = lua!(
     "local v = redis.call('get', KEYS[1]) \
 if v and v ~= ARGV[3] then return v end \
-redis.call('set', KEYS[1], ARGV[1], 'px', ARGV[2]) \
-return ARGV[1]"
+local t = redis.call('time') \
+local n = ARGV[1] .. 't' .. t[1] .. string.format('%06d', tonumber(t[2])) \
+redis.call('set', KEYS[1], n, 'px', ARGV[2]) \
+return n"
+);
+
+/// Returns the key's version if it is stamped (`{hex}t{microseconds}`),
+/// or stores and returns `ARGV[1]` stamped with the server's clock, with a
+/// TTL of `ARGV[2]` ms: the version of a tag taken from a value, whose
+/// stamp tells whether it changed while the body ran.
+static STAMPED: Lua = lua!(
+    "local v = redis.call('get', KEYS[1]) \
+if v and string.find(v, '^%x+t%d+$') then return v end \
+local t = redis.call('time') \
+local n = ARGV[1] .. 't' .. t[1] .. string.format('%06d', tonumber(t[2])) \
+redis.call('set', KEYS[1], n, 'px', ARGV[2]) \
+return n"
+);
+
+/// The server's clock, in microseconds since 1970, on the node of
+/// `KEYS[1]` (which it does not touch): a keyed script, so that a cluster
+/// routes it like the entry's reads.
+static CLOCK: Lua = lua!(
+    "local t = redis.call('time') \
+return t[1] .. string.format('%06d', tonumber(t[2]))"
 );
 
 /// Extends the key's TTL to `ARGV[1]` ms if it has a shorter one (`PEXPIRE
@@ -608,6 +631,89 @@ impl RedisBackend {
             }
         };
         Ok(Prepared { versions, leased })
+    }
+
+    /// See [`Backend::read_value_tags`](super::Backend::read_value_tags):
+    /// one `MGET` and the clock's script in one round trip on one node;
+    /// on a cluster one `GET` per key, and the clock from the entry's node.
+    pub async fn read_value_tags(
+        &self,
+        entry_key: KeyName<'_>,
+        keys: &[String],
+    ) -> Result<(Vec<Value>, u64), Error> {
+        self.detect().await?;
+        let entry_key = entry_key.to_string();
+        let cluster = self.is_cluster();
+        let mut values = self
+            .exec_scripts(|by_hash| {
+                let mut cmds = Vec::with_capacity(keys.len() + 1);
+                cmds.push(CLOCK.call(by_hash, &entry_key));
+                if cluster {
+                    cmds.extend(keys.iter().map(|k| redis::cmd("GET").arg(k).to_owned()));
+                } else if !keys.is_empty() {
+                    cmds.push(redis::cmd("MGET").arg(keys).to_owned());
+                }
+                cmds
+            })
+            .await?
+            .into_iter();
+        let clock = bytes(values.next())?
+            .and_then(|b| std::str::from_utf8(&b).ok()?.parse().ok())
+            .ok_or_else(|| Error::Reply("no clock".into()))?;
+        let versions: Vec<Value> = if cluster {
+            values.collect()
+        } else if keys.is_empty() {
+            Vec::new()
+        } else {
+            match values.next() {
+                Some(Value::Array(items)) => items,
+                other => return Err(Error::Reply(format!("expected versions, got {other:?}"))),
+            }
+        };
+        if versions.len() != keys.len() {
+            return Err(Error::Reply(format!(
+                "expected {} versions, got {}",
+                keys.len(),
+                versions.len()
+            )));
+        }
+        Ok((versions, clock))
+    }
+
+    /// See [`Backend::stamped_versions`](super::Backend::stamped_versions):
+    /// one single-key script per key, in one round trip.
+    pub async fn stamped_versions(
+        &self,
+        keys: &[String],
+        version_ttl: Duration,
+    ) -> Result<Vec<Vec<u8>>, Error> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.detect().await?;
+        let ttl = millis(version_ttl);
+        let values = self
+            .exec_scripts(|by_hash| {
+                keys.iter()
+                    .map(|k| {
+                        STAMPED
+                            .call(by_hash, k)
+                            .arg(crate::ids::random_id())
+                            .arg(ttl)
+                            .to_owned()
+                    })
+                    .collect()
+            })
+            .await?;
+        values
+            .into_iter()
+            .map(|v| bytes(Some(v))?.ok_or_else(|| Error::Reply("no version".into())))
+            .collect()
+    }
+
+    /// Whether this backend talks to a cluster now.
+    pub(crate) fn is_cluster_now(&self) -> bool {
+        self.is_cluster()
     }
 
     pub async fn store(&self, store: &Store<'_>) -> Result<(), Error> {

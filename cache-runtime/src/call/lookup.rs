@@ -21,7 +21,13 @@ impl Call<'_> {
         let ttl = ttl || self.reads_ttl || self.spec.options.records_freshness();
         let epoch = self.inner.flights.epoch();
         let tier = self.inner.local.as_deref();
-        if let Some(held) = tier.and_then(|t| t.held(self.version_names())) {
+        // A function with `tags_from` reads the versions its entries name:
+        // the held ones are not enough.
+        let holds = !self.spec.options.tags_from;
+        if let Some(held) = tier
+            .filter(|_| holds)
+            .and_then(|t| t.held(self.version_names()))
+        {
             match self.read_held(&held, ttl).await {
                 Ok(Some((snap, at))) => return self.current(snap, at, epoch),
                 // Not current under the held versions: read as when
@@ -52,6 +58,14 @@ impl Call<'_> {
         let snap = match read {
             Ok(snap) => snap,
             Err(e) => return self.read_failed(&e).await,
+        };
+        let snap = if self.spec.options.tags_from {
+            match Box::pin(self.complete(snap)).await {
+                Ok(snap) => snap,
+                Err(e) => return self.read_failed(&e).await,
+            }
+        } else {
+            snap
         };
         match self.check(&snap) {
             Check::Current(at) => {

@@ -71,12 +71,16 @@ impl Call<'_> {
                         // A flight of this process may have filled the key
                         // after our read: look again before computing.
                         let freshness = self.spec.options.records_freshness() || self.reads_ttl;
-                        let snap = match self
+                        let reread = match self
                             .inner
                             .backend
                             .read(self.entry(), self.version_names(), None, freshness)
                             .await
                         {
+                            Ok(snap) => self.complete(snap).await,
+                            Err(e) => Err(e),
+                        };
+                        let snap = match reread {
                             Ok(snap) => snap,
                             Err(e) => {
                                 self.fail(&e, "read");
@@ -169,7 +173,9 @@ impl Call<'_> {
             // Another process holds the lease: it refreshes the key.
             return Step::RefreshedElsewhere;
         }
-        let filled = |snap: &crate::backend::Snapshot| match self.check(snap) {
+        // With `tags_from`, the versions of the value's tags are read once
+        // the entry is found (below).
+        let filled = |snap: &crate::backend::Snapshot| match self.check_first(snap) {
             Check::Current(at) => Some(at),
             _ => None,
         };
@@ -200,6 +206,28 @@ impl Call<'_> {
                 Step::Compute(Fill::new(self, versions, None, Some(flight)))
             }
             Ok(Acquired::Filled(snap, at)) => {
+                let (snap, at) = if self.spec.options.tags_from {
+                    let current = match self.complete(snap).await {
+                        Ok(snap) => match self.check(&snap) {
+                            Check::Current(at) => Some((snap, at)),
+                            _ => None,
+                        },
+                        Err(e) => {
+                            self.fail(&e, "read");
+                            None
+                        }
+                    };
+                    match current {
+                        Some(current) => current,
+                        // Filled, but one of the value's tags was
+                        // invalidated since: compute.
+                        None => {
+                            return Step::Compute(Fill::new(self, versions, None, Some(flight)));
+                        }
+                    }
+                } else {
+                    (snap, at)
+                };
                 if let Some(entry) = snap.entry() {
                     flight.land_value(&entry[at..]);
                 }

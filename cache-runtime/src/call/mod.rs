@@ -298,6 +298,9 @@ fn fill_with<'f, R, S: Strategy<R>>(
     // `ttl_from`: a TTL under a millisecond (a token already expired)
     // stores nothing; the value is still returned and shared.
     let storable = strategy.ttl(result).is_none_or(|ttl| fill.choose_ttl(ttl));
+    if call.spec.options.tags_from {
+        fill.tag_value(strategy.tags(result));
+    }
     let mut out = fill.start(took);
     let at = out.len();
     let keep = match strategy.encode(call.spec.options.codec, result, &mut out) {
@@ -448,6 +451,11 @@ pub(crate) struct Call<'c> {
     /// Set when the miss waits for another caller or process to fill the
     /// entry: a batch call then runs its body for its other items.
     parked: AtomicBool,
+    /// With `tags_from`: the server's clock at the call's first read,
+    /// before its body (0: not read). A tag the value gives its entry
+    /// whose version was created at or after it may have been invalidated
+    /// while the body ran: the value is then not stored.
+    started: AtomicU64,
 }
 
 impl<'c> Call<'c> {
@@ -484,6 +492,7 @@ impl<'c> Call<'c> {
             function: inner.counters(spec),
             reads_ttl: false,
             parked: AtomicBool::new(false),
+            started: AtomicU64::new(0),
         }
     }
 
@@ -552,9 +561,64 @@ impl<'c> Call<'c> {
         })
     }
 
-    /// Whether the snapshot's entry is current for this call.
+    /// Whether the snapshot's entry is current for this call (with
+    /// `tags_from`, the snapshot [completed](Self::complete)).
     fn check(&self, snap: &Snapshot) -> Check {
-        entry::check(snap.entry(), self.spec.options.codec, snap.versions())
+        let value_tags = if self.spec.options.tags_from {
+            entry::ValueTags::Checked
+        } else {
+            entry::ValueTags::None
+        };
+        entry::check(
+            snap.entry(),
+            self.spec.options.codec,
+            snap.versions(),
+            value_tags,
+        )
+    }
+
+    /// [`check`](Self::check) of the function's versions only, the tags
+    /// from the value left for [`complete`](Self::complete).
+    fn check_first(&self, snap: &Snapshot) -> Check {
+        let value_tags = if self.spec.options.tags_from {
+            entry::ValueTags::Skipped
+        } else {
+            entry::ValueTags::None
+        };
+        entry::check(
+            snap.entry(),
+            self.spec.options.codec,
+            snap.versions(),
+            value_tags,
+        )
+    }
+
+    /// With `tags_from`, the second round trip of a read: the versions of
+    /// the tags the entry took from its value (the header names them), and
+    /// the server's clock, which the call's first such read keeps as its
+    /// start. Without, the snapshot as it is.
+    async fn complete(&self, mut snap: Snapshot) -> Result<Snapshot, crate::error::Error> {
+        if !self.spec.options.tags_from {
+            return Ok(snap);
+        }
+        let namespace = &self.inner.namespace;
+        let keys: Vec<String> = snap
+            .entry()
+            .map(entry::value_tags)
+            .unwrap_or_default()
+            .iter()
+            .map(|tag| schema::tag_key(namespace, tag))
+            .collect();
+        let (versions, clock) = self
+            .inner
+            .backend
+            .read_value_tags(self.entry(), &keys)
+            .await?;
+        let _ = self
+            .started
+            .compare_exchange(0, clock, Ordering::Relaxed, Ordering::Relaxed);
+        snap.append_value_tags(versions)?;
+        Ok(snap)
     }
 
     /// Counts a value that decoded and is returned.
