@@ -171,7 +171,7 @@ impl<'a> Expand<'a> {
             let #handle_var = #handle;
             #key
             #tags
-            #p::prime(#execute #ret #turbofish_rest #primed).await
+            #p::prime(async move { #execute #ret #turbofish_rest #primed #await_ }).await
         });
         quote! {
             #(#attrs)*
@@ -797,7 +797,7 @@ mod tests {
                 let __cache_tags: [::cache_runtime::__private::String; 1] = [
                     ::cache_runtime::__private::format!("category:{}", ::cache_runtime::__private::TemplateValue::new(&category))
                 ];
-                ::cache_runtime::__private::prime(::cache_runtime::__private::execute::<Result<Vec<u32>, std::io::Error>, ::cache_runtime::__private::OkOnly, _>(
+                ::cache_runtime::__private::prime(async move { ::cache_runtime::__private::execute::<Result<Vec<u32>, std::io::Error>, ::cache_runtime::__private::OkOnly, _>(
                     __cache_handle,
                     &__CACHE_SPEC,
                     __cache_key,
@@ -808,7 +808,7 @@ mod tests {
                         (&&&::cache_runtime::__private::LocalProbe::<Result<Vec<u32>, std::io::Error>, ::cache_runtime::__private::OkOnly>::NEW).local_form()
                     },
                     async move { value },
-                )).await
+                ).await }).await
             }
         };
         assert_eq!(actual, expected.to_string());

@@ -119,7 +119,10 @@ impl<'a> Entry<'a> {
     }
 
     /// Tags the entry: [`Cache::invalidate_tag`] of any of them makes it a
-    /// miss. Adds to the tags given before.
+    /// miss. Adds to the tags given before. The tags are part of what a
+    /// read checks: read an entry with the tags it is stored with (as a
+    /// function's calls render the same tags from the same arguments); read
+    /// with others, it is a miss.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -237,8 +240,11 @@ impl<'a> Entry<'a> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Option<T>>,
     {
-        self.run(SomeOnly { cache_none: false }, async move { compute().await })
-            .await
+        self.run(
+            SomeOnly { cache_none: false },
+            async move { compute().await },
+        )
+        .await
     }
 
     /// The stored value, without computing: `Ok(Some(value))` for an entry

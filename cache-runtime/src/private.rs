@@ -9,9 +9,9 @@
 pub use ::core::any::{type_name, type_name_of_val};
 pub use ::core::future::Future;
 pub use ::core::option::Option::{self, None, Some};
+pub use ::core::primitive::bool;
 pub use ::core::result::Result;
 pub use ::std::format;
-pub use ::core::primitive::bool;
 pub use ::std::string::String;
 
 pub use crate::call::{

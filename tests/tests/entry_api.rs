@@ -93,12 +93,24 @@ async fn tags_invalidate_entries() {
 async fn set_then_get_and_remove() {
     for cache in backends("entry-set") {
         let name = cache.backend_name();
-        let entry = || cache.entry("greeting", &"fr");
+        // An entry is read and written with the same tags (as a function's
+        // calls render the same tags for the same arguments).
+        let entry = || cache.entry("greeting", &"fr").tags(["greetings"]);
         assert_eq!(entry().get::<String>().await.unwrap(), None, "{name}");
-        assert!(entry().tags(["greetings"]).set("bonjour").await, "{name}");
+        assert!(entry().set("bonjour").await, "{name}");
         assert_eq!(
             entry().get::<String>().await.unwrap().as_deref(),
             Some("bonjour"),
+            "{name}"
+        );
+        // Read with other tags, it is a miss.
+        assert_eq!(
+            cache
+                .entry("greeting", &"fr")
+                .get::<String>()
+                .await
+                .unwrap(),
+            None,
             "{name}"
         );
         // A computation finds the stored value.
@@ -120,7 +132,7 @@ async fn set_then_get_and_remove() {
         entry().remove().await.unwrap();
         assert_eq!(entry().get::<String>().await.unwrap(), None, "{name}");
         // A value set with a tag goes with the tag.
-        assert!(entry().tags(["greetings"]).set("coucou").await, "{name}");
+        assert!(entry().set("coucou").await, "{name}");
         cache.invalidate_tag("greetings").await.unwrap();
         assert_eq!(entry().get::<String>().await.unwrap(), None, "{name}");
         // A value of another type reads as a miss, not an error.
@@ -249,11 +261,11 @@ async fn an_invalidation_during_the_computation_leaves_the_value_unserved() {
     }
 }
 
-/// An entry's tags are part of what a read checks: `get` with the tags
-/// of the entry sees an invalidation of one of them.
+/// An entry's key starts with `@` and its name, a function's with its
+/// path: `entry("square", ..)` never reads or writes `square`'s entries.
 #[tokio::test]
 async fn an_entry_and_a_function_of_the_same_name_do_not_share_keys() {
-    #[cached(ttl = 60)]
+    #[cached(cache = cache, skip(cache), ttl = 60)]
     async fn square(cache: Cache, n: u32) -> u32 {
         let _ = cache;
         n * n
@@ -340,7 +352,10 @@ async fn the_local_tier_serves_entries_and_a_set_replaces_them() {
         no_hang(10, "the backplane", async {
             while !cache.local_ready() {
                 let _ = cache.entry("warm", &0u8).get::<u8>().await;
-                cache.entry("warm", &0u8).get_or_compute(|| async { 0u8 }).await;
+                cache
+                    .entry("warm", &0u8)
+                    .get_or_compute(|| async { 0u8 })
+                    .await;
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         })
@@ -381,7 +396,7 @@ impl Shop {
         Ok(format!("product {id} from the database"))
     }
 
-    #[cached(cache = self.cache, ttl = 60, unless = is_empty)]
+    #[cached(cache = self.cache, ttl = 60, unless = Vec::is_empty)]
     async fn listing(&self, category: String) -> Vec<u64> {
         self.runs.add();
         vec![category.len() as u64]
@@ -392,10 +407,6 @@ impl Shop {
         let _ = cache;
         Some(id)
     }
-}
-
-fn is_empty(v: &Vec<u64>) -> bool {
-    v.is_empty()
 }
 
 #[tokio::test]

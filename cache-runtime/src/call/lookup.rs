@@ -195,12 +195,12 @@ pub(crate) async fn read_current<T>(
         call.count(Stat::misses);
         return Ok(None);
     };
-    let found = Found::Hit {
-        snap,
-        at,
-        epoch: 0,
-    };
-    if freshness && call.fresh_for(&found).is_none_or(|(fresh_ms, _)| fresh_ms == 0) {
+    let found = Found::Hit { snap, at, epoch: 0 };
+    if freshness
+        && call
+            .fresh_for(&found)
+            .is_none_or(|(fresh_ms, _)| fresh_ms == 0)
+    {
         call.count(Stat::misses);
         return Ok(None);
     }

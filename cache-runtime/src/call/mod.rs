@@ -57,11 +57,11 @@ use crate::stats::{Counters, Stat};
 pub(crate) use batch::execute as execute_batch;
 pub use batch::{BatchItem, BatchMap, BatchOk, BatchPlain, BatchShape};
 pub(crate) use fill::Fill;
-pub(crate) use lookup::read_current;
 pub(crate) use given::{StoreOnly, prime};
 pub(crate) use grace::{Detached, InPlace};
 use local::LocalLookup;
 pub use local::{LocalForm, LocalProbe, ViaBytes, ViaClone, ViaCloneResult};
+pub(crate) use lookup::read_current;
 
 /// One call of a `#[cached]` function, as the generated code describes
 /// it: the cache (if any), the function, the call's key and the rendered
