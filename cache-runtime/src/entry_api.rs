@@ -42,19 +42,18 @@ impl Cache {
     /// use std::time::Duration;
     /// let cache = cache_runtime::Cache::builder().memory().namespace("shop").build()?;
     ///
-    /// let total: u64 = cache
-    ///     .entry("order_total", &(42u64, "EUR"))
-    ///     .ttl(Duration::from_secs(60))
-    ///     .tags(["orders", "order:42"])
-    ///     .get_or_compute(|| async { 1999 })
-    ///     .await;
+    /// let order_total = |id: u64| {
+    ///     cache
+    ///         .entry("order_total", &(id, "EUR"))
+    ///         .ttl(Duration::from_secs(60))
+    ///         .tags(["orders".to_owned(), format!("order:{id}")])
+    /// };
+    /// let total: u64 = order_total(42).get_or_compute(|| async { 1999 }).await;
     /// assert_eq!(total, 1999);
     ///
-    /// let again = cache.entry("order_total", &(42u64, "EUR")).get::<u64>().await?;
-    /// assert_eq!(again, Some(1999));
+    /// assert_eq!(order_total(42).get::<u64>().await?, Some(1999));
     /// cache.invalidate_tag("order:42").await?;
-    /// let gone = cache.entry("order_total", &(42u64, "EUR")).get::<u64>().await?;
-    /// assert_eq!(gone, None);
+    /// assert_eq!(order_total(42).get::<u64>().await?, None);
     /// # Ok(()) }
     /// ```
     pub fn entry<'a, A: KeyArg + ?Sized>(&'a self, name: &'a str, args: &A) -> Entry<'a> {
