@@ -68,8 +68,9 @@
 //!   version values it holds for Redis hits.
 //! - **engine** (`engine`, `invalidation`, `invalidating`, `call`): one cache's state, the
 //!   invalidation path, the double delete around a transaction, the path of one call.
-//! - **facade** (`cache`, `builder`, `default_cache`, `companions`, `http`, `private`):
-//!   the public API and what the macro calls (`__private`).
+//! - **facade** (`cache`, `builder`, `default_cache`, `companions`, `entry_api`, `http`, `private`):
+//!   the public API (with [`Cache::entry`], the cache without an attribute)
+//!   and what the macro calls (`__private`).
 //!
 //! Where to look:
 //! - a hit is served: `call/lookup.rs` (from Redis), `call/local.rs` (from
@@ -277,6 +278,7 @@ mod default_cache;
 mod duration;
 mod engine;
 mod entry;
+mod entry_api;
 mod error;
 mod function_counters;
 mod held;
@@ -308,6 +310,7 @@ pub use builder::{CacheBuilder, DEFAULT_LOCAL_MAX_AGE, DEFAULT_MAX_VALUE_BYTES, 
 pub use cache::Cache;
 pub use canonical::EncodeError;
 pub use default_cache::{AsCache, set_default};
+pub use entry_api::Entry;
 pub use error::Error;
 pub use invalidating::invalidating;
 pub use scope::{bypass, refresh};

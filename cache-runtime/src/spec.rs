@@ -117,6 +117,18 @@ impl Spec {
         }
     }
 
+    /// A description whose path is given rather than read off a marker
+    /// (the entries of [`Cache::entry`](crate::Cache::entry)): `path` is
+    /// its name too.
+    pub(crate) fn with_path(path: &'static str, options: Options) -> Self {
+        fn no_marker() -> &'static str {
+            ""
+        }
+        let spec = Spec::new(path, no_marker, options);
+        let _ = spec.path.set(path.to_owned());
+        spec
+    }
+
     /// The function's full path, `my_crate::module::fn_name`, or
     /// `my_crate::module::Type::fn_name` for an associated function, so that
     /// `User::get` and `Team::get` of one module never share keys.

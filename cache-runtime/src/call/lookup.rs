@@ -177,3 +177,62 @@ impl Call<'_> {
         });
     }
 }
+
+/// A read that never computes (`Entry::get`): the value of a current
+/// entry, decoded with `decode`, or `None` when the entry is absent, stale
+/// (a tag, the call or the namespace was invalidated), past its freshness
+/// (within `grace`), or does not decode. A backend failure is a miss too
+/// (counted and logged: fail-open). An error only when the key cannot be
+/// derived.
+pub(crate) async fn read_current<T>(
+    inner: &std::sync::Arc<crate::engine::Inner>,
+    spec: &'static crate::spec::Spec,
+    key: crate::key::KeyPart,
+    tags: &[String],
+    decode: impl FnOnce(&[u8]) -> Result<T, crate::codec::CodecError>,
+) -> Result<Option<T>, crate::canonical::EncodeError> {
+    let call = Call::new(inner, spec, key, tags)?;
+    let freshness = spec.options.records_freshness();
+    let read = inner
+        .backend
+        .read(call.entry(), call.version_names(), None, freshness)
+        .await;
+    let snap = match read {
+        Ok(snap) => snap,
+        Err(e) => {
+            call.fail(&e, "read");
+            call.count(Stat::misses);
+            return Ok(None);
+        }
+    };
+    let Check::Current(at) = call.check(&snap) else {
+        call.count(Stat::misses);
+        return Ok(None);
+    };
+    let found = Found::Hit { snap, at, epoch: 0 };
+    if freshness
+        && call
+            .fresh_for(&found)
+            .is_none_or(|(fresh_ms, _)| fresh_ms == 0)
+    {
+        call.count(Stat::misses);
+        return Ok(None);
+    }
+    match decode(found.value()) {
+        Ok(value) => {
+            call.served(&found);
+            Ok(Some(value))
+        }
+        Err(error) => {
+            call.count(Stat::decode_errors);
+            call.count(Stat::misses);
+            tracing::warn!(
+                target: "cache_runtime",
+                key = %call.entry(),
+                %error,
+                "stored value does not decode; read as a miss"
+            );
+            Ok(None)
+        }
+    }
+}

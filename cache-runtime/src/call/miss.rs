@@ -247,7 +247,7 @@ impl Call<'_> {
     /// The version of every version key, the missing ones created (each a
     /// fresh random id, unless another caller created it first), with the
     /// lease attempt in the same round trip. `None` when the backend failed.
-    async fn versions(
+    pub(super) async fn versions(
         &self,
         read: Vec<Option<Vec<u8>>>,
         lease: Option<&crate::backend::LeaseTry<'_>>,

@@ -29,6 +29,7 @@
 mod batch;
 mod fail_open;
 mod fill;
+mod given;
 mod grace;
 mod local;
 mod lookup;
@@ -56,9 +57,11 @@ use crate::stats::{Counters, Stat};
 pub(crate) use batch::execute as execute_batch;
 pub use batch::{BatchItem, BatchMap, BatchOk, BatchPlain, BatchShape};
 pub(crate) use fill::Fill;
+pub(crate) use given::{StoreOnly, prime};
 pub(crate) use grace::{Detached, InPlace};
 use local::LocalLookup;
 pub use local::{LocalForm, LocalProbe, ViaBytes, ViaClone, ViaCloneResult};
+pub(crate) use lookup::read_current;
 
 /// One call of a `#[cached]` function, as the generated code describes
 /// it: the cache (if any), the function, the call's key and the rendered
@@ -74,6 +77,8 @@ pub(crate) struct Request<'t, R, S, F> {
     body: F,
     /// Where to tell what the call served, for a caller that asks.
     served: Option<&'t Served>,
+    /// The body gives a value to store without a lookup (`Entry::set`).
+    store_only: Option<&'t StoreOnly>,
 }
 
 impl<'t, R, S, F> Request<'t, R, S, F> {
@@ -95,7 +100,16 @@ impl<'t, R, S, F> Request<'t, R, S, F> {
             form,
             body,
             served: None,
+            store_only: None,
         }
+    }
+
+    /// The call stores its body's result without looking up the entry,
+    /// sharing a computation or waiting for one, and tells `mark` whether
+    /// it did (`Entry::set`).
+    pub(crate) fn store_only(mut self, mark: &'t StoreOnly) -> Self {
+        self.store_only = Some(mark);
+        self
     }
 
     /// The call tells `served` how long the entry it returns has left to
@@ -182,7 +196,28 @@ where
         form,
         body,
         served,
+        store_only,
     } = request;
+    // A value given by `Entry::set` or a `<fn>_prime` companion (its body
+    // is the value): stored, whatever the scope.
+    let primed = if store_only.is_none() {
+        given::take()
+    } else {
+        None
+    };
+    if let Some(mark) = store_only.or(primed.as_deref()) {
+        span.record("outcome", "given");
+        return Box::pin(given::store(
+            inner.as_ref(),
+            spec,
+            key,
+            tags,
+            &strategy,
+            body,
+            mark,
+        ))
+        .await;
+    }
     let Some(inner) = inner else {
         warn_no_cache(spec);
         span.record("outcome", "uncached");
