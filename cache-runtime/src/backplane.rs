@@ -32,10 +32,16 @@
 //!   made (a slot map that is not settled yet) is tried again after a
 //!   backoff.
 //!
-//! A cluster that refuses `SSUBSCRIBE` or `SPUBLISH` as an unknown command
-//! (before Redis 7) gets classic pub/sub, as does every process that asks
-//! it: one subscription to any of the nodes given to `redis_cluster`, the
-//! next one after each failure, which hears the whole cluster. A single
+//! Beside the sharded subscriptions, each process keeps one classic
+//! subscription to any of the nodes given to `redis_cluster` (the next one
+//! after each failure), which hears the whole cluster, confirmed and lost
+//! together with them. A publisher whose `SPUBLISH` is refused as an
+//! unknown command (a cluster before Redis 7, or part way through an
+//! upgrade) publishes classic from then on, and a shard channel whose node
+//! refuses `SSUBSCRIBE` is left out: every message is heard by one of the
+//! two, whatever each node runs, and so is one from a process of an older
+//! release of this crate. The classic subscription carries nothing while
+//! every publisher uses `SPUBLISH`. A single
 //! URL to a cluster node (a managed cluster's endpoint) is asked whether it
 //! is a cluster node (`INFO cluster`), as the backend asks it, so that
 //! publishers and subscribers always agree. While a subscription is down,
@@ -49,7 +55,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use futures_util::future::try_join_all;
 use redis::cluster_routing::{MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::backend::clients::{self, Tls};
@@ -81,9 +87,6 @@ pub(crate) struct Shards {
     /// Whether the one URL given must be asked first whether it is a
     /// cluster node (`INFO cluster`), as the backend does.
     pub detect: bool,
-    /// Cleared for good once the cluster refused `SSUBSCRIBE` as an
-    /// unknown command (before Redis 7): classic subscriptions then.
-    pub sharded: AtomicBool,
 }
 
 impl Shards {
@@ -93,7 +96,6 @@ impl Shards {
             tls,
             op_timeout,
             detect,
-            sharded: AtomicBool::new(true),
         }
     }
 }
@@ -270,27 +272,12 @@ async fn subscribe(backplane: Weak<Backplane>) {
             return;
         };
         let ended = match shards {
-            Some(shards) if shards.sharded.load(Ordering::Relaxed) => {
-                match is_cluster(&link, &shards).await {
-                    Ok(true) => match sharded(&backplane, &shards).await {
-                        Ended::Failed(Error::Redis(e))
-                            if crate::backend::redis::is_unknown_command(&e) =>
-                        {
-                            tracing::info!(
-                                target: "cache_runtime",
-                                error = %e,
-                                "the cluster has no sharded pub/sub (`SSUBSCRIBE`): classic subscriptions"
-                            );
-                            shards.sharded.store(false, Ordering::Relaxed);
-                            classic(&backplane, &link).await
-                        }
-                        ended => ended,
-                    },
-                    Ok(false) => classic(&backplane, &link).await,
-                    Err(e) => Ended::Failed(e),
-                }
-            }
-            _ => classic(&backplane, &link).await,
+            Some(shards) => match is_cluster(&link, &shards).await {
+                Ok(true) => both(&backplane, &link, &shards).await,
+                Ok(false) => classic(&backplane, &link, None).await,
+                Err(e) => Ended::Failed(e),
+            },
+            _ => classic(&backplane, &link, None).await,
         };
         match ended {
             Ended::Lost => {
@@ -364,10 +351,47 @@ async fn is_cluster(link: &Link, shards: &Shards) -> Result<bool, Error> {
     }
 }
 
+/// On a cluster: the sharded subscriptions and, beside them, one classic
+/// subscription, confirmed together and lost together. Publishers use
+/// `SPUBLISH` where the key's node has it and `PUBLISH` where it does not
+/// (a cluster part way through an upgrade to Redis 7, a process of an
+/// older release of this crate): a subscriber that listens to both misses
+/// neither. The classic subscription costs a connection; it carries a
+/// message only when a publisher fell back.
+async fn both(backplane: &Weak<Backplane>, link: &Link, shards: &Shards) -> Ended {
+    let local = backplane.upgrade().and_then(|n| n.local.clone());
+    let (classic_up, classic_confirmed) = oneshot::channel();
+    let (sharded_up, sharded_confirmed) = oneshot::channel();
+    let up = async {
+        if classic_confirmed.await.is_ok() && sharded_confirmed.await.is_ok() {
+            if let Some((tier, _)) = &local {
+                tier.up();
+            }
+        }
+        std::future::pending::<()>().await
+    };
+    let ended = tokio::select! {
+        ended = classic(backplane, link, Some(classic_up)) => ended,
+        ended = sharded(backplane, shards, sharded_up) => ended,
+        () = up => Ended::Lost,
+    };
+    if let Some((tier, _)) = &local {
+        tier.down();
+    }
+    ended
+}
+
 /// One classic subscription (`SUBSCRIBE`) to one node: through Sentinel,
 /// the primary of the moment; on a cluster, any node, which hears every
 /// node's `PUBLISH`.
-async fn classic(backplane: &Weak<Backplane>, link: &Link) -> Ended {
+///
+/// With `confirmed`, the confirmation is sent there instead of raising
+/// the local tier (see [`both`]).
+async fn classic(
+    backplane: &Weak<Backplane>,
+    link: &Link,
+    confirmed: Option<oneshot::Sender<()>>,
+) -> Ended {
     let Some((channels, local)) = backplane.upgrade().map(|n| {
         (
             n.channels()
@@ -397,9 +421,13 @@ async fn classic(backplane: &Weak<Backplane>, link: &Link) -> Ended {
         Err(_) => return Ended::TimedOut,
     };
     tracing::debug!(target: "cache_runtime", ?channels, "subscribed (classic pub/sub)");
-    if let Some((tier, _)) = &local {
+    match (confirmed, &local) {
+        (Some(confirmed), _) => {
+            let _ = confirmed.send(());
+        }
         // Confirmed: every channel's subscription was answered.
-        tier.up();
+        (None, Some((tier, _))) => tier.up(),
+        (None, None) => {}
     }
     let (mut sink, mut messages) = pubsub.split();
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
@@ -434,7 +462,17 @@ async fn classic(backplane: &Weak<Backplane>, link: &Link) -> Ended {
 /// connection dropped (`Disconnection`), a subscription the server ended
 /// (`SUNSUBSCRIBE`: its slot moved to another shard), or a primary that
 /// stopped answering `PING`.
-async fn sharded(backplane: &Weak<Backplane>, shards: &Shards) -> Ended {
+///
+/// A shard channel whose node does not know `SSUBSCRIBE` (a cluster part
+/// way through an upgrade to Redis 7) is left out: a publisher's
+/// `SPUBLISH` to that node fails the same way, and it publishes classic
+/// instead, which the classic subscription beside this one hears (see
+/// [`both`]). The confirmation is sent to `confirmed`.
+async fn sharded(
+    backplane: &Weak<Backplane>,
+    shards: &Shards,
+    confirmed: oneshot::Sender<()>,
+) -> Ended {
     let Some((channels, local)) = backplane.upgrade().map(|n| {
         (
             n.channels()
@@ -457,7 +495,12 @@ async fn sharded(backplane: &Weak<Backplane>, shards: &Shards) -> Ended {
         // One channel a command: each goes to its own slot's primary.
         try_join_all(channels.iter().map(|channel| {
             let mut conn = conn.clone();
-            async move { conn.ssubscribe(channel).await }
+            async move {
+                match conn.ssubscribe(channel).await {
+                    Err(e) if crate::backend::redis::is_unknown_command(&e) => Ok(()),
+                    other => other,
+                }
+            }
         }))
         .await?;
         Ok::<_, Error>(conn)
@@ -469,9 +512,7 @@ async fn sharded(backplane: &Weak<Backplane>, shards: &Shards) -> Ended {
         Err(_) => return Ended::TimedOut,
     };
     tracing::debug!(target: "cache_runtime", channels = channels.len(), "subscribed (sharded pub/sub)");
-    if let Some((tier, _)) = &local {
-        tier.up();
-    }
+    let _ = confirmed.send(());
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     heartbeat.reset();
     let ping = || {
