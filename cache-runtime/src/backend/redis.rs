@@ -757,7 +757,15 @@ impl RedisBackend {
         let channel = channel.filter(|_| self.can_publish.load(Ordering::Relaxed));
         let sharded = self.publishes_sharded();
         match op(channel).await {
-            Err(Error::Redis(e)) if channel.is_some() && sharded && is_unknown_command(&e) => {
+            // Refused as unknown (before Redis 7), or not allowed to this
+            // ACL user (`-spublish`, or an allow-list written before sharded
+            // pub/sub): classic from then on, which every subscriber of a
+            // cluster also hears.
+            Err(Error::Redis(e))
+                if channel.is_some()
+                    && sharded
+                    && (is_unknown_command(&e) || is_no_command_rights(&e)) =>
+            {
                 if self.sharded.swap(false, Ordering::Relaxed) {
                     tracing::info!(
                         target: "cache_runtime",
@@ -822,13 +830,19 @@ impl RedisBackend {
             .unwrap_or_default();
         let run = async {
             if self.is_cluster() {
-                if !dels.is_empty() {
-                    self.exec_within(dels, self.op_timeout).await?;
-                }
-                if !publishes.is_empty() {
-                    self.exec_within(publishes, self.op_timeout).await?;
-                }
-                Ok(())
+                let deleted = match dels.is_empty() {
+                    true => Ok(()),
+                    false => self.exec_within(dels, self.op_timeout).await.map(drop),
+                };
+                // Announced even when the deletes failed or timed out: they
+                // may still land (a node that was only slow), and an
+                // announcement of keys that were not deleted costs local
+                // tiers a read, not a stale value.
+                let announced = match publishes.is_empty() {
+                    true => Ok(()),
+                    false => self.exec_within(publishes, self.op_timeout).await.map(drop),
+                };
+                announced.and(deleted)
             } else {
                 let mut cmds = dels;
                 cmds.extend(publishes);
@@ -930,6 +944,11 @@ const CLUSTER: u8 = 2;
 /// default `acl-pubsub-default resetchannels`).
 pub(crate) fn is_no_channel_rights(e: &redis::RedisError) -> bool {
     e.kind() == ErrorKind::Server(ServerErrorKind::NoPerm) && e.to_string().contains("channel")
+}
+
+/// `NOPERM` for a command (not a channel): the ACL user may not run it.
+pub(crate) fn is_no_command_rights(e: &redis::RedisError) -> bool {
+    e.kind() == ErrorKind::Server(ServerErrorKind::NoPerm) && !e.to_string().contains("channel")
 }
 
 /// An error reply about a command the server does not know (`SPUBLISH`

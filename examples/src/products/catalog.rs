@@ -10,16 +10,17 @@
 //! | entry                          | tags                                   |
 //! |--------------------------------|----------------------------------------|
 //! | `product(id)`                  | `product:{id}`                         |
-//! | `products_in(category)`        | `products`, `category:{category}`      |
+//! | `products_in(category)`        | `products`, `category:{category}`, and `product:{id}` of each product it shows (`tags_from`) |
 //! | `all_products()`               | `products`, `listing:all`              |
 //! | `dashboard()`                  | `dashboard`                            |
 //! | `trending()` (ids and scores)  | `trending`                             |
 //!
-//! [`Catalog::update_product`] invalidates `product:{id}`, the listing of
-//! the category the product was in and of the one it is in now, the
-//! unfiltered listing, and, when the category changed, the dashboard (its
-//! revenue by category follows the products' current category). It leaves
-//! the other categories' listings and the trending scores alone: trending
+//! [`Catalog::update_product`] invalidates `product:{id}` (the product,
+//! and every category listing that shows it), the unfiltered listing,
+//! and, when the category changed, the listing of the category it is in
+//! now and the dashboard (its revenue by category follows the products'
+//! current category). It leaves the other listings and the trending
+//! scores alone: trending
 //! caches product ids and scores only, and the API fills in the product
 //! details from `product(id)`, which is invalidated precisely. The
 //! `products` tag is there for bulk changes (a price import): one
@@ -96,8 +97,15 @@ impl Catalog {
         Ok(found.into_iter().map(|p| (p.id, p)).collect())
     }
 
-    /// The best sellers of a category.
-    #[cached(ttl = "10m", tags = ["products", "category:{category}"], cache = self.cache)]
+    /// The best sellers of a category, tagged with the products it shows
+    /// (`tags_from`): a change to one of them (`product:{id}`) makes it
+    /// stale, a change to a product it does not show leaves it alone.
+    #[cached(
+        ttl = "10m",
+        tags = ["products", "category:{category}"],
+        tags_from = shown_products,
+        cache = self.cache
+    )]
     pub async fn products_in(&self, category: String) -> Result<Vec<Product>, DbError> {
         self.db
             .call(move |c| queries::list_products(c, Some(&category)))
@@ -181,7 +189,19 @@ impl Catalog {
     }
 }
 
+/// The tags of a listing's entry: `product:{id}` for each product it
+/// shows (`tags_from` of [`Catalog::products_in`]).
+fn shown_products(listing: &Vec<Product>) -> Vec<String> {
+    listing
+        .iter()
+        .map(|p| format!("product:{}", template_value(&p.id)))
+        .collect()
+}
+
 /// The tags whose entries showed `before` and must not show it any more.
+/// A category's listing that showed it carries its `product:{id}` (see
+/// [`Catalog::products_in`]); the category it moves to, if any, may show
+/// it now, and so is invalidated too.
 ///
 /// Arguments are written as the tag templates write them
 /// ([`template_value`]: escaped where they could be taken for the
@@ -189,7 +209,6 @@ impl Catalog {
 pub fn stale_tags(before: &Product, after: &Product) -> Vec<String> {
     let mut tags = vec![
         format!("product:{}", template_value(&after.id)),
-        format!("category:{}", template_value(&before.category)),
         "listing:all".to_owned(),
     ];
     if before.category != after.category {
