@@ -385,15 +385,16 @@ use proc_macro::TokenStream;
 /// `Result`, `Some(v)` for an `Option`). It is the function's own call
 /// with `async { value }` for a body, so the key, the tags and the rules
 /// are the same: the TTL, `ttl_from`, `unless`; an `Err`, or a `None`
-/// without `cache_none`, is not stored. It reads the versions of the tags
-/// and stores the value under them, without a lookup and without waiting
-/// for a computation in progress: an invalidation after that read leaves
-/// the value unserved. It returns whether the value was stored: not when
-/// Redis failed (fail-open: counted and logged), nor when the rules keep
-/// it out. The local tiers of every process drop what they held for the
-/// call. A `batch` function has no `_prime` companion: prime its items
-/// with [`Cache::entry`](../cache_runtime/struct.Cache.html#method.entry)
-/// instead, or call it in a `refresh` scope.
+/// without `cache_none`, is not stored. It first replaces the call's own
+/// version (as `name_invalidate` does: a computation of this call that
+/// began before, in any process, can then not store over the value and be
+/// served, and the local tiers of every process drop what they held for
+/// the call), then reads the versions of the tags and stores the value
+/// under them, without a lookup and without waiting for a computation in
+/// progress: an invalidation after that read leaves the value unserved.
+/// It returns whether the value was stored: not when Redis failed
+/// (fail-open: counted and logged), nor when the rules keep it out. A
+/// `batch` function has no `_prime` companion.
 ///
 /// ```
 /// # use cache_runtime::{cached, Cache};

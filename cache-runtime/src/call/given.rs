@@ -1,6 +1,8 @@
 //! A value given instead of computed: `Entry::set` and the `<fn>_prime`
 //! companions. The call neither looks up the entry nor waits for another
-//! computation: it reads the entry's versions, creates the missing ones,
+//! computation: it replaces the call's own version (so that no computation
+//! that began before can store over the value and be served, and local
+//! tiers drop theirs), reads the entry's versions, creates the missing ones,
 //! then takes its body's result (the given value, at hand) and stores it
 //! under them through the fill, as a miss stores a computed value. An
 //! invalidation after that read leaves the value unserved.
@@ -94,6 +96,17 @@ pub(super) async fn store<R, S: Strategy<R>, F: Future<Output = R>>(
             return body.await;
         }
     };
+    // The call's own version is replaced first (deleted and announced, as
+    // `<fn>_invalidate` does): a computation of this call that read its
+    // versions before, in this process or another, stores under the old
+    // one, which then never matches, so it cannot overwrite this value and
+    // be served; and every process's local tier drops what it holds for
+    // the call. Not stored when that fails.
+    let call_version = [call.part.call_version(&call.keys).to_string()];
+    if let Err(error) = inner.invalidate(&call_version, true).await {
+        call.fail(&error, "invalidate");
+        return body.await;
+    }
     let read = match inner
         .backend
         .read(call.entry(), call.version_names(), None, false)
@@ -117,10 +130,6 @@ pub(super) async fn store<R, S: Strategy<R>, F: Future<Output = R>>(
     let keep = fill_with(fill, strategy, None, &value, Duration::ZERO).await;
     if keep == Keep::Store && !call.failed() {
         mark.stored.store(true, Ordering::Release);
-        if spec.options.local && inner.local.is_some() {
-            // The value replaces whatever the local tiers hold for the call.
-            call.announce_replaced().await;
-        }
     }
     value
 }
