@@ -152,3 +152,80 @@ async fn a_store_after_an_invalidation_of_a_version_it_read_is_not_served() {
     assert_eq!(other.listing("books".into()).await.unwrap().edition, 2);
     drop(monitor);
 }
+
+fn two_tags(_: &Listing) -> Vec<String> {
+    vec!["s1".into(), "s2".into()]
+}
+
+struct Small {
+    cache: Cache,
+    edition: AtomicU64,
+}
+
+impl Small {
+    #[cached(cache = self.cache, ttl = 600, key = "small:{k}", tags_from = two_tags)]
+    async fn listing(&self, k: u64) -> Result<Listing, String> {
+        Ok(Listing {
+            edition: self.edition.load(Ordering::SeqCst),
+        })
+    }
+}
+
+/// The same on the memory backend, without any pause: invalidations in a
+/// loop, readers in a loop; a read that starts after an invalidation
+/// returned must not get a value read before it. The stale reads seen are
+/// all followers of a flight (`coalesced`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_load_no_follower_gets_a_value_read_before_a_returned_invalidation() {
+    let cache = Cache::builder()
+        .memory()
+        .namespace(unique_namespace("tags-from-gap-memory"))
+        .build()
+        .unwrap();
+    let small = Arc::new(Small {
+        cache: cache.clone(),
+        edition: AtomicU64::new(1),
+    });
+    // The edition whose invalidation has returned.
+    let done = Arc::new(AtomicU64::new(1));
+    let writer = {
+        let (small, done) = (small.clone(), done.clone());
+        tokio::spawn(async move {
+            for n in 0..2000u64 {
+                let edition = small.edition.fetch_add(1, Ordering::SeqCst) + 1;
+                let tag = if n % 2 == 0 { "s1" } else { "s2" };
+                small.cache.invalidate_tag(tag).await.unwrap();
+                done.store(edition, Ordering::SeqCst);
+                tokio::time::sleep(std::time::Duration::from_micros(300)).await;
+            }
+        })
+    };
+    let mut readers = Vec::new();
+    for r in 0..4u64 {
+        let (small, done, writer_done) = (small.clone(), done.clone(), writer.abort_handle());
+        readers.push(tokio::spawn(async move {
+            let mut stale = Vec::new();
+            while !writer_done.is_finished() {
+                let floor = done.load(Ordering::SeqCst);
+                let before = small.cache.stats().coalesced;
+                let got = small.listing(r % 2).await.unwrap().edition;
+                if got < floor {
+                    stale.push((floor, got, small.cache.stats().coalesced - before));
+                }
+                tokio::task::yield_now().await;
+            }
+            stale
+        }));
+    }
+    let mut stale = Vec::new();
+    for reader in readers {
+        stale.extend(reader.await.unwrap());
+    }
+    assert!(
+        stale.is_empty(),
+        "{} reads got a value read before an invalidation that returned before they started \
+         (after edition, got edition, flights joined meanwhile): {:?}",
+        stale.len(),
+        &stale[..stale.len().min(5)]
+    );
+}
