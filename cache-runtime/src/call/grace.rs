@@ -260,6 +260,7 @@ where
             fill: snap.entry().map_or(0, super::fill_stamp),
             read: snap.into_versions(),
             epoch,
+            started: call.started.load(std::sync::atomic::Ordering::Relaxed),
         };
         let task = runtime.spawn(refresh_task(detached, strategy, body));
         if !expired {
@@ -293,6 +294,9 @@ struct DetachedCall {
     fill: u64,
     read: Vec<Option<Vec<u8>>>,
     epoch: u64,
+    /// With `tags_from`: the call's start by the server's clock (before
+    /// the refresh's body, so a tag of its value created since is seen).
+    started: u64,
 }
 
 /// A refresh in the background: leads the key's refresh (or leaves it to
@@ -310,8 +314,11 @@ where
         fill,
         read,
         epoch,
+        started,
     } = detached;
     let call = Call::with_part(&inner, spec, part, &tags);
+    call.started
+        .store(started, std::sync::atomic::Ordering::Relaxed);
     // Spawned before another refresh of the key failed, and run after it
     // (a busy runtime): the backoff holds for it too.
     if call.backing_off() {

@@ -56,6 +56,10 @@ impl Call<'_> {
                     epoch = self.inner.flights.epoch();
                     self.park();
                     match follower.wait().await {
+                        // With `tags_from`, read back (see `reread_shared`).
+                        Landing::Value(_) if self.spec.options.tags_from => {
+                            return Box::pin(self.reread_shared()).await;
+                        }
                         Landing::Value(bytes) => return Step::Serve(Found::Shared(bytes)),
                         // The leader's result is not stored (an `Err`):
                         // its clone, or the body now rather than a queue
@@ -111,6 +115,39 @@ impl Call<'_> {
                     }
                     return self.lead(flight, &key, read).await;
                 }
+            }
+        }
+    }
+
+    /// With `tags_from`, a caller that joined a computation does not take
+    /// its value as handed: an invalidation of one of the value's tags may
+    /// have landed after the leader read their versions and before this
+    /// caller began (the flight is found under the function's versions,
+    /// not the value's). The entry is read back, with its value's tags, and
+    /// served only if current; otherwise this caller computes, uncached.
+    async fn reread_shared(&self) -> Step<'_> {
+        let freshness = self.spec.options.records_freshness() || self.reads_ttl;
+        let reread = match self
+            .inner
+            .backend
+            .read(self.entry(), self.version_names(), None, freshness)
+            .await
+        {
+            Ok(snap) => self.complete(snap).await,
+            Err(e) => Err(e),
+        };
+        match reread {
+            Ok(snap) => match self.check(&snap) {
+                Check::Current(at) => Step::Serve(Found::Read {
+                    snap,
+                    at,
+                    coalesced: true,
+                }),
+                _ => Step::Compute(Fill::uncached(self, None)),
+            },
+            Err(e) => {
+                self.fail(&e, "read");
+                Step::Compute(Fill::uncached(self, None))
             }
         }
     }
