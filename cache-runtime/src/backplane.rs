@@ -40,8 +40,12 @@
 //! upgrade) publishes classic from then on, and a shard channel whose node
 //! refuses `SSUBSCRIBE` is left out: every message is heard by one of the
 //! two, whatever each node runs, and so is one from a process of an older
-//! release of this crate. The classic subscription carries nothing while
-//! every publisher uses `SPUBLISH`. A single
+//! release of this crate. An invalidation whose `SPUBLISH` no subscriber
+//! heard at its node (no process there has a local tier, or the slot is
+//! moving and its subscribers are still at the old owner, until that one
+//! ends their subscriptions) is published classic too. The classic
+//! subscription carries nothing else while every publisher uses
+//! `SPUBLISH`. A single
 //! URL to a cluster node (a managed cluster's endpoint) is asked whether it
 //! is a cluster node (`INFO cluster`), as the backend asks it, so that
 //! publishers and subscribers always agree. While a subscription is down,

@@ -838,9 +838,32 @@ impl RedisBackend {
                 // may still land (a node that was only slow), and an
                 // announcement of keys that were not deleted costs local
                 // tiers a read, not a stale value.
+                let sharded = self.publishes_sharded();
                 let announced = match publishes.is_empty() {
                     true => Ok(()),
-                    false => self.exec_within(publishes, self.op_timeout).await.map(drop),
+                    false => match self.exec_within(publishes, self.op_timeout).await {
+                        // A shard channel that no process hears at its
+                        // node: maybe none has a local tier, or the slot is
+                        // moving and the subscribers are still at its old
+                        // owner. Classic too, which every subscriber of a
+                        // cluster also hears.
+                        Ok(replies) if sharded => {
+                            let unheard: Vec<Cmd> = keys
+                                .iter()
+                                .zip(&replies)
+                                .filter(|(_, reply)| matches!(reply, Value::Int(0)))
+                                .filter_map(|(k, _)| {
+                                    let channel = channel?;
+                                    Some(redis::cmd("PUBLISH").arg(channel).arg(k).to_owned())
+                                })
+                                .collect();
+                            match unheard.is_empty() {
+                                true => Ok(()),
+                                false => self.exec_within(unheard, self.op_timeout).await.map(drop),
+                            }
+                        }
+                        other => other.map(drop),
+                    },
                 };
                 announced.and(deleted)
             } else {
