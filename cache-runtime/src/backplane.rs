@@ -193,7 +193,7 @@ async fn subscribe(backplane: Weak<Backplane>) {
         let mut switches = link.switches();
         let connected = tokio::time::timeout(connect_timeout, async {
             // Through Sentinel, the primary of the moment.
-            let client = link.client().await?;
+            let client = link.subscriber().await?;
             let mut pubsub = client.get_async_pubsub().await?;
             pubsub.subscribe(&*channel).await?;
             if let Some((_, backplane)) = &local {

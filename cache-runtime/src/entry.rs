@@ -11,6 +11,11 @@
 //! (milliseconds), after a `~`: `cr1 json ~1764460800000/212 9f1c…,…`. The
 //! entry itself lives `grace` longer in the store.
 //!
+//! A value larger than the cache's `compress_above` is stored compressed
+//! ([`crate::compression`]), and the header says so after the codec's
+//! name: `cr1 json+lz4 9f1c…\n<LZ4 block>`. Any reader takes it, whatever
+//! its own `compress_above`: what counts is what the header says.
+//!
 //! The versions are those of the entry's version keys, in order: its
 //! function's, its own (the call's), the namespace's, then its tags' (see the crate docs,
 //! "Tags"). `redis-cli GET` shows the header and, for JSON, the value as
@@ -21,6 +26,7 @@
 //! map: a hit's check is a few `memcmp`s.
 
 use crate::codec::Codec;
+use crate::compression::{self, DecompressError};
 
 const MAGIC: &[u8] = b"cr1 ";
 
@@ -57,6 +63,10 @@ pub(crate) fn check<'v>(
         return Check::Corrupt;
     };
     let (name, mut rest) = (&rest[..space], &rest[space + 1..]);
+    let name = match split_compression(name) {
+        Some((name, _)) => name,
+        None => return Check::Corrupt,
+    };
     if rest.first() == Some(&b'~') {
         let Some(space) = rest.iter().position(|&b| b == b' ') else {
             return Check::Corrupt;
@@ -91,6 +101,67 @@ pub(crate) fn check<'v>(
         }
     }
     Check::Current(bytes.len() - rest.len())
+}
+
+/// The codec's name, and whether the value is compressed; `None` for a
+/// compression this crate does not know.
+fn split_compression(name: &[u8]) -> Option<(&[u8], bool)> {
+    match name.iter().position(|&b| b == b'+') {
+        None => Some((name, false)),
+        Some(plus) if &name[plus + 1..] == compression::NAME => Some((&name[..plus], true)),
+        Some(_) => None,
+    }
+}
+
+/// Whether the entry's value is compressed (as its header says).
+fn is_compressed(entry: &[u8]) -> bool {
+    entry
+        .strip_prefix(MAGIC)
+        .and_then(|rest| rest.split(|&b| b == b' ').next())
+        .and_then(split_compression)
+        .is_some_and(|(_, compressed)| compressed)
+}
+
+/// The entry `plain` (its value starting at `at`) with its value
+/// compressed, and the header saying so.
+pub(crate) fn compress(plain: &[u8], at: usize) -> Vec<u8> {
+    let name_end = plain[MAGIC.len()..]
+        .iter()
+        .position(|&b| b == b' ')
+        .map_or(at, |space| MAGIC.len() + space);
+    let mut out = Vec::with_capacity(at + 8 + (plain.len() - at) / 2);
+    out.extend_from_slice(&plain[..name_end]);
+    out.push(b'+');
+    out.extend_from_slice(compression::NAME);
+    out.extend_from_slice(&plain[name_end..at]);
+    compression::compress_into(&plain[at..], &mut out);
+    out
+}
+
+/// A current entry (its value starting at `at`) as it reads uncompressed:
+/// `None` when it is stored so; otherwise the entry with its value
+/// decompressed (at most `max` bytes) and no compression in its header,
+/// and where the value starts in it.
+pub(crate) fn open(
+    entry: &[u8],
+    at: usize,
+    max: usize,
+) -> Result<Option<(Vec<u8>, usize)>, DecompressError> {
+    if !is_compressed(entry) {
+        return Ok(None);
+    }
+    let value = compression::decompress(&entry[at..], max)?;
+    let marker = 1 + compression::NAME.len();
+    let name_end = entry[MAGIC.len()..]
+        .iter()
+        .position(|&b| b == b' ')
+        .map_or(at, |space| MAGIC.len() + space);
+    let mut out = Vec::with_capacity(at - marker + value.len());
+    out.extend_from_slice(&entry[..name_end - marker]);
+    out.extend_from_slice(&entry[name_end..at]);
+    let value_at = out.len();
+    out.extend_from_slice(&value);
+    Ok(Some((out, value_at)))
 }
 
 /// When a value stops being fresh, and how long its body took to compute
@@ -251,6 +322,42 @@ mod tests {
             Check::Current(12)
         );
         assert_eq!(check(None, Codec::Json, versions), Check::Absent);
+    }
+
+    #[test]
+    fn a_compressed_entry_says_so_and_opens_to_the_plain_one() {
+        let value = br#"{"name":"kettle","price":4999}"#.repeat(40);
+        let fresh = Fresh {
+            until_ms: 1_764_460_800_000,
+            delta_ms: 212,
+        };
+        let mut plain = header(Codec::Json, Some(fresh), &["a1", "b2"], value.len()).unwrap();
+        let at = plain.len();
+        plain.extend_from_slice(&value);
+        let stored = compress(&plain, at);
+        assert!(stored.starts_with(b"cr1 json+lz4 ~1764460800000/212 a1,b2\n"));
+        assert!(stored.len() < plain.len() / 4);
+        assert_eq!(freshness(&stored), Some(fresh));
+        let versions = now(&[Some("a1"), Some("b2")]);
+        let Check::Current(stored_at) = check(Some(&stored), Codec::Json, versions.clone()) else {
+            panic!("not current");
+        };
+        let (opened, value_at) = open(&stored, stored_at, value.len()).unwrap().unwrap();
+        assert_eq!((opened.as_slice(), value_at), (plain.as_slice(), at));
+        assert!(open(&plain, at, value.len()).unwrap().is_none());
+        assert!(open(&stored, stored_at, value.len() - 1).is_err());
+        assert_eq!(
+            check(Some(&stored), Codec::MsgPack, versions.clone()),
+            Check::OtherCodec
+        );
+        assert_eq!(
+            check(Some(b"cr1 json+zip a1,b2\n1"), Codec::Json, versions),
+            Check::Corrupt
+        );
+        let mut corrupt = stored.clone();
+        let last = corrupt.len() - 1;
+        corrupt.truncate(last - 10);
+        assert!(open(&corrupt, stored_at, 1 << 20).is_err());
     }
 
     #[test]

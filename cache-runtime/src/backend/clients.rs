@@ -8,6 +8,7 @@ use redis::cluster::ClusterClient;
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo};
 
+use super::credentials::Credentials;
 use super::link;
 use crate::error::{Error, redact};
 
@@ -112,6 +113,7 @@ pub(crate) fn cluster(
     urls: &[String],
     tls: &Tls,
     op_timeout: std::time::Duration,
+    credentials: Option<&Credentials>,
 ) -> Result<ClusterClient, Error> {
     let infos = parse_all(urls, tls)?;
     let builder = ClusterClient::builder(infos)
@@ -119,6 +121,11 @@ pub(crate) fn cluster(
         .connection_timeout(op_timeout)
         .response_timeout(op_timeout)
         .retries(1);
+    // Asked by each connection to each node, reconnections included.
+    let builder = match credentials {
+        Some(credentials) => builder.set_credentials_provider(credentials.clone()),
+        None => builder,
+    };
     #[cfg(feature = "tls")]
     let builder = match tls.certificates() {
         Some(certificates) => builder.certs(certificates),

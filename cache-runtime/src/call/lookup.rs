@@ -49,11 +49,11 @@ impl Call<'_> {
                 ttl || ticket.is_some(),
             )
             .await;
-        let snap = match read {
+        let mut snap = match read {
             Ok(snap) => snap,
             Err(e) => return self.read_failed(&e).await,
         };
-        match self.check(&snap) {
+        match self.check(&mut snap) {
             Check::Current(at) => {
                 if let (Some(tier), Some(ticket), Some(life)) = (tier, ticket, snap.ttl) {
                     // Its versions' keys live at least as long as the
@@ -101,7 +101,7 @@ impl Call<'_> {
         let mut snap = Snapshot::new(items, false)?;
         snap.ttl = pttl;
         snap.held_until = held.iter().map(|h| h.until()).min();
-        Ok(match self.check(&snap) {
+        Ok(match self.check(&mut snap) {
             Check::Current(at) => Some((snap, at)),
             _ => None,
         })

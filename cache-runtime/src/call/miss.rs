@@ -71,7 +71,7 @@ impl Call<'_> {
                         // A flight of this process may have filled the key
                         // after our read: look again before computing.
                         let freshness = self.spec.options.records_freshness() || self.reads_ttl;
-                        let snap = match self
+                        let mut snap = match self
                             .inner
                             .backend
                             .read(self.entry(), self.version_names(), None, freshness)
@@ -90,7 +90,7 @@ impl Call<'_> {
                         // re-read that finds the same fill current is not
                         // their answer (the epoch moves with any key's
                         // flight, not only this one's).
-                        if let Check::Current(at) = self.check(&snap)
+                        if let Check::Current(at) = self.check(&mut snap)
                             && !(self.is_refresh() && self.refreshes_this(&snap))
                             && !self.recomputing.load(std::sync::atomic::Ordering::Relaxed)
                         {
@@ -169,7 +169,7 @@ impl Call<'_> {
             // Another process holds the lease: it refreshes the key.
             return Step::RefreshedElsewhere;
         }
-        let filled = |snap: &crate::backend::Snapshot| match self.check(snap) {
+        let filled = |snap: &crate::backend::Snapshot| match self.check_stored(snap) {
             Check::Current(at) => Some(at),
             _ => None,
         };
@@ -199,7 +199,13 @@ impl Call<'_> {
             Ok(Acquired::HolderFailed) => {
                 Step::Compute(Fill::new(self, versions, None, Some(flight)))
             }
-            Ok(Acquired::Filled(snap, at)) => {
+            Ok(Acquired::Filled(mut snap, at)) => {
+                let Check::Current(at) = self.open(&mut snap, at) else {
+                    // Filled with a value that does not decompress: computed
+                    // here, and stored over it.
+                    self.count(Stat::decode_errors);
+                    return Step::Compute(Fill::new(self, versions, None, Some(flight)));
+                };
                 if let Some(entry) = snap.entry() {
                     flight.land_value(&entry[at..]);
                 }

@@ -552,9 +552,46 @@ impl<'c> Call<'c> {
         })
     }
 
-    /// Whether the snapshot's entry is current for this call.
-    fn check(&self, snap: &Snapshot) -> Check {
+    /// Whether the snapshot's entry is current for this call; a current
+    /// one that is compressed is decompressed in place (see [`open`]).
+    ///
+    /// [`open`]: Self::open
+    fn check(&self, snap: &mut Snapshot) -> Check {
+        match self.check_stored(snap) {
+            Check::Current(at) => self.open(snap, at),
+            other => other,
+        }
+    }
+
+    /// Whether the snapshot's entry is current for this call, as stored.
+    fn check_stored(&self, snap: &Snapshot) -> Check {
         entry::check(snap.entry(), self.spec.options.codec, snap.versions())
+    }
+
+    /// A current entry made readable: a compressed value is decompressed
+    /// in the snapshot, bounded by `max_value_bytes`. One that does not
+    /// decompress is `Corrupt` (logged here; counted by the caller as any
+    /// corrupt entry).
+    fn open(&self, snap: &mut Snapshot, at: usize) -> Check {
+        let Some(stored) = snap.entry() else {
+            return Check::Current(at);
+        };
+        match entry::open(stored, at, self.inner.max_value_bytes) {
+            Ok(None) => Check::Current(at),
+            Ok(Some((plain, at))) => {
+                snap.set_entry(plain);
+                Check::Current(at)
+            }
+            Err(error) => {
+                tracing::warn!(
+                    target: "cache_runtime",
+                    key = %self.entry(),
+                    %error,
+                    "stored value does not decompress; recomputing"
+                );
+                Check::Corrupt
+            }
+        }
     }
 
     /// Counts a value that decoded and is returned.
