@@ -66,6 +66,17 @@ fn acl(conn: &mut redis::Connection, args: &[&str]) {
         .expect("ACL SETUSER");
 }
 
+/// Creates user `u` with `password`, and turns the passwordless `default`
+/// user off (the admin connection `conn`, made before, stays usable), so
+/// that only the provider's credentials open a connection.
+fn users(conn: &mut redis::Connection, password: &str) {
+    acl(conn, &["on", &format!(">{password}"), "~*", "&*", "+@all"]);
+    let _: () = redis::cmd("ACL")
+        .arg(&["SETUSER", "default", "off"])
+        .query(conn)
+        .expect("ACL SETUSER default off");
+}
+
 fn kill_user(conn: &mut redis::Connection) -> u64 {
     redis::cmd("CLIENT")
         .arg(&["KILL", "USER", "u"])
@@ -110,19 +121,24 @@ fn traffic(api: &Arc<Api>, stop: &Arc<AtomicBool>) -> Vec<tokio::task::JoinHandl
 
 /// Waits until `api` has made `more` hits past `from`.
 async fn hits_resume(api: &Api, from: u64, more: u64, what: &str) {
-    no_hang(30, what, async {
+    let waited = tokio::time::timeout(Duration::from_secs(30), async {
         while api.cache.stats().hits < from + more {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     })
     .await;
+    assert!(
+        waited.is_ok(),
+        "{what} did not come within 30 s: {:?}",
+        api.cache.stats()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotating_the_password_under_traffic_fails_no_call() {
     let server = RedisServer::start();
     let mut admin = server.conn();
-    acl(&mut admin, &["on", ">pw-0", "~*", "&*", "+@all"]);
+    users(&mut admin, "pw-0");
     let token = Token::new("pw-0");
     // The URL has no password: every connection takes the provider's.
     let builder = |prefix: &str| {
@@ -192,7 +208,7 @@ async fn rotating_the_password_under_traffic_fails_no_call() {
 async fn a_failing_provider_is_a_counted_connection_error_and_calls_run() {
     let server = RedisServer::start();
     let mut admin = server.conn();
-    acl(&mut admin, &["on", ">pw", "~*", "&*", "+@all"]);
+    users(&mut admin, "pw");
     let asked = Arc::new(AtomicU64::new(0));
     let fail = Arc::new(AtomicBool::new(true));
     let (a, f) = (asked.clone(), fail.clone());
@@ -239,7 +255,7 @@ async fn rotating_on_a_cluster_fails_no_call() {
     let cluster = RedisCluster::start();
     let mut admins: Vec<redis::Connection> = cluster.nodes().iter().map(|n| n.conn()).collect();
     for admin in &mut admins {
-        acl(admin, &["on", ">pw-0", "~*", "&*", "+@all"]);
+        users(admin, "pw-0");
     }
     let token = Token::new("pw-0");
     let api = Arc::new(Api {
@@ -260,10 +276,15 @@ async fn rotating_on_a_cluster_fails_no_call() {
     for round in 1..=3 {
         let password = format!("pw-{round}");
         let (asked, hits) = (token.asked(), api.cache.stats().hits);
+        // Every node takes the new password before any connection is
+        // killed (a cluster client remakes connections to all nodes at
+        // once).
+        for admin in &mut admins {
+            acl(admin, &["resetpass", &format!(">{password}")]);
+        }
         token.set(&password);
         let mut killed = 0;
         for admin in &mut admins {
-            acl(admin, &["resetpass", &format!(">{password}")]);
             killed += kill_user(admin);
         }
         assert!(killed >= 1, "round {round}: connections killed");
