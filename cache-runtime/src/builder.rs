@@ -556,14 +556,12 @@ impl CacheBuilder {
                     // cluster's endpoint): asked on first use. A URL the
                     // cluster client does not take (a unix socket) is a
                     // single node.
-                    if let Ok(cluster) =
-                        clients::cluster(
+                    if let Ok(cluster) = clients::cluster(
                         std::slice::from_ref(&url),
                         &self.tls,
                         self.op_timeout,
                         credentials,
-                    )
-                    {
+                    ) {
                         backend = backend.detecting_cluster(cluster);
                     }
                     (Backend::Redis(Arc::new(backend)), Some(link))

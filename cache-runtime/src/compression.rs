@@ -82,7 +82,10 @@ mod tests {
         let body = compressed(&value);
         assert!(matches!(
             decompress(&body, 9_999),
-            Err(DecompressError::TooLarge { claimed: 10_000, max: 9_999 })
+            Err(DecompressError::TooLarge {
+                claimed: 10_000,
+                max: 9_999
+            })
         ));
         // A hostile claim of 4 GiB in 8 bytes.
         let hostile = [0xff, 0xff, 0xff, 0xff, 0x1f, 0, 0, 0];
@@ -104,7 +107,14 @@ mod tests {
         }
         let mut longer_claim = body.clone();
         longer_claim[0] = longer_claim[0].wrapping_add(1);
-        for bad in [&b""[..], b"\x01", b"\x05\0\0\0", &cut, &flipped, &longer_claim] {
+        for bad in [
+            &b""[..],
+            b"\x01",
+            b"\x05\0\0\0",
+            &cut,
+            &flipped,
+            &longer_claim,
+        ] {
             assert!(decompress(bad, 1 << 20).is_err(), "{bad:?}");
         }
     }

@@ -95,7 +95,11 @@ async fn a_value_above_the_bound_is_stored_compressed_and_round_trips() {
     let stored = entries(&mut conn, &ns);
     assert_eq!(stored.len(), 1);
     let (key, entry) = &stored[0];
-    assert!(header(entry).starts_with("cr1 json+lz4 "), "{}", header(entry));
+    assert!(
+        header(entry).starts_with("cr1 json+lz4 "),
+        "{}",
+        header(entry)
+    );
     assert!(
         entry.len() < plain_len / 3,
         "{} bytes stored for {plain_len} of JSON",
@@ -111,7 +115,11 @@ async fn a_value_above_the_bound_is_stored_compressed_and_round_trips() {
     assert_eq!(shop.page(3).await, page(3));
     let stored = entries(&mut conn, &ns);
     let small = stored.iter().find(|(k, _)| k != key).unwrap();
-    assert!(header(&small.1).starts_with("cr1 json "), "{}", header(&small.1));
+    assert!(
+        header(&small.1).starts_with("cr1 json "),
+        "{}",
+        header(&small.1)
+    );
     assert!(small.1.ends_with(&serde_json::to_vec(&page(3)).unwrap()));
     assert_eq!(shop.page(3).await, page(3));
     assert_eq!((shop.runs(), shop.cache.stats().hits), (2, 2));
@@ -124,6 +132,11 @@ async fn any_reader_takes_compressed_entries_whatever_its_setting() {
     let ns = unique_namespace("compress-readers");
     let writer = Shop::new(builder(&url, &ns).compress_above(1024).build().unwrap());
     assert_eq!(writer.page(300).await, page(300));
+    let mut conn = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    assert!(header(&entries(&mut conn, &ns)[0].1).contains("json+lz4"));
     for reader in [
         builder(&url, &ns).build().unwrap(),
         builder(&url, &ns).compress_above(1 << 20).build().unwrap(),

@@ -156,7 +156,10 @@ async fn rotating_the_password_under_traffic_fails_no_call() {
     // A second cache with a local tier: its subscription (a connection of
     // its own) must come back after each rotation too.
     let local = Api {
-        cache: builder("rotate-local").local_cache(1 << 20).build().unwrap(),
+        cache: builder("rotate-local")
+            .local_cache(1 << 20)
+            .build()
+            .unwrap(),
         runs: AtomicU64::new(0),
     };
     let stop = Arc::new(AtomicBool::new(false));
@@ -176,7 +179,10 @@ async fn rotating_the_password_under_traffic_fails_no_call() {
         let (asked, hits) = (token.asked(), api.cache.stats().hits);
         token.set(&password);
         acl(&mut admin, &["resetpass", &format!(">{password}")]);
-        assert!(kill_user(&mut admin) >= 2, "round {round}: connections killed");
+        assert!(
+            kill_user(&mut admin) >= 2,
+            "round {round}: connections killed"
+        );
         hits_resume(&api, hits, 50, "hits after a rotation").await;
         assert!(
             token.asked() > asked,
@@ -201,7 +207,7 @@ async fn rotating_the_password_under_traffic_fails_no_call() {
     assert!(api.runs.load(Ordering::SeqCst) >= 5);
     // At least one connection per round, for each cache (operations and
     // subscription).
-    assert!(token.asked() >= 1 + 4 * 2, "asked {} times", token.asked());
+    assert!(token.asked() > 4 * 2, "asked {} times", token.asked());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
