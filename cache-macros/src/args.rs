@@ -36,6 +36,10 @@ const OPTIONS: &[(&str, &str)] = &[
         "`ttl_from = path::to::fn` (a `fn(&T) -> Option<Duration>`)",
     ),
     ("unless", "`unless = path::to::fn` (a `fn(&T) -> bool`)"),
+    (
+        "tags_from",
+        "`tags_from = path::to::fn` (a `fn(&T) -> Vec<String>`)",
+    ),
     ("batch", "`batch = ids` (the collection argument)"),
 ];
 
@@ -66,6 +70,8 @@ pub(crate) struct Args {
     pub(crate) ttl_from: Option<Setting<syn::ExprPath>>,
     /// `unless = path`: values it accepts are returned, not stored.
     pub(crate) unless: Option<Setting<syn::ExprPath>>,
+    /// `tags_from = path`: tags taken from the value, after the body.
+    pub(crate) tags_from: Option<Setting<syn::ExprPath>>,
     /// `batch = ids`: the collection argument whose items are cached one
     /// by one.
     pub(crate) batch: Option<Ident>,
@@ -219,6 +225,8 @@ impl Args {
                 .map(|value| self.ttl_from = Some(Setting { name: span, value })),
             "unless" => function_path(&value, usage)
                 .map(|value| self.unless = Some(Setting { name: span, value })),
+            "tags_from" => function_path(&value, usage)
+                .map(|value| self.tags_from = Some(Setting { name: span, value })),
             "batch" => crate::batch::parse(&value).map(|ident| self.batch = Some(ident)),
             "codec" => string(&value, usage)
                 .and_then(|lit| codec(&lit))

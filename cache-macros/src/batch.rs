@@ -59,6 +59,7 @@ pub(crate) fn check(cx: &Ctxt, args: &Args, func: &Func) {
         ("timeout", args.timeout_ms.is_some()),
         ("ttl_from", args.ttl_from.is_some()),
         ("unless", args.unless.is_some()),
+        ("tags_from", args.tags_from.is_some()),
     ] {
         if given {
             cx.error_spanned_by(

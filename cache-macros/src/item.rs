@@ -262,7 +262,11 @@ pub(crate) fn check(cx: &Ctxt, args: &Args, item: ItemFn) -> Func {
         );
     }
 
-    for (option, setting) in [("ttl_from", &args.ttl_from), ("unless", &args.unless)] {
+    for (option, setting) in [
+        ("ttl_from", &args.ttl_from),
+        ("unless", &args.unless),
+        ("tags_from", &args.tags_from),
+    ] {
         if let Some(setting) = setting
             && ret.value.is_none()
         {

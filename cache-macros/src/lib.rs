@@ -220,6 +220,18 @@ use proc_macro::TokenStream;
 /// - **`unless = path`**: a `fn(&T) -> bool` (same `T`); a value it
 ///   accepts is returned, and shared with the callers waiting for it, but
 ///   not stored (an empty listing, a partial result).
+/// - **`tags_from = path`**: a `fn(&T) -> Vec<String>` (same `T`): tags
+///   taken from the value, besides `tags`: a listing tagged with the ids of
+///   the products it shows, so that `invalidate_tag("product:7")`
+///   invalidates every listing that shows product 7. Race-free like the
+///   other tags: the value is stored only if none of its tags' versions was
+///   created since the call started (by the server's clock), so an
+///   invalidation of one while the body ran leaves it unstored. A value
+///   whose tags have no version yet (first seen, evicted, just
+///   invalidated) is returned but not stored either; the next call stores
+///   it. A hit costs two round trips: the entry with the function's
+///   versions, then the versions of the tags the entry records (see the
+///   crate docs, "Tags from the value"). Not with `batch`.
 ///
 ///   A path to a function, not a closure; a wrong signature is a type error
 ///   at the path.
@@ -243,6 +255,17 @@ use proc_macro::TokenStream;
 ///   async fn listing(page: u32) -> Vec<u32> {
 ///       Vec::new() // returned, not stored
 ///   }
+///
+///   # #[derive(serde::Serialize, serde::Deserialize)]
+///   # struct Product { id: u64 }
+///   fn product_tags(products: &Vec<Product>) -> Vec<String> {
+///       products.iter().map(|p| format!("product:{}", p.id)).collect()
+///   }
+///
+///   #[cached(ttl = 600, tags_from = product_tags)]
+///   async fn featured(page: u32) -> Result<Vec<Product>, String> {
+///       Ok(vec![Product { id: 7 }]) // tagged `product:7`
+///   }
 ///   # #[tokio::main(flavor = "current_thread")]
 ///   # async fn main() -> Result<(), cache_runtime::Error> {
 ///   # let cache = Cache::builder().memory().build()?;
@@ -252,6 +275,11 @@ use proc_macro::TokenStream;
 ///   # listing(1).await;
 ///   # listing(1).await;
 ///   # assert_eq!((cache.stats().hits, cache.stats().computations), (1, 3));
+///   # for _ in 0..3 { featured(1).await.unwrap(); }
+///   # assert_eq!((cache.stats().hits, cache.stats().computations), (2, 5));
+///   # cache.invalidate_tag("product:7").await?;
+///   # featured(1).await.unwrap();
+///   # assert_eq!(cache.stats().computations, 6);
 ///   # Ok(()) }
 ///   ```
 /// - **`batch = ids`**: the function takes a collection of items and
@@ -302,8 +330,8 @@ use proc_macro::TokenStream;
 ///   dependency under that name: `crate = "renamed"` after
 ///   `extern crate cache_runtime as renamed;`, or the path of a re-export
 ///   (`crate = "my_app::cache_runtime"`).
-/// - **`companions = false`**: no companion functions (see below). Needed
-///   in trait impls.
+/// - **`companions = false`**: no companion functions (`_invalidate`,
+///   `_invalidate_all`, `_prime`; see below). Needed in trait impls.
 ///
 /// # Companion functions
 ///
@@ -322,10 +350,12 @@ use proc_macro::TokenStream;
 ///     // Generated:
 ///     // pub async fn name_invalidate(&self, id: &u64, lang: &str) -> Result<(), cache_runtime::Error>;
 ///     // pub async fn name_invalidate_all(&self) -> Result<(), cache_runtime::Error>;
+///     // pub async fn name_prime(&self, id: u64, lang: &str, value: String) -> bool;
 /// }
 /// #
 /// # async fn check(catalog: &Catalog) -> Result<(), cache_runtime::Error> {
 /// #     let (id, lang): (&u64, &str) = (&7, "en");
+/// #     assert!(catalog.name_prime(7, "en", "seven".into()).await || true);
 /// #     catalog.name_invalidate(id, lang).await?;
 /// #     catalog.name_invalidate_all().await
 /// # }
@@ -346,6 +376,42 @@ use proc_macro::TokenStream;
 /// Both take `&self` if the function has a receiver, and also the arguments
 /// that the `cache = ...` expression uses; they use the function's cache.
 /// They return an error when there is no cache or the backend fails.
+///
+/// `name_prime` stores `value` as what the call with these arguments
+/// returns, without running the body: a warm-up, or a value the caller
+/// already has (the row it just wrote). It takes the arguments the key,
+/// the tags and the `cache = ...` expression use, as the function takes
+/// them (by value), then the function's return type (`Ok(v)` for a
+/// `Result`, `Some(v)` for an `Option`). It is the function's own call
+/// with `async { value }` for a body, so the key, the tags and the rules
+/// are the same: the TTL, `ttl_from`, `unless`; an `Err`, or a `None`
+/// without `cache_none`, is not stored. It reads the versions of the tags
+/// and stores the value under them, without a lookup and without waiting
+/// for a computation in progress: an invalidation after that read leaves
+/// the value unserved. It returns whether the value was stored: not when
+/// Redis failed (fail-open: counted and logged), nor when the rules keep
+/// it out. The local tiers of every process drop what they held for the
+/// call. A `batch` function has no `_prime` companion: prime its items
+/// with [`Cache::entry`](../cache_runtime/struct.Cache.html#method.entry)
+/// instead, or call it in a `refresh` scope.
+///
+/// ```
+/// # use cache_runtime::{cached, Cache};
+/// #[cached(ttl = 60, tags = ["price:{id}"])]
+/// async fn price(id: u64) -> Result<u64, String> {
+///     Err("the database is not reached when primed".into())
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), cache_runtime::Error> {
+/// let cache = Cache::builder().memory().build()?;
+/// cache_runtime::set_default(cache.clone());
+/// assert!(price_prime(7, Ok(700)).await);
+/// assert_eq!(price(7).await, Ok(700)); // no computation
+/// cache.invalidate_tag("price:7").await?;
+/// assert!(price(7).await.is_err()); // the primed value went with its tag
+/// # Ok(()) }
+/// ```
 ///
 /// Functions of one name in two `impl` blocks have paths of their own
 /// (`app::User::get`, `app::Team::get`): `name_invalidate_all` of one leaves

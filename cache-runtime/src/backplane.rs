@@ -1,18 +1,45 @@
-//! Each process keeps one subscription per cache, for two channels:
-//! - `{ns}#fills`, on which a leader `PUBLISH`es the lease key it
-//!   released: it wakes exactly the waiters of that key, promptly;
+//! Each process keeps subscriptions per cache for two channels:
+//! - `{ns}#fills`, on which a leader announces the lease key it released:
+//!   it wakes exactly the waiters of that key, promptly;
 //! - with a local tier, `{ns}#invalidations` (the backplane), on which
-//!   every invalidation `PUBLISH`es the version keys it deleted: applied to
-//!   the local tier as they arrive. The local tier is served only while
-//!   this subscription is confirmed; a `PING` every second finds a
-//!   connection that stopped answering.
+//!   every invalidation announces the version keys it deleted: applied to
+//!   the local tier as they arrive. The local tier (and the versions it
+//!   holds) is served only while every subscription is confirmed; a
+//!   `PING` every second finds a connection that stopped answering.
 //!
-//! On a cluster, the subscription goes to one of the nodes given to
-//! `redis_cluster`, the next one after each failure: a cluster forwards
-//! every classic `PUBLISH` to all its nodes, so one subscription hears the
-//! whole cluster (sharded pub/sub would need one per shard, and messages
-//! for all keys). While none answers, the local tier is bypassed and
-//! waiters poll (see [`lease`](crate::lease)).
+//! On a single node (or through Sentinel, to the primary of the moment):
+//! one classic subscription (`SUBSCRIBE`), and `PUBLISH`.
+//!
+//! On a cluster, sharded pub/sub (Redis 7, Valkey), so that a message
+//! costs one shard rather than every node (a cluster forwards a classic
+//! `PUBLISH` to all its nodes, a `SPUBLISH` only within the shard of the
+//! channel's slot):
+//! - each channel is split into [`SHARD_GROUPS`](schema::SHARD_GROUPS)
+//!   shard channels `{channel}{sN}`, one per group of 1024 slots, each
+//!   named to hash into its group; a message about a key (the version key
+//!   invalidated, the lease key released) is `SPUBLISH`ed on its slot
+//!   group's channel, so it usually stays on the shard that owns the key;
+//! - each process `SSUBSCRIBE`s to every shard channel, each at the
+//!   primary that owns its slot, over one cluster connection (RESP3), and
+//!   so hears every message, once;
+//! - confirmed once every shard channel's subscription was answered. At
+//!   the first sign that a message may have been missed, the local tier is
+//!   bypassed and every subscription made again from a fresh view of the
+//!   cluster: a connection dropped (a primary died), a subscription the
+//!   server ended (`SUNSUBSCRIBE`: its slot moved to another shard, or
+//!   its primary stepped down in a failover), or a primary that stopped
+//!   answering `PING`. A subscription that cannot be
+//!   made (a slot map that is not settled yet) is tried again after a
+//!   backoff.
+//!
+//! A cluster that refuses `SSUBSCRIBE` or `SPUBLISH` as an unknown command
+//! (before Redis 7) gets classic pub/sub, as does every process that asks
+//! it: one subscription to any of the nodes given to `redis_cluster`, the
+//! next one after each failure, which hears the whole cluster. A single
+//! URL to a cluster node (a managed cluster's endpoint) is asked whether it
+//! is a cluster node (`INFO cluster`), as the backend asks it, so that
+//! publishers and subscribers always agree. While a subscription is down,
+//! the local tier is bypassed and waiters poll (see [`lease`](crate::lease)).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,9 +47,13 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use futures_util::future::try_join_all;
+use redis::cluster_routing::{MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+use crate::backend::clients::{self, Tls};
+use crate::backend::credentials::Credentials;
 use crate::backend::link::Link;
 use crate::error::Error;
 use crate::local::LocalTier;
@@ -38,6 +69,44 @@ pub(crate) struct Backplane {
     local: Option<(Arc<LocalTier>, Arc<str>)>,
     waiters: Mutex<HashMap<String, (Arc<Waiting>, usize)>>,
     subscriber: Mutex<Option<JoinHandle<()>>>,
+    /// On a cluster (or a node that may be one): how to reach its shards.
+    shards: Option<Arc<Shards>>,
+}
+
+/// How the subscriptions reach a cluster's shards.
+pub(crate) struct Shards {
+    /// The cluster's nodes (any one of them leads to the rest).
+    pub urls: Vec<String>,
+    pub tls: Tls,
+    pub op_timeout: Duration,
+    /// The credentials provider (`credentials`), asked by each connection
+    /// the subscriptions make.
+    pub credentials: Option<Credentials>,
+    /// Whether the one URL given must be asked first whether it is a
+    /// cluster node (`INFO cluster`), as the backend does.
+    pub detect: bool,
+    /// Cleared for good once the cluster refused `SSUBSCRIBE` as an
+    /// unknown command (before Redis 7): classic subscriptions then.
+    pub sharded: AtomicBool,
+}
+
+impl Shards {
+    pub fn new(
+        urls: Vec<String>,
+        tls: Tls,
+        op_timeout: Duration,
+        credentials: Option<Credentials>,
+        detect: bool,
+    ) -> Self {
+        Shards {
+            urls,
+            tls,
+            op_timeout,
+            credentials,
+            detect,
+            sharded: AtomicBool::new(true),
+        }
+    }
 }
 
 impl std::fmt::Debug for Backplane {
@@ -101,6 +170,7 @@ impl Backplane {
         link: Arc<Link>,
         channel: String,
         local: Option<(Arc<LocalTier>, String)>,
+        shards: Option<Shards>,
     ) -> Arc<Self> {
         Arc::new(Backplane {
             link,
@@ -108,6 +178,7 @@ impl Backplane {
             local: local.map(|(tier, channel)| (tier, channel.into())),
             waiters: Mutex::default(),
             subscriber: Mutex::default(),
+            shards: shards.map(Arc::new),
         })
     }
 
@@ -143,16 +214,28 @@ impl Backplane {
         *subscriber = Some(tokio::spawn(subscribe(Arc::downgrade(self))));
     }
 
-    fn on_message(&self, msg: &redis::Msg) {
-        let Ok(payload) = std::str::from_utf8(msg.get_payload_bytes()) else {
+    /// Applies a message heard on `channel`: the backplane's (or one of
+    /// its shard channels, which start with its name) or the fills'.
+    fn on_message(&self, channel: &[u8], payload: &[u8]) {
+        let Ok(payload) = std::str::from_utf8(payload) else {
             return;
         };
         match &self.local {
-            Some((tier, backplane)) if msg.get_channel_name() == &**backplane => {
+            Some((tier, backplane)) if channel.starts_with(backplane.as_bytes()) => {
                 tier.invalidate([payload]);
             }
             _ => self.wake(payload),
         }
+    }
+
+    /// Every channel this process subscribes to: the fills', and with a
+    /// local tier the backplane's.
+    fn channels(&self) -> Vec<&str> {
+        let mut channels = vec![&*self.channel];
+        if let Some((_, backplane)) = &self.local {
+            channels.push(backplane);
+        }
+        channels
     }
 
     /// Wakes the waiters of a lease key, told whether its holder failed.
@@ -171,72 +254,61 @@ impl Backplane {
     }
 }
 
-/// Keeps one subscription up (reconnecting after failures), wakes the
+/// How one try at subscribing ended.
+enum Ended {
+    /// It was confirmed, and later lost.
+    Lost,
+    /// It could not be made.
+    Failed(Error),
+    /// It took longer than allowed.
+    TimedOut,
+}
+
+/// Keeps the subscriptions up (reconnecting after failures), wakes the
 /// waiters of each announced fill and applies each invalidation to the
 /// local tier. Ends with the backplane.
 async fn subscribe(backplane: Weak<Backplane>) {
-    let connect_timeout = Duration::from_secs(1);
     // After a failure, the next try waits longer (see `Backoff`); after a
     // refusal for want of channel rights (`NOPERM`), the longest wait at
     // once.
     let mut backoff = Backoff::new();
     let mut warned = false;
     loop {
-        let Some((link, channel, local)) = backplane
+        let Some((link, local, shards)) = backplane
             .upgrade()
-            .map(|n| (n.link.clone(), n.channel.clone(), n.local.clone()))
+            .map(|n| (n.link.clone(), n.local.clone(), n.shards.clone()))
         else {
             return;
         };
-        // Through Sentinel, a new primary means a new subscription: the old
-        // one may not hear the new primary's announcements.
-        let mut switches = link.switches();
-        let connected = tokio::time::timeout(connect_timeout, async {
-            // Through Sentinel, the primary of the moment.
-            let client = link.subscriber().await?;
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(&*channel).await?;
-            if let Some((_, backplane)) = &local {
-                pubsub.subscribe(&**backplane).await?;
+        let ended = match shards {
+            Some(shards) if shards.sharded.load(Ordering::Relaxed) => {
+                match is_cluster(&link, &shards).await {
+                    Ok(true) => match sharded(&backplane, &shards).await {
+                        Ended::Failed(Error::Redis(e))
+                            if crate::backend::redis::is_unknown_command(&e) =>
+                        {
+                            tracing::info!(
+                                target: "cache_runtime",
+                                error = %e,
+                                "the cluster has no sharded pub/sub (`SSUBSCRIBE`): classic subscriptions"
+                            );
+                            shards.sharded.store(false, Ordering::Relaxed);
+                            classic(&backplane, &link).await
+                        }
+                        ended => ended,
+                    },
+                    Ok(false) => classic(&backplane, &link).await,
+                    Err(e) => Ended::Failed(e),
+                }
             }
-            Ok::<_, Error>(pubsub)
-        })
-        .await;
-        match connected {
-            Ok(Ok(pubsub)) => {
+            _ => classic(&backplane, &link).await,
+        };
+        match ended {
+            Ended::Lost => {
                 backoff.reset();
-                tracing::debug!(target: "cache_runtime", %channel, "subscribed to fill announcements");
-                if let Some((tier, _)) = &local {
-                    // Confirmed: both channels' subscriptions were answered.
-                    tier.up();
-                }
-                let (mut sink, mut messages) = pubsub.split();
-                let mut heartbeat = tokio::time::interval(HEARTBEAT);
-                heartbeat.reset();
-                loop {
-                    tokio::select! {
-                        msg = messages.next() => {
-                            let Some(msg) = msg else { break };
-                            let Some(backplane) = backplane.upgrade() else {
-                                return;
-                            };
-                            backplane.on_message(&msg);
-                        }
-                        _ = switches.changed() => break,
-                        _ = heartbeat.tick() => {
-                            let ping = tokio::time::timeout(HEARTBEAT, sink.ping::<redis::Value>());
-                            if !matches!(ping.await, Ok(Ok(_))) {
-                                break;
-                            }
-                        }
-                    }
-                }
-                if let Some((tier, _)) = &local {
-                    tier.down();
-                }
-                tracing::debug!(target: "cache_runtime", %channel, "subscription lost; reconnecting");
+                tracing::debug!(target: "cache_runtime", "subscription lost; reconnecting");
             }
-            Ok(Err(Error::Redis(e)))
+            Ended::Failed(Error::Redis(e))
                 if local.is_some() && crate::backend::redis::is_no_channel_rights(&e) =>
             {
                 if !std::mem::replace(&mut warned, true) {
@@ -250,14 +322,14 @@ async fn subscribe(backplane: Weak<Backplane>) {
                 // not change: the next try waits the longest.
                 backoff.longest();
             }
-            Ok(Err(Error::Redis(e))) if crate::backend::redis::is_no_channel_rights(&e) => {
+            Ended::Failed(Error::Redis(e)) if crate::backend::redis::is_no_channel_rights(&e) => {
                 tracing::debug!(target: "cache_runtime", error = %e, "no rights to subscribe to fill announcements");
                 backoff.longest();
             }
-            Ok(Err(error)) => {
+            Ended::Failed(error) => {
                 tracing::debug!(target: "cache_runtime", %error, "cannot subscribe to fill announcements")
             }
-            Err(_) => {
+            Ended::TimedOut => {
                 tracing::debug!(target: "cache_runtime", "subscribing to fill announcements timed out")
             }
         }
@@ -266,6 +338,198 @@ async fn subscribe(backplane: Weak<Backplane>) {
         }
         backoff.wait().await;
     }
+}
+
+/// How long making the subscriptions may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Whether the subscriptions go to a cluster: told, or for the one URL
+/// given, asked of its node (`INFO cluster`), as the backend asks it.
+async fn is_cluster(link: &Link, shards: &Shards) -> Result<bool, Error> {
+    if !shards.detect {
+        return Ok(true);
+    }
+    let asked = tokio::time::timeout(CONNECT_TIMEOUT, async {
+        // A connection of its own: with the provider's credentials.
+        let client = link.subscriber().await?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        let info: redis::Value = redis::cmd("INFO")
+            .arg("cluster")
+            .query_async(&mut conn)
+            .await?;
+        Ok::<_, Error>(match info {
+            redis::Value::BulkString(text) => text
+                .windows(b"cluster_enabled:1".len())
+                .any(|w| w == b"cluster_enabled:1"),
+            redis::Value::VerbatimString { text, .. } => text.contains("cluster_enabled:1"),
+            _ => false,
+        })
+    })
+    .await;
+    match asked {
+        Ok(Ok(cluster)) => Ok(cluster),
+        // A node that refuses `INFO` is taken as a single node, as the
+        // backend takes it.
+        Ok(Err(Error::Redis(e))) if e.kind() != redis::ErrorKind::Io => Ok(false),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(Error::Timeout(CONNECT_TIMEOUT)),
+    }
+}
+
+/// One classic subscription (`SUBSCRIBE`) to one node: through Sentinel,
+/// the primary of the moment; on a cluster, any node, which hears every
+/// node's `PUBLISH`.
+async fn classic(backplane: &Weak<Backplane>, link: &Link) -> Ended {
+    let Some((channels, local)) = backplane.upgrade().map(|n| {
+        (
+            n.channels()
+                .into_iter()
+                .map(str::to_owned)
+                .collect::<Vec<_>>(),
+            n.local.clone(),
+        )
+    }) else {
+        return Ended::Lost;
+    };
+    // Through Sentinel, a new primary means a new subscription: the old
+    // one may not hear the new primary's announcements.
+    let mut switches = link.switches();
+    let connected = tokio::time::timeout(CONNECT_TIMEOUT, async {
+        // Through Sentinel, the primary of the moment.
+        let client = link.subscriber().await?;
+        let mut pubsub = client.get_async_pubsub().await?;
+        for channel in &channels {
+            pubsub.subscribe(channel).await?;
+        }
+        Ok::<_, Error>(pubsub)
+    })
+    .await;
+    let pubsub = match connected {
+        Ok(Ok(pubsub)) => pubsub,
+        Ok(Err(e)) => return Ended::Failed(e),
+        Err(_) => return Ended::TimedOut,
+    };
+    tracing::debug!(target: "cache_runtime", ?channels, "subscribed (classic pub/sub)");
+    if let Some((tier, _)) = &local {
+        // Confirmed: every channel's subscription was answered.
+        tier.up();
+    }
+    let (mut sink, mut messages) = pubsub.split();
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    heartbeat.reset();
+    loop {
+        tokio::select! {
+            msg = messages.next() => {
+                let Some(msg) = msg else { break };
+                let Some(backplane) = backplane.upgrade() else { break };
+                backplane.on_message(msg.get_channel_name().as_bytes(), msg.get_payload_bytes());
+            }
+            _ = switches.changed() => break,
+            _ = heartbeat.tick() => {
+                let ping = tokio::time::timeout(HEARTBEAT, sink.ping::<redis::Value>());
+                if !matches!(ping.await, Ok(Ok(_))) {
+                    break;
+                }
+            }
+        }
+    }
+    if let Some((tier, _)) = &local {
+        tier.down();
+    }
+    Ended::Lost
+}
+
+/// The sharded subscriptions to a cluster (`SSUBSCRIBE`): every shard
+/// channel of each channel, each at the primary that owns its slot, over
+/// one cluster connection (RESP3). Confirmed once every channel's
+/// subscription was answered; lost, for a new try from a fresh view of
+/// the cluster, at the first sign that one may have missed a message: a
+/// connection dropped (`Disconnection`), a subscription the server ended
+/// (`SUNSUBSCRIBE`: its slot moved to another shard), or a primary that
+/// stopped answering `PING`.
+async fn sharded(backplane: &Weak<Backplane>, shards: &Shards) -> Ended {
+    let Some((channels, local)) = backplane.upgrade().map(|n| {
+        (
+            n.channels()
+                .into_iter()
+                .flat_map(schema::shard_channels)
+                .collect::<Vec<_>>(),
+            n.local.clone(),
+        )
+    }) else {
+        return Ended::Lost;
+    };
+    let (pushes, mut received) = tokio::sync::mpsc::unbounded_channel();
+    let client = match clients::cluster_subscriber(
+        &shards.urls,
+        &shards.tls,
+        shards.op_timeout,
+        shards.credentials.as_ref(),
+        pushes,
+    ) {
+        Ok(client) => client,
+        Err(e) => return Ended::Failed(e),
+    };
+    let connected = tokio::time::timeout(CONNECT_TIMEOUT, async {
+        let conn = client.get_async_connection().await?;
+        // One channel a command: each goes to its own slot's primary.
+        try_join_all(channels.iter().map(|channel| {
+            let mut conn = conn.clone();
+            async move { conn.ssubscribe(channel).await }
+        }))
+        .await?;
+        Ok::<_, Error>(conn)
+    })
+    .await;
+    let conn = match connected {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(e)) => return Ended::Failed(e),
+        Err(_) => return Ended::TimedOut,
+    };
+    tracing::debug!(target: "cache_runtime", channels = channels.len(), "subscribed (sharded pub/sub)");
+    if let Some((tier, _)) = &local {
+        tier.up();
+    }
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    heartbeat.reset();
+    let ping = || {
+        let routing = RoutingInfo::MultiNode((
+            MultipleNodeRoutingInfo::AllMasters,
+            Some(ResponsePolicy::AllSucceeded),
+        ));
+        let mut conn = conn.clone();
+        async move { conn.route_command(redis::cmd("PING"), routing).await }
+    };
+    loop {
+        tokio::select! {
+            push = received.recv() => {
+                let Some(push) = push else { break };
+                match push.kind {
+                    redis::PushKind::SMessage => {
+                        let Some(backplane) = backplane.upgrade() else { break };
+                        if let [redis::Value::BulkString(channel), redis::Value::BulkString(payload), ..] =
+                            push.data.as_slice()
+                        {
+                            backplane.on_message(channel, payload);
+                        }
+                    }
+                    redis::PushKind::Disconnection | redis::PushKind::SUnsubscribe => break,
+                    _ => {}
+                }
+            }
+            _ = heartbeat.tick() => {
+                if !matches!(tokio::time::timeout(HEARTBEAT, ping()).await, Ok(Ok(_))) {
+                    break;
+                }
+            }
+        }
+    }
+    if let Some((tier, _)) = &local {
+        tier.down();
+    }
+    // Dropping the connection closes every node's.
+    drop(conn);
+    Ended::Lost
 }
 
 /// How often an idle subscription is checked with a `PING`, and how long

@@ -9,7 +9,7 @@ use crate::backend::credentials::{Credentials, CredentialsError};
 use crate::backend::link::{Link, Node};
 use crate::backend::memory::MemoryBackend;
 use crate::backend::redis::{RedisBackend, Target};
-use crate::backplane::Backplane;
+use crate::backplane::{Backplane, Shards};
 use crate::breaker::Breaker;
 use crate::cache::Cache;
 use crate::engine::{Inner, Parts};
@@ -101,6 +101,10 @@ impl Default for CacheBuilder {
         }
     }
 }
+
+/// What [`CacheBuilder::backend`] makes: the backend, the link of its
+/// classic subscription, and a cluster's shards.
+type BackendParts = (Backend, Option<Arc<Link>>, Option<Shards>);
 
 impl CacheBuilder {
     /// Stores entries in the Redis server at `url`:
@@ -472,8 +476,8 @@ impl CacheBuilder {
     pub fn build(mut self) -> Result<Cache, Error> {
         self.check()?;
         let stats = Arc::new(Counters::default());
-        let (backend, link) = self.backend(&stats)?;
-        let (backplane, local) = self.backplane(link);
+        let (backend, link, shards) = self.backend(&stats)?;
+        let (backplane, local) = self.backplane(link, shards);
         Ok(Cache {
             inner: Arc::new(Inner::new(Parts {
                 backend,
@@ -534,8 +538,11 @@ impl CacheBuilder {
     }
 
     /// The backend, and the link its backplane subscribes on (Redis only):
-    /// a single node's own link, or for a cluster one to any of its nodes.
-    fn backend(&mut self, stats: &Arc<Counters>) -> Result<(Backend, Option<Arc<Link>>), Error> {
+    /// a single node's own link, or for a cluster one to any of its nodes
+    /// (for classic pub/sub), and the cluster's shards (for sharded
+    /// pub/sub; for one URL, if its node turns out to be a cluster's).
+    /// Every connection of each asks the credentials provider, if any.
+    fn backend(&mut self, stats: &Arc<Counters>) -> Result<BackendParts, Error> {
         let single =
             |node: Node| Arc::new(Link::new(node, self.op_timeout, self.credentials.clone()));
         let credentials = self.credentials.as_ref();
@@ -548,6 +555,7 @@ impl CacheBuilder {
                         self.memory_max_bytes,
                     )),
                     None,
+                    None,
                 ),
                 BackendChoice::Redis(url) => {
                     let link = single(Node::Fixed(clients::single(&url, &self.tls)?));
@@ -556,6 +564,7 @@ impl CacheBuilder {
                     // cluster's endpoint): asked on first use. A URL the
                     // cluster client does not take (a unix socket) is a
                     // single node.
+                    let mut shards = None;
                     if let Ok(cluster) = clients::cluster(
                         std::slice::from_ref(&url),
                         &self.tls,
@@ -563,8 +572,15 @@ impl CacheBuilder {
                         credentials,
                     ) {
                         backend = backend.detecting_cluster(cluster);
+                        shards = Some(Shards::new(
+                            vec![url],
+                            self.tls.clone(),
+                            self.op_timeout,
+                            credentials.cloned(),
+                            true,
+                        ));
                     }
-                    (Backend::Redis(Arc::new(backend)), Some(link))
+                    (Backend::Redis(Arc::new(backend)), Some(link), shards)
                 }
                 BackendChoice::Sentinel(urls, master_name) => {
                     let sentinel = clients::sentinel(&urls, &master_name, &self.tls)?;
@@ -575,6 +591,7 @@ impl CacheBuilder {
                     (
                         self.redis_backend(Target::Single(link.clone()), stats),
                         Some(link),
+                        None,
                     )
                 }
                 BackendChoice::Cluster(urls) => {
@@ -584,10 +601,18 @@ impl CacheBuilder {
                         ));
                     }
                     let client = clients::cluster(&urls, &self.tls, self.op_timeout, credentials)?;
-                    // The subscription (fill announcements, the local tier's
-                    // backplane) goes to one node, the first given, then the
-                    // next after a failure: a cluster forwards classic pub/sub
-                    // messages to every node.
+                    // The subscriptions (fill announcements, the local tier's
+                    // backplane) go to every shard (sharded pub/sub); on a
+                    // cluster without it, to one node, the first given, then
+                    // the next after a failure: a cluster forwards classic
+                    // pub/sub messages to every node.
+                    let shards = Shards::new(
+                        urls.clone(),
+                        self.tls.clone(),
+                        self.op_timeout,
+                        credentials.cloned(),
+                        false,
+                    );
                     let nodes = urls
                         .iter()
                         .map(|url| clients::single(url, &self.tls))
@@ -599,6 +624,7 @@ impl CacheBuilder {
                     (
                         self.redis_backend(Target::Cluster(Box::new(client)), stats),
                         Some(link),
+                        Some(shards),
                     )
                 }
             },
@@ -610,6 +636,7 @@ impl CacheBuilder {
     fn backplane(
         &self,
         link: Option<Arc<Link>>,
+        shards: Option<Shards>,
     ) -> (Option<Arc<Backplane>>, Option<Arc<LocalTier>>) {
         let local = match (&link, self.local_bytes) {
             (Some(_), Some(bytes)) => Some(Arc::new(LocalTier::new(bytes, self.local_max_age))),
@@ -629,6 +656,7 @@ impl CacheBuilder {
                 local
                     .clone()
                     .map(|tier| (tier, schema::invalidation_channel(&self.namespace))),
+                shards,
             )
         });
         (backplane, local)

@@ -18,9 +18,9 @@ use crate::stats::Counters;
 pub(crate) struct Inner {
     /// Unique among the caches of this process.
     id: u64,
-    /// The counters of each function called with this cache, by the
-    /// address of its `Spec`.
-    functions: Mutex<HashMap<usize, Arc<FunctionCounters>>>,
+    /// The counters of each function called with this cache, by its path
+    /// (a function and its `<fn>_prime` companion share them).
+    functions: Mutex<HashMap<String, Arc<FunctionCounters>>>,
     pub backend: Backend,
     pub namespace: String,
     pub default_ttl: Duration,
@@ -81,10 +81,12 @@ impl Inner {
     /// The counters of the function `spec` in this cache, made on first use.
     fn function_counters(&self, spec: &'static Spec) -> Arc<FunctionCounters> {
         let mut functions = self.functions.lock().unwrap_or_else(|p| p.into_inner());
-        functions
-            .entry(std::ptr::from_ref(spec) as usize)
-            .or_insert_with(|| Arc::new(FunctionCounters::new(spec.path())))
-            .clone()
+        if let Some(counters) = functions.get(spec.path()) {
+            return counters.clone();
+        }
+        let counters = Arc::new(FunctionCounters::new(spec.path()));
+        functions.insert(spec.path().to_owned(), counters.clone());
+        counters
     }
 
     /// The counters of the function `spec` in this cache: without a lock

@@ -16,6 +16,14 @@
 //! name: `cr1 json+lz4 9f1c…\n<LZ4 block>`. Any reader takes it, whatever
 //! its own `compress_above`: what counts is what the header says.
 //!
+//! A function with `tags_from` records the tags its value gave the entry,
+//! with their versions, after a space: `cr1 json a1,b2
+//! product:7=9f1c…,product:8=04be…` (names with `%`, `,`, `=`, spaces or
+//! bytes outside printable ASCII written `%XX`; an empty list when the
+//! value gave none). An entry of such a function without the list is stale.
+//! That section is part of the header, which stays plain when the value is
+//! compressed: `cr1 json+lz4 a1,b2 product:7=9f1c…\n<LZ4 block>`.
+//!
 //! The versions are those of the entry's version keys, in order: its
 //! function's, its own (the call's), the namespace's, then its tags' (see the crate docs,
 //! "Tags"). `redis-cli GET` shows the header and, for JSON, the value as
@@ -46,12 +54,28 @@ pub(crate) enum Check {
     Corrupt,
 }
 
+/// How a check treats the tags an entry took from its value (`tags_from`),
+/// recorded after its other versions as ` name=version,…`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ValueTags {
+    /// The function has no `tags_from`: an entry with such tags is stale.
+    None,
+    /// The versions given end with the current versions of the value's
+    /// tags, in the order the entry lists them (see [`value_tags`]); an
+    /// entry without them is stale.
+    Checked,
+    /// Only the function's versions are given: the value's tags are not
+    /// checked (a first look, to be completed by a read of them).
+    Skipped,
+}
+
 /// Whether an entry is current under `versions`, the values the version
 /// keys hold now (`None` where a key is missing).
 pub(crate) fn check<'v>(
     entry: Option<&[u8]>,
     codec: Codec,
     versions: impl ExactSizeIterator<Item = Option<&'v [u8]>>,
+    value_tags: ValueTags,
 ) -> Check {
     let Some(bytes) = entry else {
         return Check::Absent;
@@ -83,22 +107,59 @@ pub(crate) fn check<'v>(
             Check::Corrupt
         };
     }
-    let count = versions.len();
-    if count == 0 {
+    if versions.len() == 0 {
         return Check::Corrupt;
     }
-    for (i, current) in versions.enumerate() {
+    // After the function's versions, a space starts the value's tags.
+    let (mut in_section, mut ended) = (false, false);
+    for current in versions {
+        if ended {
+            return Check::Stale;
+        }
         let Some(current) = current else {
             return Check::Stale;
         };
+        if in_section {
+            // `name=`: names are escaped, so the first of these ends it.
+            match rest.iter().position(|&b| matches!(b, b'=' | b',' | b'\n')) {
+                Some(at) if rest[at] == b'=' => rest = &rest[at + 1..],
+                _ => return Check::Stale,
+            }
+        }
         let Some(after) = rest.strip_prefix(current) else {
             return Check::Stale;
         };
-        let separator = if i + 1 == count { b'\n' } else { b',' };
         match after.first() {
-            Some(&b) if b == separator => rest = &after[1..],
+            Some(b',') => rest = &after[1..],
+            Some(b'\n') => {
+                rest = &after[1..];
+                ended = true;
+            }
+            Some(b' ') if !in_section => {
+                in_section = true;
+                rest = &after[1..];
+                match value_tags {
+                    ValueTags::None => return Check::Stale,
+                    ValueTags::Checked => {
+                        if let Some(b'\n') = rest.first() {
+                            rest = &rest[1..];
+                            ended = true;
+                        }
+                    }
+                    ValueTags::Skipped => {
+                        let Some(end) = rest.iter().position(|&b| b == b'\n') else {
+                            return Check::Corrupt;
+                        };
+                        rest = &rest[end + 1..];
+                        ended = true;
+                    }
+                }
+            }
             _ => return Check::Stale,
         }
+    }
+    if !ended || (value_tags != ValueTags::None && !in_section) {
+        return Check::Stale;
     }
     Check::Current(bytes.len() - rest.len())
 }
@@ -162,6 +223,97 @@ pub(crate) fn open(
     let value_at = out.len();
     out.extend_from_slice(&value);
     Ok(Some((out, value_at)))
+}
+
+/// Whether a byte of a tag is escaped in a header (`%XX`).
+fn escaped(b: u8) -> bool {
+    !(0x21..=0x7e).contains(&b) || matches!(b, b'%' | b',' | b'=')
+}
+
+/// The tags an entry took from its value, in the order it records them
+/// (none for an entry without the section).
+pub(crate) fn value_tags(entry: &[u8]) -> Vec<String> {
+    let Some(rest) = entry.strip_prefix(MAGIC) else {
+        return Vec::new();
+    };
+    let end = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+    // The codec, the freshness (if any) and the versions go first.
+    let mut fields = rest[..end].split(|&b| b == b' ').skip(1).peekable();
+    if fields.peek().is_some_and(|f| f.first() == Some(&b'~')) {
+        fields.next();
+    }
+    fields.next();
+    let Some(section) = fields.next() else {
+        return Vec::new();
+    };
+    if section.is_empty() {
+        return Vec::new();
+    }
+    section
+        .split(|&b| b == b',')
+        .filter_map(|item| {
+            let eq = item.iter().position(|&b| b == b'=')?;
+            unescape(&item[..eq])
+        })
+        .collect()
+}
+
+fn unescape(name: &[u8]) -> Option<String> {
+    let mut out = Vec::with_capacity(name.len());
+    let mut i = 0;
+    while i < name.len() {
+        if name[i] == b'%' {
+            let hex = std::str::from_utf8(name.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(name[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Appends the value's tags and their versions to a header made by
+/// [`header`] (before its value): ` name=version,…` before its newline.
+pub(crate) fn with_value_tags<V: AsRef<[u8]>>(
+    mut header: Vec<u8>,
+    tags: &[(&str, V)],
+) -> Result<Vec<u8>, BadVersion> {
+    use std::io::Write;
+    if header.pop() != Some(b'\n') {
+        return Err(BadVersion);
+    }
+    header.push(b' ');
+    for (i, (tag, version)) in tags.iter().enumerate() {
+        let version = version.as_ref();
+        if !is_version(version) {
+            return Err(BadVersion);
+        }
+        if i > 0 {
+            header.push(b',');
+        }
+        for &b in tag.as_bytes() {
+            if escaped(b) {
+                let _ = write!(header, "%{b:02X}");
+            } else {
+                header.push(b);
+            }
+        }
+        header.push(b'=');
+        header.extend_from_slice(version);
+    }
+    header.push(b'\n');
+    Ok(header)
+}
+
+/// When a version was created, by the clock of the server that holds it
+/// (microseconds since 1970 on Redis, a counter in process): the digits
+/// after its `t`. `None` for a version without (written before versions
+/// were stamped).
+pub(crate) fn stamp(version: &[u8]) -> Option<u64> {
+    let at = version.iter().rposition(|&b| b == b't')?;
+    std::str::from_utf8(&version[at + 1..]).ok()?.parse().ok()
 }
 
 /// When a value stops being fresh, and how long its body took to compute
@@ -263,7 +415,12 @@ mod tests {
     #[test]
     fn current_only_under_the_recorded_versions() {
         let bytes = entry(Codec::Json, &["a1", "b2"], br#"{"x":[1,2]}"#);
-        let at = match check(Some(&bytes), Codec::Json, now(&[Some("a1"), Some("b2")])) {
+        let at = match check(
+            Some(&bytes),
+            Codec::Json,
+            now(&[Some("a1"), Some("b2")]),
+            ValueTags::None,
+        ) {
             Check::Current(at) => at,
             other => panic!("{other:?}"),
         };
@@ -278,7 +435,7 @@ mod tests {
             &[Some("a1"), Some("b")],
         ] {
             assert_eq!(
-                check(Some(&bytes), Codec::Json, now(stale)),
+                check(Some(&bytes), Codec::Json, now(stale), ValueTags::None),
                 Check::Stale,
                 "{stale:?}"
             );
@@ -290,11 +447,11 @@ mod tests {
         let bytes = entry(Codec::MsgPack, &["a1"], b"\x91\x01");
         let versions = now(&[Some("a1")]);
         assert_eq!(
-            check(Some(&bytes), Codec::Json, versions.clone()),
+            check(Some(&bytes), Codec::Json, versions.clone(), ValueTags::None),
             Check::OtherCodec
         );
         assert!(matches!(
-            check(Some(&bytes), Codec::MsgPack, versions),
+            check(Some(&bytes), Codec::MsgPack, versions, ValueTags::None),
             Check::Current(_)
         ));
     }
@@ -311,17 +468,25 @@ mod tests {
             b"\xff\xfe",
             br#"{"tags":{},"value":1}"#,
         ] {
-            let c = check(Some(bytes), Codec::Json, versions.clone());
+            let c = check(Some(bytes), Codec::Json, versions.clone(), ValueTags::None);
             assert!(
                 matches!(c, Check::Corrupt | Check::Stale),
                 "{bytes:?}: {c:?}"
             );
         }
         assert_eq!(
-            check(Some(b"cr1 json a1\n"), Codec::Json, versions.clone()),
+            check(
+                Some(b"cr1 json a1\n"),
+                Codec::Json,
+                versions.clone(),
+                ValueTags::None
+            ),
             Check::Current(12)
         );
-        assert_eq!(check(None, Codec::Json, versions), Check::Absent);
+        assert_eq!(
+            check(None, Codec::Json, versions, ValueTags::None),
+            Check::Absent
+        );
     }
 
     #[test]
@@ -339,7 +504,12 @@ mod tests {
         assert!(stored.len() < plain.len() / 4);
         assert_eq!(freshness(&stored), Some(fresh));
         let versions = now(&[Some("a1"), Some("b2")]);
-        let Check::Current(stored_at) = check(Some(&stored), Codec::Json, versions.clone()) else {
+        let Check::Current(stored_at) = check(
+            Some(&stored),
+            Codec::Json,
+            versions.clone(),
+            ValueTags::None,
+        ) else {
             panic!("not current");
         };
         let (opened, value_at) = open(&stored, stored_at, value.len()).unwrap().unwrap();
@@ -347,11 +517,21 @@ mod tests {
         assert!(open(&plain, at, value.len()).unwrap().is_none());
         assert!(open(&stored, stored_at, value.len() - 1).is_err());
         assert_eq!(
-            check(Some(&stored), Codec::MsgPack, versions.clone()),
+            check(
+                Some(&stored),
+                Codec::MsgPack,
+                versions.clone(),
+                ValueTags::None
+            ),
             Check::OtherCodec
         );
         assert_eq!(
-            check(Some(b"cr1 json+zip a1,b2\n1"), Codec::Json, versions),
+            check(
+                Some(b"cr1 json+zip a1,b2\n1"),
+                Codec::Json,
+                versions,
+                ValueTags::None
+            ),
             Check::Corrupt
         );
         let mut corrupt = stored.clone();
@@ -380,13 +560,23 @@ mod tests {
         bytes.extend_from_slice(b"[1]");
         assert_eq!(bytes, b"cr1 json ~1764460800000/212 a1,b2\n[1]");
         assert_eq!(freshness(&bytes), Some(fresh));
-        let at = match check(Some(&bytes), Codec::Json, now(&[Some("a1"), Some("b2")])) {
+        let at = match check(
+            Some(&bytes),
+            Codec::Json,
+            now(&[Some("a1"), Some("b2")]),
+            ValueTags::None,
+        ) {
             Check::Current(at) => at,
             other => panic!("{other:?}"),
         };
         assert_eq!(&bytes[at..], b"[1]");
         assert_eq!(
-            check(Some(&bytes), Codec::Json, now(&[Some("a1"), Some("b3")])),
+            check(
+                Some(&bytes),
+                Codec::Json,
+                now(&[Some("a1"), Some("b3")]),
+                ValueTags::None
+            ),
             Check::Stale
         );
         assert_eq!(freshness(&entry(Codec::Json, &["a1"], b"1")), None);
@@ -398,8 +588,131 @@ mod tests {
             assert_eq!(freshness(garbage), None);
         }
         assert_eq!(
-            check(Some(b"cr1 json ~"), Codec::Json, now(&[Some("a1")])),
+            check(
+                Some(b"cr1 json ~"),
+                Codec::Json,
+                now(&[Some("a1")]),
+                ValueTags::None
+            ),
             Check::Corrupt
         );
+    }
+
+    #[test]
+    fn a_compressed_entry_keeps_its_value_tags_plain() {
+        let value = br#"{"id":7,"name":"kettle"}"#.repeat(60);
+        let head = header(Codec::Json, None, &["a1", "b2"], value.len()).unwrap();
+        let mut plain = with_value_tags(head, &[("product:7", "v7t5")]).unwrap();
+        let at = plain.len();
+        plain.extend_from_slice(&value);
+        let stored = compress(&plain, at);
+        assert!(stored.starts_with(b"cr1 json+lz4 a1,b2 product:7=v7t5\n"));
+        assert_eq!(value_tags(&stored), ["product:7"]);
+        let statics = [Some("a1"), Some("b2")];
+        let Check::Current(first) = check(
+            Some(&stored),
+            Codec::Json,
+            now(&statics),
+            ValueTags::Skipped,
+        ) else {
+            panic!("not current at the first look");
+        };
+        let all = [Some("a1"), Some("b2"), Some("v7t5")];
+        let Check::Current(stored_at) =
+            check(Some(&stored), Codec::Json, now(&all), ValueTags::Checked)
+        else {
+            panic!("not current");
+        };
+        assert_eq!(first, stored_at);
+        let (opened, value_at) = open(&stored, stored_at, value.len()).unwrap().unwrap();
+        assert_eq!((opened.as_slice(), value_at), (plain.as_slice(), at));
+        assert_eq!(
+            check(
+                Some(&stored),
+                Codec::Json,
+                now(&[Some("a1"), Some("b2"), Some("v7t6")]),
+                ValueTags::Checked
+            ),
+            Check::Stale
+        );
+    }
+
+    #[test]
+    fn value_tags_are_recorded_escaped_and_checked() {
+        let head = header(Codec::Json, None, &["a1", "b2"], 0).unwrap();
+        let tags = [("product:7", "v7t5"), ("odd, =%\n", "v8t6")];
+        let mut bytes = with_value_tags(head, &tags).unwrap();
+        bytes.extend_from_slice(b"[7]");
+        assert_eq!(
+            bytes,
+            b"cr1 json a1,b2 product:7=v7t5,odd%2C%20%3D%25%0A=v8t6\n[7]"
+        );
+        assert_eq!(value_tags(&bytes), ["product:7", "odd, =%\n"]);
+        let all = [Some("a1"), Some("b2"), Some("v7t5"), Some("v8t6")];
+        let at = match check(Some(&bytes), Codec::Json, now(&all), ValueTags::Checked) {
+            Check::Current(at) => at,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(&bytes[at..], b"[7]");
+        let statics = now(&all[..2]);
+        assert_eq!(
+            check(
+                Some(&bytes),
+                Codec::Json,
+                statics.clone(),
+                ValueTags::Skipped
+            ),
+            Check::Current(at)
+        );
+        assert_eq!(
+            check(Some(&bytes), Codec::Json, statics.clone(), ValueTags::None),
+            Check::Stale
+        );
+        for stale in [
+            &[Some("a1"), Some("b2"), None, Some("v8t6")][..],
+            &[Some("a1"), Some("b2"), Some("v7t5"), Some("v8t7")],
+            &[Some("a1"), Some("b2"), Some("v7t5")],
+            &[
+                Some("a1"),
+                Some("b2"),
+                Some("v7t5"),
+                Some("v8t6"),
+                Some("x"),
+            ],
+            &all[..2],
+        ] {
+            assert_eq!(
+                check(Some(&bytes), Codec::Json, now(stale), ValueTags::Checked),
+                Check::Stale,
+                "{stale:?}"
+            );
+        }
+        // No tag from the value: an empty section, still required.
+        let mut empty =
+            with_value_tags::<&str>(header(Codec::Json, None, &["a1"], 0).unwrap(), &[]).unwrap();
+        empty.extend_from_slice(b"[]");
+        assert_eq!(empty, b"cr1 json a1 \n[]");
+        assert!(value_tags(&empty).is_empty());
+        assert!(matches!(
+            check(
+                Some(&empty),
+                Codec::Json,
+                now(&[Some("a1")]),
+                ValueTags::Checked
+            ),
+            Check::Current(_)
+        ));
+        let plain = entry(Codec::Json, &["a1"], b"[]");
+        assert_eq!(
+            check(
+                Some(&plain),
+                Codec::Json,
+                now(&[Some("a1")]),
+                ValueTags::Checked
+            ),
+            Check::Stale
+        );
+        assert_eq!(stamp(b"9f1ct1764460800000001"), Some(1_764_460_800_000_001));
+        assert_eq!(stamp(b"9f1c"), None);
     }
 }

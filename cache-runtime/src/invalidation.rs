@@ -30,7 +30,7 @@ impl Inner {
 
     /// [`invalidate_versions`](Self::invalidate_versions) without noting it
     /// in a scope: the second invalidation of an `invalidating` scope.
-    pub(crate) async fn invalidate_again(&self, keys: Vec<String>) -> Result<(), Error> {
+    pub(crate) async fn invalidate_again(self: &Arc<Self>, keys: Vec<String>) -> Result<(), Error> {
         let n = keys.len() as u64;
         match self.invalidate(&keys, true).await {
             Ok(()) => {
@@ -52,7 +52,32 @@ impl Inner {
     /// the backplane, in one round trip; then this process's local tier
     /// forgets the values read under them, before the caller goes on (also
     /// when Redis failed: a local value is then not to be trusted either).
-    pub(crate) async fn invalidate(&self, keys: &[String], delete: bool) -> Result<(), Error> {
+    ///
+    /// On a cluster the deletes and the announcements are separate round
+    /// trips: the work runs in a task of its own (when a Tokio runtime is
+    /// there), so that a caller whose future is dropped between them (a
+    /// request timeout, a `select!`) does not leave keys deleted and
+    /// unannounced, and other processes' local tiers serving what Redis no
+    /// longer does.
+    pub(crate) async fn invalidate(
+        self: &Arc<Self>,
+        keys: &[String],
+        delete: bool,
+    ) -> Result<(), Error> {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return self.invalidate_here(keys, delete).await;
+        };
+        let (inner, keys) = (Arc::clone(self), keys.to_vec());
+        let task = runtime.spawn(async move { inner.invalidate_here(&keys, delete).await });
+        match task.await {
+            Ok(result) => result,
+            // Only a panic ends the task early (the runtime shutting down
+            // ends the caller too).
+            Err(_) => Err(Error::Reply("the invalidation's task ended early".into())),
+        }
+    }
+
+    async fn invalidate_here(&self, keys: &[String], delete: bool) -> Result<(), Error> {
         let channel = schema::invalidation_channel(&self.namespace);
         let result = self.backend.invalidate(keys, delete, Some(&channel)).await;
         if let Some(local) = &self.local {

@@ -69,8 +69,9 @@
 //!   version values it holds for Redis hits.
 //! - **engine** (`engine`, `invalidation`, `invalidating`, `call`): one cache's state, the
 //!   invalidation path, the double delete around a transaction, the path of one call.
-//! - **facade** (`cache`, `builder`, `default_cache`, `companions`, `http`, `private`):
-//!   the public API and what the macro calls (`__private`).
+//! - **facade** (`cache`, `builder`, `default_cache`, `companions`, `entry_api`, `http`, `private`):
+//!   the public API (with [`Cache::entry`], the cache without an attribute)
+//!   and what the macro calls (`__private`).
 //!
 //! Where to look:
 //! - a hit is served: `call/lookup.rs` (from Redis), `call/local.rs` (from
@@ -137,7 +138,9 @@
 //!
 //! **What is stored.**
 //! - Per tag, one string key, `{ns}#tag:{tag}`, holding the tag's current
-//!   *version*: 128 random bits in hex. A version is created with the TTL
+//!   *version*: 128 random bits in hex, then `t` and when the server
+//!   created it (microseconds since 1970, its `TIME`; see "Tags from the
+//!   value"). A version is created with the TTL
 //!   of the entry being filled, grace included (plus the fill lease's, as
 //!   room for the body to run), and every entry stored under it extends it
 //!   to at least its own TTL: versions expire with the last entry that
@@ -170,8 +173,10 @@
 //!   announcement, in one pipeline). Scripts go by hash (`EVALSHA`).
 //! - An invalidation: `DEL {ns}#tag:{tag}`, one single-key command per tag,
 //!   whatever the number of entries, then `PUBLISH {ns}#invalidations
-//!   {ns}#tag:{tag}` for the local tiers, in the same round trip. Nothing is
-//!   scanned or listed.
+//!   {ns}#tag:{tag}` for the local tiers, in the same round trip (on a
+//!   cluster, `SPUBLISH` on the shard channel of the key's slot, which
+//!   costs one shard rather than every node). Nothing is scanned or
+//!   listed.
 //! - A local hit ([`CacheBuilder::local_cache`]): no Redis command. A
 //!   lookup in process memory, a check that the backplane subscription is
 //!   up and that none of the entry's versions was announced as
@@ -214,6 +219,47 @@
 //! than [`CacheBuilder::local_max_age`] after their versions were read
 //! from Redis: what bounds a version evicted without a message.
 //!
+//! **Tags from the value** (`#[cached(tags_from = f)]`). A listing tagged
+//! with the ids of the products it shows only knows them once its body
+//! ran, so their versions cannot be read before the body as the others
+//! are. What replaces that read:
+//! - *When the call started*: with `tags_from`, a read of an entry is
+//!   followed by a second round trip, which reads the versions of the tags
+//!   the entry records (none for a miss) and the server's clock (`TIME`,
+//!   by a script keyed by the entry, so on a cluster the entry's node
+//!   answers). The first such read of a call, before its body, is its
+//!   start.
+//! - *When a version was created*: every version carries the server's
+//!   time of its creation (`9f1c…t1764460800123456`). An invalidation
+//!   deletes the version; the next one is created later, so its stamp is
+//!   at least the invalidation's time.
+//! - *The fill*: after the body, `f(&value)` names the tags; one round trip
+//!   reads their versions, creating the missing ones (a script per key,
+//!   as for the other tags; a version without a stamp, written by an
+//!   older release, is replaced). If one was created at or after the
+//!   call's start, the tag may have been invalidated while the body ran:
+//!   the value is returned, not stored (counted in
+//!   [`Stats::value_tags_changed`]), the callers waiting for it in this
+//!   process run the body themselves, and waiters in other processes are
+//!   told as for a failed computation. Otherwise the entry records the
+//!   tags and their versions after the others (`cr1 json a1,b2
+//!   product:7=9f1c…t17…,product:8=…`, names escaped `%XX`), and every
+//!   later invalidation of one makes it stale. The price of the rule: a
+//!   value whose tags have no version yet (first seen, expired, or
+//!   invalidated since) is not stored by the call that created them; the
+//!   next call stores it.
+//! - *A hit*: the entry and the function's versions, then the versions of
+//!   the tags the entry names: two round trips (held versions are not
+//!   used for such a function, since the second read is needed anyway).
+//!   A local entry is indexed under those tags' keys too, so the
+//!   invalidation message of one drops it; a process waiting for another's
+//!   fill checks the value's tags before taking it.
+//! - *Clocks*: one Redis has one clock. On Redis Cluster the start is read
+//!   on the entry's node and a stamp on the tag's: versions created less
+//!   than a second before the call's start count as new, which tolerates
+//!   nodes' clocks up to a second apart. The memory backend stamps with a
+//!   counter, which no wall-clock step can reorder.
+//!
 //! **Redis Cluster.** Every command but the single-node `MGET` touches one
 //! key, so entries and versions may live in any slot; a hit with held
 //! versions touches one slot, the entry's.
@@ -234,6 +280,7 @@ mod default_cache;
 mod duration;
 mod engine;
 mod entry;
+mod entry_api;
 mod error;
 mod function_counters;
 mod held;
@@ -265,6 +312,7 @@ pub use builder::{CacheBuilder, DEFAULT_LOCAL_MAX_AGE, DEFAULT_MAX_VALUE_BYTES, 
 pub use cache::Cache;
 pub use canonical::EncodeError;
 pub use default_cache::{AsCache, set_default};
+pub use entry_api::Entry;
 pub use error::Error;
 pub use invalidating::invalidating;
 pub use scope::{bypass, refresh};

@@ -3,10 +3,11 @@
 //! command while they are provably current.
 //!
 //! A local entry is served only while all of these hold:
-//! - the backplane, this process's subscription to `{ns}#invalidations`,
-//!   is confirmed and has not dropped since the entry was made (the
-//!   `session`): every invalidation anywhere is `PUBLISH`ed there, after
-//!   its `DEL`;
+//! - the backplane, this process's subscription to `{ns}#invalidations`
+//!   (on a cluster, to each of its shard channels: see
+//!   [`backplane`](crate::backplane)), is confirmed and has not dropped
+//!   since the entry was made (the `session`): every invalidation anywhere
+//!   is published there, after its `DEL`;
 //! - none of the version keys the entry was read with (the same ones a
 //!   Redis hit checks: the function's, the call's, the namespace's and the
 //!   tags') has been invalidated since: each is a [`Cell`] the entry holds,

@@ -59,6 +59,7 @@ fn metric(stat: Stat) -> Option<(&'static str, Option<&'static str>)> {
         Stat::errors => ("cache_backend_errors_total", None),
         Stat::timeouts => ("cache_backend_timeouts_total", None),
         Stat::oversized => ("cache_oversized_total", None),
+        Stat::value_tags_changed => ("cache_value_tags_changed_total", None),
         Stat::round_trips | Stat::invalidations => return None,
     })
 }

@@ -45,6 +45,11 @@ pub trait Strategy<R> {
     fn ttl(&self, _result: &R) -> Option<Duration> {
         None
     }
+    /// The tags `result` gives its entry (`tags_from`); none for a result
+    /// that is not stored.
+    fn tags(&self, _result: &R) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// The value that `ttl_from` and `unless` look at, for each strategy: the
@@ -90,6 +95,7 @@ pub struct Decide<S, T> {
     strategy: S,
     ttl_from: Option<fn(&T) -> Option<Duration>>,
     unless: Option<fn(&T) -> bool>,
+    tags_from: Option<fn(&T) -> Vec<String>>,
 }
 
 impl<S: Clone, T> Clone for Decide<S, T> {
@@ -98,6 +104,7 @@ impl<S: Clone, T> Clone for Decide<S, T> {
             strategy: self.strategy.clone(),
             ttl_from: self.ttl_from,
             unless: self.unless,
+            tags_from: self.tags_from,
         }
     }
 }
@@ -111,6 +118,7 @@ impl<S, T> Decide<S, T> {
             strategy,
             ttl_from: None,
             unless: None,
+            tags_from: None,
         }
     }
 
@@ -123,6 +131,12 @@ impl<S, T> Decide<S, T> {
     /// `unless = path`.
     pub const fn unless(mut self, unless: fn(&T) -> bool) -> Self {
         self.unless = Some(unless);
+        self
+    }
+
+    /// `tags_from = path`.
+    pub const fn tags_from(mut self, tags_from: fn(&T) -> Vec<String>) -> Self {
+        self.tags_from = Some(tags_from);
         self
     }
 }
@@ -151,6 +165,12 @@ impl<R, S: Decidable<R>> Strategy<R> for Decide<S, S::Value> {
     fn ttl(&self, result: &R) -> Option<Duration> {
         let ttl_from = self.ttl_from?;
         self.strategy.value(result).and_then(ttl_from)
+    }
+    fn tags(&self, result: &R) -> Vec<String> {
+        match (self.tags_from, self.strategy.value(result)) {
+            (Some(tags_from), Some(value)) => tags_from(value),
+            _ => Vec::new(),
+        }
     }
 }
 

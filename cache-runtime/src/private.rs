@@ -9,6 +9,7 @@
 pub use ::core::any::{type_name, type_name_of_val};
 pub use ::core::future::Future;
 pub use ::core::option::Option::{self, None, Some};
+pub use ::core::primitive::bool;
 pub use ::core::result::Result;
 pub use ::std::format;
 pub use ::std::string::String;
@@ -87,6 +88,16 @@ where
         body,
     );
     call::execute(request, call::Detached)
+}
+
+/// Runs `call`, one call of a `#[cached]` function made by its
+/// `<fn>_prime` companion with the given value as the body, so that it
+/// stores the value without a lookup (and without waiting for another
+/// computation): whether it was stored. No bound on the call: the
+/// companion's call of [`execute`] is the function's own, token for token,
+/// so that a type error in it is reported once.
+pub async fn prime<F: Future>(call: F) -> bool {
+    call::prime(call).await
 }
 
 /// Runs one call of a `#[cached(batch = ...)]` function: `items` are the

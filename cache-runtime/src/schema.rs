@@ -8,7 +8,9 @@
 //!   namespace's, each tag's);
 //! - `{ns}#lease:{entry}`: an entry's fill lease;
 //! - `{ns}#fills`, `{ns}#invalidations`: the channels of fill announcements
-//!   and of the backplane.
+//!   and of the backplane; on a cluster with sharded pub/sub, each in
+//!   [`SHARD_GROUPS`] shard channels `{ns}#fills{sN}`, `{ns}#invalidations{sN}`
+//!   (see [`shard_channel`]).
 //!
 //! Entries live under `{ns}:`; the cache's own keys under `{ns}#`, so that
 //! no entry key, whatever a `key = "..."` template renders, is ever one of
@@ -92,6 +94,73 @@ pub(crate) const FAILED_FILL: &str = "\0failed\0";
 /// The channel on which fills are announced to waiting processes.
 pub(crate) fn fill_channel(namespace: &str) -> String {
     format!("{namespace}#fills")
+}
+
+/// How many shard channels each channel is split into on a cluster with
+/// sharded pub/sub: the slots in groups of 1024, one channel per group
+/// whose own slot lies in that group, so that a message about a key
+/// usually goes to the shard that owns the key.
+pub(crate) const SHARD_GROUPS: usize = 16;
+
+/// The shard channel of `channel` for `group` (below [`SHARD_GROUPS`]):
+/// `{channel}{sN}`, whose hash tag `sN` is the first that puts it in that
+/// group's slots.
+pub(crate) fn shard_channel(channel: &str, group: usize) -> String {
+    let tag = SHARD_TAGS.get(group % SHARD_GROUPS).copied().unwrap_or(0);
+    format!("{channel}{{s{tag}}}")
+}
+
+/// Every shard channel of `channel`, by group.
+pub(crate) fn shard_channels(channel: &str) -> Vec<String> {
+    (0..SHARD_GROUPS)
+        .map(|g| shard_channel(channel, g))
+        .collect()
+}
+
+/// The group of a key: its hash slot's.
+pub(crate) fn shard_group(key: &str) -> usize {
+    usize::from(key_slot(key.as_bytes())) / (SLOTS / SHARD_GROUPS)
+}
+
+/// The hash tags of the shard channels: for each group, the least `N`
+/// whose tag `sN` hashes into it (found by
+/// `shard_tags_hash_into_their_groups`).
+const SHARD_TAGS: [u32; SHARD_GROUPS] =
+    [10, 21, 2, 43, 11, 20, 3, 42, 12, 23, 0, 41, 13, 22, 1, 40];
+
+/// The number of hash slots of a cluster.
+const SLOTS: usize = 16384;
+
+/// A key's hash slot, as a cluster computes it: CRC16 (XMODEM) of its hash
+/// tag (the text between its first `{` and the next `}`, if not empty),
+/// or of the whole key.
+pub(crate) fn key_slot(key: &[u8]) -> u16 {
+    let hashed = key
+        .iter()
+        .position(|&b| b == b'{')
+        .and_then(|open| {
+            let rest = &key[open + 1..];
+            let close = rest.iter().position(|&b| b == b'}')?;
+            (close > 0).then(|| &rest[..close])
+        })
+        .unwrap_or(key);
+    crc16(hashed) % SLOTS as u16
+}
+
+/// CRC16-CCITT (XMODEM), the hash of cluster slots.
+fn crc16(bytes: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &byte in bytes {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc
 }
 
 /// A key name given as up to five pieces, joined only where it is written
@@ -201,5 +270,33 @@ mod tests {
         for (name, pinned) in names {
             assert_eq!(name, pinned);
         }
+    }
+
+    #[test]
+    fn key_slots_are_the_clusters() {
+        // From `CLUSTER KEYSLOT`.
+        assert_eq!(key_slot(b"foo"), 12182);
+        assert_eq!(key_slot(b"{user1000}.following"), key_slot(b"user1000"));
+        assert_eq!(key_slot(b"foo{}{bar}"), key_slot(b"foo{}{bar}"));
+        assert_eq!(crc16(b"123456789"), 0x31c3);
+    }
+
+    #[test]
+    fn shard_tags_hash_into_their_groups() {
+        let found: Vec<u32> = (0..SHARD_GROUPS)
+            .map(|g| {
+                (0..)
+                    .find(|n| shard_group(&format!("x{{s{n}}}")) == g)
+                    .unwrap_or(0)
+            })
+            .collect();
+        assert_eq!(found, SHARD_TAGS);
+        for g in 0..SHARD_GROUPS {
+            assert_eq!(shard_group(&shard_channel("shop#invalidations", g)), g);
+        }
+        assert_eq!(
+            shard_channel("shop#fills", 0),
+            format!("shop#fills{{s{}}}", SHARD_TAGS[0])
+        );
     }
 }

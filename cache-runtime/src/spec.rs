@@ -39,6 +39,9 @@ pub struct Options {
     /// The HTTP layer's entries keep theirs exactly: a response's age is
     /// read off its entry's remaining TTL.
     pub jitter: bool,
+    /// `tags_from = ...`: entries also carry tags taken from their value,
+    /// after the body (see the crate docs, "Tags from the value").
+    pub tags_from: bool,
 }
 
 impl Options {
@@ -54,6 +57,7 @@ impl Options {
         refresh_ahead: false,
         local: true,
         jitter: true,
+        tags_from: false,
     };
 
     /// Whether entries record their freshness (`grace` or `refresh_ahead`).
@@ -111,6 +115,18 @@ impl Spec {
             counters: OnceLock::new(),
             warned_oversized: AtomicBool::new(false),
         }
+    }
+
+    /// A description whose path is given rather than read off a marker
+    /// (the entries of [`Cache::entry`](crate::Cache::entry)): `path` is
+    /// its name too.
+    pub(crate) fn with_path(path: &'static str, options: Options) -> Self {
+        fn no_marker() -> &'static str {
+            ""
+        }
+        let spec = Spec::new(path, no_marker, options);
+        let _ = spec.path.set(path.to_owned());
+        spec
     }
 
     /// The function's full path, `my_crate::module::fn_name`, or

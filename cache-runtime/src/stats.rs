@@ -105,6 +105,10 @@ counters! {
     /// Callers that stopped waiting for a refresh after `timeout` and got
     /// the grace value.
     body_timeouts,
+    /// Values returned but not stored because a tag they give their entry
+    /// (`tags_from`) has a version newer than the call: it may have been
+    /// invalidated while the body ran.
+    value_tags_changed,
 }
 
 impl Stats {

@@ -396,9 +396,15 @@ impl RedisCluster {
     /// `cluster-node-timeout` of 1 s, so that a primary that dies is
     /// replaced within seconds (as managed services run a cluster).
     pub fn start_replicated() -> Self {
+        Self::start_replicated_with(&[])
+    }
+
+    /// [`start_replicated`](Self::start_replicated), each node with the
+    /// arguments `extra` too.
+    pub fn start_replicated_with(extra: &[&str]) -> Self {
         let nodes: Vec<RedisServer> = (0..6)
             .map(|_| {
-                RedisServer::start_with(&[
+                let mut args = vec![
                     "--cluster-enabled",
                     "yes",
                     "--cluster-node-timeout",
@@ -406,7 +412,9 @@ impl RedisCluster {
                     // A replica takes over however long it was cut off.
                     "--cluster-replica-validity-factor",
                     "0",
-                ])
+                ];
+                args.extend_from_slice(extra);
+                RedisServer::start_with(&args)
             })
             .collect();
         let addrs: Vec<String> = nodes
@@ -558,9 +566,7 @@ impl RedisCluster {
     /// NODE`): clients that use those keys meet `ASK` while a slot moves
     /// and `MOVED` after. Returns the slots moved.
     pub fn migrate_busy_slots(&self, from: usize, to: usize) -> Vec<u16> {
-        let (from_id, to_id) = (self.node_id(from), self.node_id(to));
         let mut src = self.nodes[from].conn();
-        let mut dst = self.nodes[to].conn();
         let mut slots = std::collections::BTreeSet::new();
         let mut cursor = 0u64;
         loop {
@@ -583,40 +589,8 @@ impl RedisCluster {
             }
             cursor = next;
         }
-        let cmd = |conn: &mut redis::Connection, args: &[&str]| {
-            let _: () = redis::cmd("CLUSTER")
-                .arg(args)
-                .query(conn)
-                .unwrap_or_else(|e| panic!("CLUSTER {args:?}: {e}"));
-        };
         for &slot in &slots {
-            let s = slot.to_string();
-            cmd(&mut dst, &["SETSLOT", &s, "IMPORTING", &from_id]);
-            cmd(&mut src, &["SETSLOT", &s, "MIGRATING", &to_id]);
-            loop {
-                let keys: Vec<String> = redis::cmd("CLUSTER")
-                    .arg("GETKEYSINSLOT")
-                    .arg(slot)
-                    .arg(10)
-                    .query(&mut src)
-                    .expect("GETKEYSINSLOT");
-                if keys.is_empty() {
-                    break;
-                }
-                let _: redis::Value = redis::cmd("MIGRATE")
-                    .arg("127.0.0.1")
-                    .arg(self.nodes[to].port)
-                    .arg("")
-                    .arg(0)
-                    .arg(5000)
-                    .arg("REPLACE")
-                    .arg("KEYS")
-                    .arg(&keys)
-                    .query(&mut src)
-                    .expect("MIGRATE");
-            }
-            cmd(&mut dst, &["SETSLOT", &s, "NODE", &to_id]);
-            cmd(&mut src, &["SETSLOT", &s, "NODE", &to_id]);
+            self.move_slot(slot, from, to);
         }
         let deadline = Instant::now() + Duration::from_secs(30);
         while !self.all_ok() {
@@ -624,6 +598,113 @@ impl RedisCluster {
             std::thread::sleep(Duration::from_millis(20));
         }
         slots.into_iter().collect()
+    }
+
+    /// Moves `slot` from primary `from` to primary `to`, keys and all
+    /// (`SETSLOT IMPORTING` / `MIGRATING`, `MIGRATE`, `SETSLOT NODE`), and
+    /// tells every other primary; does not wait for the cluster to settle.
+    fn move_slot(&self, slot: u16, from: usize, to: usize) {
+        let (from_id, to_id) = (self.node_id(from), self.node_id(to));
+        let mut src = self.nodes[from].conn();
+        let mut dst = self.nodes[to].conn();
+        let cmd = |conn: &mut redis::Connection, args: &[&str]| {
+            let _: () = redis::cmd("CLUSTER")
+                .arg(args)
+                .query(conn)
+                .unwrap_or_else(|e| panic!("CLUSTER {args:?}: {e}"));
+        };
+        let s = slot.to_string();
+        cmd(&mut dst, &["SETSLOT", &s, "IMPORTING", &from_id]);
+        cmd(&mut src, &["SETSLOT", &s, "MIGRATING", &to_id]);
+        loop {
+            let keys: Vec<String> = redis::cmd("CLUSTER")
+                .arg("GETKEYSINSLOT")
+                .arg(slot)
+                .arg(10)
+                .query(&mut src)
+                .expect("GETKEYSINSLOT");
+            if keys.is_empty() {
+                break;
+            }
+            let _: redis::Value = redis::cmd("MIGRATE")
+                .arg("127.0.0.1")
+                .arg(self.nodes[to].port)
+                .arg("")
+                .arg(0)
+                .arg(5000)
+                .arg("REPLACE")
+                .arg("KEYS")
+                .arg(&keys)
+                .query(&mut src)
+                .expect("MIGRATE");
+        }
+        cmd(&mut dst, &["SETSLOT", &s, "NODE", &to_id]);
+        cmd(&mut src, &["SETSLOT", &s, "NODE", &to_id]);
+        for other in self.primaries() {
+            if other != from && other != to {
+                cmd(
+                    &mut self.nodes[other].conn(),
+                    &["SETSLOT", &s, "NODE", &to_id],
+                );
+            }
+        }
+    }
+
+    /// Moves `slot` to primary `to` from the primary that holds it, and
+    /// waits until the cluster is ok.
+    pub fn move_slot_to(&self, slot: u16, to: usize) {
+        let from = self.slot_owner(slot);
+        assert_ne!(from, to, "slot {slot} is on node {to} already");
+        self.move_slot(slot, from, to);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.all_ok() {
+            assert!(
+                Instant::now() < deadline,
+                "cluster not ok after moving a slot"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The live primary that holds `slot`, by index (as it says itself).
+    pub fn slot_owner(&self, slot: u16) -> usize {
+        self.primaries()
+            .into_iter()
+            .find(|&i| {
+                let nodes: String = redis::cmd("CLUSTER")
+                    .arg("NODES")
+                    .query(&mut self.nodes[i].conn())
+                    .expect("CLUSTER NODES");
+                let Some(me) = nodes.lines().find(|l| l.contains("myself")) else {
+                    return false;
+                };
+                me.split_whitespace().skip(8).any(|range| {
+                    let mut ends = range.splitn(2, '-').map(|n| n.parse::<u16>());
+                    match (ends.next(), ends.next()) {
+                        (Some(Ok(lo)), Some(Ok(hi))) => (lo..=hi).contains(&slot),
+                        (Some(Ok(one)), None) => one == slot,
+                        _ => false,
+                    }
+                })
+            })
+            .unwrap_or_else(|| panic!("no primary holds slot {slot}"))
+    }
+
+    /// A counter of `CLUSTER INFO` (`cluster_stats_messages_...`) summed
+    /// over the live nodes: the cluster bus's messages.
+    pub fn bus_messages(&self, name: &str) -> u64 {
+        self.live()
+            .map(|(_, n)| {
+                let info: String = redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query(&mut n.conn())
+                    .unwrap_or_default();
+                info.lines()
+                    .find_map(|l| l.strip_prefix(&format!("{name}:")))
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .unwrap_or(0)
+            })
+            .sum()
     }
 
     /// Moves `slots` slots from primary `from` to primary `to` online

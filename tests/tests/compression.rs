@@ -295,3 +295,122 @@ async fn batch_items_the_local_tier_and_the_memory_backend_compress_too() {
     let stats = memory.cache.stats();
     assert_eq!((memory.runs(), stats.hits, stats.decode_errors), (1, 2, 0));
 }
+
+/// Every stored entry of `ns` (functions' and the entry API's), raw.
+fn all_entries(conn: &mut redis::Connection, ns: &str) -> Vec<Vec<u8>> {
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{ns}:*"))
+        .query(conn)
+        .unwrap();
+    keys.into_iter()
+        .filter_map(|key| {
+            let value: Vec<u8> = redis::cmd("GET").arg(&key).query(conn).ok()?;
+            value.starts_with(b"cr1 ").then_some(value)
+        })
+        .collect()
+}
+
+fn item_tags(items: &Vec<String>) -> Vec<String> {
+    (0..items.len().min(3))
+        .map(|i| format!("item:{i}"))
+        .collect()
+}
+
+struct Tagged {
+    cache: Cache,
+    runs: AtomicU64,
+}
+
+impl Tagged {
+    #[cached(cache = self.cache, ttl = 600, tags_from = item_tags)]
+    async fn page(&self, n: u64) -> Vec<String> {
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        page(n)
+    }
+}
+
+#[tokio::test]
+async fn a_tags_from_value_is_compressed_after_its_plain_tag_section() {
+    let url = shared_url();
+    let ns = unique_namespace("compress-tags-from");
+    let shop = Tagged {
+        cache: builder(&url, &ns).compress_above(1024).build().unwrap(),
+        runs: AtomicU64::new(0),
+    };
+    let mut conn = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let runs = || shop.runs.load(Ordering::SeqCst);
+    // The first fill creates the tags' versions after it started: its
+    // value is returned, not stored (compressed or not).
+    assert_eq!(shop.page(200).await, page(200));
+    assert!(entries(&mut conn, &ns).is_empty());
+    assert_eq!(shop.page(200).await, page(200));
+    let stored = entries(&mut conn, &ns);
+    assert_eq!(stored.len(), 1);
+    let head = header(&stored[0].1);
+    // The codec says so; the tags from the value stay readable.
+    assert!(head.starts_with("cr1 json+lz4 "), "{head}");
+    assert!(
+        head.contains(" item:0=") && head.contains(",item:1=") && head.contains(",item:2="),
+        "{head}"
+    );
+    assert!(stored[0].1.len() < 4_000, "{} bytes", stored[0].1.len());
+
+    // Checked, completed, then opened: a hit.
+    assert_eq!(shop.page(200).await, page(200));
+    assert_eq!((runs(), shop.cache.stats().hits), (2, 1));
+
+    // A tag from the value invalidates it like any tag (the next fill
+    // re-creates its version, so is not stored; the one after is).
+    shop.cache.invalidate_tag("item:1").await.unwrap();
+    assert_eq!(shop.page(200).await, page(200));
+    assert_eq!(shop.page(200).await, page(200));
+    assert_eq!(shop.page(200).await, page(200));
+    assert_eq!((runs(), shop.cache.stats().hits), (4, 2));
+    assert_eq!(shop.cache.stats().decode_errors, 0);
+}
+
+#[tokio::test]
+async fn set_and_prime_store_compressed_above_the_bound() {
+    let url = shared_url();
+    let ns = unique_namespace("compress-set-prime");
+    let shop = Shop::new(builder(&url, &ns).compress_above(1024).build().unwrap());
+    let mut conn = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+
+    assert!(shop.cache.entry("big", &1u8).set(&page(200)).await);
+    let stored = all_entries(&mut conn, &ns);
+    assert_eq!(stored.len(), 1);
+    assert!(
+        header(&stored[0]).starts_with("cr1 json+lz4 "),
+        "{}",
+        header(&stored[0])
+    );
+    assert_eq!(
+        shop.cache
+            .entry("big", &1u8)
+            .get::<Vec<String>>()
+            .await
+            .unwrap(),
+        Some(page(200))
+    );
+
+    assert!(shop.page_prime(300, page(300)).await);
+    let stored = all_entries(&mut conn, &ns);
+    assert_eq!(stored.len(), 2, "the set entry and the primed one");
+    for entry in &stored {
+        assert!(
+            header(entry).starts_with("cr1 json+lz4 "),
+            "{}",
+            header(entry)
+        );
+    }
+    // Served without a computation.
+    assert_eq!(shop.page(300).await, page(300));
+    assert_eq!(shop.runs(), 0);
+    assert_eq!(shop.cache.stats().decode_errors, 0);
+}

@@ -84,7 +84,8 @@ fn kill_user(conn: &mut redis::Connection) -> u64 {
         .expect("CLIENT KILL USER")
 }
 
-/// Whether a connection of user `u` is subscribed to a channel.
+/// Whether a connection of user `u` is subscribed to a channel, classic
+/// (`sub=`) or sharded (`ssub=`).
 fn subscribed(conn: &mut redis::Connection) -> bool {
     let list: String = redis::cmd("CLIENT")
         .arg("LIST")
@@ -95,7 +96,8 @@ fn subscribed(conn: &mut redis::Connection) -> bool {
         fields.contains(&"user=u")
             && fields
                 .iter()
-                .any(|f| f.strip_prefix("sub=").is_some_and(|n| n != "0"))
+                .filter_map(|f| f.strip_prefix("sub=").or_else(|| f.strip_prefix("ssub=")))
+                .any(|n| n != "0")
     })
 }
 
@@ -264,21 +266,40 @@ async fn rotating_on_a_cluster_fails_no_call() {
         users(admin, "pw-0");
     }
     let token = Token::new("pw-0");
+    let builder = |prefix: &str| {
+        token.provide(
+            Cache::builder()
+                .redis_cluster(cluster.urls())
+                .namespace(unique_namespace(prefix))
+                .op_timeout(cache_tests::TEST_OP_TIMEOUT),
+        )
+    };
     let api = Arc::new(Api {
-        cache: token
-            .provide(
-                Cache::builder()
-                    .redis_cluster(cluster.urls())
-                    .namespace(unique_namespace("rotate-cluster"))
-                    .op_timeout(cache_tests::TEST_OP_TIMEOUT),
-            )
+        cache: builder("rotate-cluster").build().unwrap(),
+        runs: AtomicU64::new(0),
+    });
+    // With a local tier: its sharded subscriptions (a cluster connection
+    // of their own, to every primary) must take the provider's
+    // credentials, and come back after each rotation.
+    let local = Api {
+        cache: builder("rotate-cluster-local")
+            .local_cache(1 << 20)
             .build()
             .unwrap(),
         runs: AtomicU64::new(0),
-    });
+    };
+    let all_subscribed =
+        |admins: &mut Vec<redis::Connection>| admins.iter_mut().all(|admin| subscribed(admin));
     let stop = Arc::new(AtomicBool::new(false));
     let tasks = traffic(&api, &stop);
     hits_resume(&api, 0, 20, "the first hits").await;
+    no_hang(20, "the first subscriptions", async {
+        while !local.cache.local_ready() || !all_subscribed(&mut admins) {
+            local.get(1).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
     for round in 1..=3 {
         let password = format!("pw-{round}");
         let (asked, hits) = (token.asked(), api.cache.stats().hits);
@@ -299,6 +320,13 @@ async fn rotating_on_a_cluster_fails_no_call() {
             token.asked() > asked,
             "round {round}: the provider was asked again"
         );
+        no_hang(30, "the sharded subscriptions after a rotation", async {
+            while !all_subscribed(&mut admins) {
+                local.get(1).await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
     }
     stop.store(true, Ordering::Relaxed);
     let mut calls = 0;

@@ -115,6 +115,34 @@ pub(crate) fn cluster(
     op_timeout: std::time::Duration,
     credentials: Option<&Credentials>,
 ) -> Result<ClusterClient, Error> {
+    cluster_builder(urls, tls, op_timeout, credentials)?
+        .build()
+        .map_err(invalid(urls))
+}
+
+/// The client of a cluster's shard subscriptions: RESP3, with the
+/// messages and the connections' events (pushes) sent to `pushes`. The
+/// credentials provider, if any, is asked by each connection it makes.
+pub(crate) fn cluster_subscriber(
+    urls: &[String],
+    tls: &Tls,
+    op_timeout: std::time::Duration,
+    credentials: Option<&Credentials>,
+    pushes: tokio::sync::mpsc::UnboundedSender<redis::PushInfo>,
+) -> Result<ClusterClient, Error> {
+    cluster_builder(urls, tls, op_timeout, credentials)?
+        .use_protocol(redis::ProtocolVersion::RESP3)
+        .push_sender(pushes)
+        .build()
+        .map_err(invalid(urls))
+}
+
+fn cluster_builder(
+    urls: &[String],
+    tls: &Tls,
+    op_timeout: std::time::Duration,
+    credentials: Option<&Credentials>,
+) -> Result<redis::cluster::ClusterClientBuilder, Error> {
     let infos = parse_all(urls, tls)?;
     let builder = ClusterClient::builder(infos)
         .tcp_settings(link::tcp_settings())
@@ -131,7 +159,7 @@ pub(crate) fn cluster(
         Some(certificates) => builder.certs(certificates),
         None => builder,
     };
-    builder.build().map_err(invalid(urls))
+    Ok(builder)
 }
 
 /// A client of the sentinels at `urls`, which names the primary of

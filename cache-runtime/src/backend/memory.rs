@@ -80,6 +80,10 @@ struct Versions {
     unheld_max: (usize, u64),
     /// The size of the map at which [`Versions::bound`] runs next.
     next_bound: AtomicUsize,
+    /// The process's clock for versions: a counter, moved by each version
+    /// created and each clock read, so that a version created after a
+    /// read of the clock has a larger stamp whatever the wall clock does.
+    clock: AtomicU64,
 }
 
 /// How often (in version operations) versions nobody holds are swept.
@@ -93,6 +97,7 @@ impl Versions {
             ops: AtomicU64::new(0),
             unheld_max: (capacity, max_bytes),
             next_bound: AtomicUsize::new(capacity),
+            clock: AtomicU64::new(0),
         }
     }
 
@@ -173,6 +178,11 @@ impl Versions {
         .collect()
     }
 
+    /// The clock's next reading.
+    fn now(&self) -> u64 {
+        self.clock.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
     fn get_or_set(&self, key: &str, fresh: &str, window: Duration) -> Arc<[u8]> {
         let now = Instant::now();
         let mut map = self.lock();
@@ -180,7 +190,8 @@ impl Versions {
         if let Some(v) = map.get(key).filter(|v| Self::live(v, now)) {
             return v.value.clone();
         }
-        let value: Arc<[u8]> = Arc::from(fresh.as_bytes());
+        // Stamped like Redis's versions, by this process's clock.
+        let value: Arc<[u8]> = Arc::from(format!("{fresh}t{}", self.now()).as_bytes());
         let version = Version {
             value: value.clone(),
             holders: 0,
@@ -289,7 +300,27 @@ impl MemoryBackend {
             leased: false,
             ttl: remaining,
             held_until: None,
+            value_tags: 0,
         }
+    }
+
+    /// The versions of `keys` and the clock's reading, after them.
+    pub fn read_value_tags(&self, keys: &[String]) -> (Vec<Value>, u64) {
+        let versions = self
+            .versions
+            .get_all(keys.iter().map(|k| KeyName::whole(k)));
+        (versions, self.versions.now())
+    }
+
+    /// For each key its version, or a fresh one (stamped, as every version
+    /// created here is), kept at least `window`.
+    pub fn stamped_versions(&self, keys: &[String], window: Duration) -> Vec<Vec<u8>> {
+        keys.iter()
+            .map(|k| {
+                let fresh = crate::ids::random_id();
+                self.versions.get_or_set(k, &fresh, window).to_vec()
+            })
+            .collect()
     }
 
     /// For each key its version, or the fresh one, kept at least `window`.

@@ -38,6 +38,9 @@ pub(crate) struct Snapshot {
     /// they may be used (a value kept locally from this read lives no
     /// longer).
     pub held_until: Option<std::time::Instant>,
+    /// How many of the versions are those of the tags the entry took from
+    /// its value (`tags_from`), appended by a second read.
+    value_tags: usize,
 }
 
 impl Snapshot {
@@ -58,6 +61,7 @@ impl Snapshot {
             leased,
             ttl: None,
             held_until: None,
+            value_tags: 0,
         })
     }
 
@@ -83,11 +87,28 @@ impl Snapshot {
         self.items[1..].iter().map(Self::bytes)
     }
 
-    /// The current versions, owned.
+    /// Appends the current versions of the tags the entry took from its
+    /// value.
+    pub fn append_value_tags(&mut self, versions: Vec<Value>) -> Result<(), Error> {
+        for v in versions {
+            match v {
+                Value::Nil | Value::BulkString(_) => self.items.push(v),
+                Value::SimpleString(s) => self.items.push(Value::BulkString(s.into_bytes())),
+                other => return Err(Error::Reply(format!("expected a string, got {other:?}"))),
+            }
+            self.value_tags += 1;
+        }
+        Ok(())
+    }
+
+    /// The current versions of the function's version keys (not those of
+    /// the value's tags), owned.
     pub fn into_versions(self) -> Vec<Option<Vec<u8>>> {
+        let statics = self.items.len() - 1 - self.value_tags;
         self.items
             .into_iter()
             .skip(1)
+            .take(statics)
             .map(|item| match item {
                 Value::BulkString(b) => Some(b),
                 _ => None,
@@ -213,6 +234,45 @@ impl Backend {
                 ),
                 leased: false,
             }),
+        }
+    }
+
+    /// The current versions of `keys` (the tags an entry took from its
+    /// value; none for an absent entry) and the server's clock
+    /// (microseconds since 1970 on Redis, taken on the entry's node; a
+    /// counter in process), in one round trip.
+    pub async fn read_value_tags(
+        &self,
+        entry_key: KeyName<'_>,
+        keys: &[String],
+    ) -> Result<(Vec<Value>, u64), Error> {
+        match self {
+            Backend::Redis(b) => b.read_value_tags(entry_key, keys).await,
+            Backend::Memory(b) => Ok(b.read_value_tags(keys)),
+        }
+    }
+
+    /// The version of each key, created (stamped with the server's clock)
+    /// where there is none or where it has no stamp, with the TTL: the
+    /// versions of the tags a value gives its entry, after its body ran.
+    pub async fn stamped_versions(
+        &self,
+        keys: &[String],
+        version_ttl: Duration,
+    ) -> Result<Vec<Vec<u8>>, Error> {
+        match self {
+            Backend::Redis(b) => b.stamped_versions(keys, version_ttl).await,
+            Backend::Memory(b) => Ok(b.stamped_versions(keys, version_ttl)),
+        }
+    }
+
+    /// How far the clocks of the servers that stamp versions may be
+    /// apart, in their unit: a Redis Cluster's nodes each have their own
+    /// clock (1 s allowed); one node, or the process, has one.
+    pub fn clock_margin(&self) -> u64 {
+        match self {
+            Backend::Redis(b) if b.is_cluster_now() => 1_000_000,
+            _ => 0,
         }
     }
 

@@ -13,6 +13,11 @@
 //! wall time, except where order matters (an entry is written before its
 //! lease is released).
 //!
+//! Announcements (invalidations, fill releases) are `PUBLISH`ed; on a
+//! cluster, `SPUBLISH`ed on the shard channel of the key's slot group (see
+//! [`backplane`](crate::backplane)), unless the cluster refuses it as an
+//! unknown command (before Redis 7): classic `PUBLISH` from then on.
+//!
 //! Scripts are sent by hash (`EVALSHA`); a server that does not know one
 //! (restarted, `SCRIPT FLUSH`) gets the operation again with the scripts'
 //! text (`EVAL`), which also loads them.
@@ -31,7 +36,7 @@ use super::link::{self, Health, Link};
 use super::{LeaseTry, NewVersion, Prepared, Snapshot, Store};
 use crate::breaker::{Admit, Breaker};
 use crate::error::Error;
-use crate::schema::KeyName;
+use crate::schema::{self, KeyName};
 use crate::stats::Counters;
 
 /// A Lua script, sent by its SHA-1 once the server knows it.
@@ -80,8 +85,31 @@ static RELEASE: Lua = lua!(
 static GET_OR_SET: Lua = lua!(
     "local v = redis.call('get', KEYS[1]) \
 if v and v ~= ARGV[3] then return v end \
-redis.call('set', KEYS[1], ARGV[1], 'px', ARGV[2]) \
-return ARGV[1]"
+local t = redis.call('time') \
+local n = ARGV[1] .. 't' .. t[1] .. string.format('%06d', tonumber(t[2])) \
+redis.call('set', KEYS[1], n, 'px', ARGV[2]) \
+return n"
+);
+
+/// Returns the key's version if it is stamped (`{hex}t{microseconds}`),
+/// or stores and returns `ARGV[1]` stamped with the server's clock, with a
+/// TTL of `ARGV[2]` ms: the version of a tag taken from a value, whose
+/// stamp tells whether it changed while the body ran.
+static STAMPED: Lua = lua!(
+    "local v = redis.call('get', KEYS[1]) \
+if v and string.find(v, '^%x+t%d+$') then return v end \
+local t = redis.call('time') \
+local n = ARGV[1] .. 't' .. t[1] .. string.format('%06d', tonumber(t[2])) \
+redis.call('set', KEYS[1], n, 'px', ARGV[2]) \
+return n"
+);
+
+/// The server's clock, in microseconds since 1970, on the node of
+/// `KEYS[1]` (which it does not touch): a keyed script, so that a cluster
+/// routes it like the entry's reads.
+static CLOCK: Lua = lua!(
+    "local t = redis.call('time') \
+return t[1] .. string.format('%06d', tonumber(t[2]))"
 );
 
 /// Extends the key's TTL to `ARGV[1]` ms if it has a shorter one (`PEXPIRE
@@ -127,6 +155,10 @@ pub(crate) struct RedisBackend {
     breaker: Breaker,
     /// Cleared when the user may not publish on the fill channel.
     can_publish: AtomicBool,
+    /// On a cluster: whether announcements go by sharded pub/sub
+    /// (`SPUBLISH` on the key's shard channel); cleared for good when the
+    /// server does not know `SPUBLISH` (before Redis 7).
+    sharded: AtomicBool,
     #[cfg(feature = "metrics")]
     round_trip: metrics::Histogram,
 }
@@ -160,6 +192,7 @@ impl RedisBackend {
             stats,
             breaker,
             can_publish: AtomicBool::new(true),
+            sharded: AtomicBool::new(true),
             #[cfg(feature = "metrics")]
             round_trip: crate::metrics::round_trips(),
         }
@@ -600,6 +633,89 @@ impl RedisBackend {
         Ok(Prepared { versions, leased })
     }
 
+    /// See [`Backend::read_value_tags`](super::Backend::read_value_tags):
+    /// one `MGET` and the clock's script in one round trip on one node;
+    /// on a cluster one `GET` per key, and the clock from the entry's node.
+    pub async fn read_value_tags(
+        &self,
+        entry_key: KeyName<'_>,
+        keys: &[String],
+    ) -> Result<(Vec<Value>, u64), Error> {
+        self.detect().await?;
+        let entry_key = entry_key.to_string();
+        let cluster = self.is_cluster();
+        let mut values = self
+            .exec_scripts(|by_hash| {
+                let mut cmds = Vec::with_capacity(keys.len() + 1);
+                cmds.push(CLOCK.call(by_hash, &entry_key));
+                if cluster {
+                    cmds.extend(keys.iter().map(|k| redis::cmd("GET").arg(k).to_owned()));
+                } else if !keys.is_empty() {
+                    cmds.push(redis::cmd("MGET").arg(keys).to_owned());
+                }
+                cmds
+            })
+            .await?
+            .into_iter();
+        let clock = bytes(values.next())?
+            .and_then(|b| std::str::from_utf8(&b).ok()?.parse().ok())
+            .ok_or_else(|| Error::Reply("no clock".into()))?;
+        let versions: Vec<Value> = if cluster {
+            values.collect()
+        } else if keys.is_empty() {
+            Vec::new()
+        } else {
+            match values.next() {
+                Some(Value::Array(items)) => items,
+                other => return Err(Error::Reply(format!("expected versions, got {other:?}"))),
+            }
+        };
+        if versions.len() != keys.len() {
+            return Err(Error::Reply(format!(
+                "expected {} versions, got {}",
+                keys.len(),
+                versions.len()
+            )));
+        }
+        Ok((versions, clock))
+    }
+
+    /// See [`Backend::stamped_versions`](super::Backend::stamped_versions):
+    /// one single-key script per key, in one round trip.
+    pub async fn stamped_versions(
+        &self,
+        keys: &[String],
+        version_ttl: Duration,
+    ) -> Result<Vec<Vec<u8>>, Error> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.detect().await?;
+        let ttl = millis(version_ttl);
+        let values = self
+            .exec_scripts(|by_hash| {
+                keys.iter()
+                    .map(|k| {
+                        STAMPED
+                            .call(by_hash, k)
+                            .arg(crate::ids::random_id())
+                            .arg(ttl)
+                            .to_owned()
+                    })
+                    .collect()
+            })
+            .await?;
+        values
+            .into_iter()
+            .map(|v| bytes(Some(v))?.ok_or_else(|| Error::Reply("no version".into())))
+            .collect()
+    }
+
+    /// Whether this backend talks to a cluster now.
+    pub(crate) fn is_cluster_now(&self) -> bool {
+        self.is_cluster()
+    }
+
     pub async fn store(&self, store: &Store<'_>) -> Result<(), Error> {
         self.detect().await?;
         self.exec_scripts(|by_hash| store_cmds(store, by_hash))
@@ -607,8 +723,9 @@ impl RedisBackend {
             .map(drop)
     }
 
-    /// Deletes keys (with `delete`), then `PUBLISH`es each on `channel`
-    /// (the backplane of local tiers), in one round trip on one node; on a
+    /// Deletes keys (with `delete`), then announces each on `channel` (the
+    /// backplane of local tiers: `PUBLISH`, or on a cluster `SPUBLISH` on
+    /// the key's shard channel), in one round trip on one node; on a
     /// cluster the deletes land before the announcements go out. An
     /// invalidation is asked of Redis even while the breaker is open (its
     /// caller must know whether it happened), and its outcome tells the
@@ -638,7 +755,18 @@ impl RedisBackend {
         F: Future<Output = Result<T, Error>>,
     {
         let channel = channel.filter(|_| self.can_publish.load(Ordering::Relaxed));
+        let sharded = self.publishes_sharded();
         match op(channel).await {
+            Err(Error::Redis(e)) if channel.is_some() && sharded && is_unknown_command(&e) => {
+                if self.sharded.swap(false, Ordering::Relaxed) {
+                    tracing::info!(
+                        target: "cache_runtime",
+                        error = %e,
+                        "the cluster has no sharded pub/sub (`SPUBLISH`): announcements use classic pub/sub"
+                    );
+                }
+                op(channel).await
+            }
             Err(Error::Redis(e)) if channel.is_some() && is_no_channel_rights(&e) => {
                 if self.can_publish.swap(false, Ordering::Relaxed) {
                     tracing::warn!(
@@ -650,6 +778,25 @@ impl RedisBackend {
                 op(None).await
             }
             other => other,
+        }
+    }
+
+    /// Whether announcements go by sharded pub/sub now: on a cluster whose
+    /// servers know `SPUBLISH` (as far as we know).
+    fn publishes_sharded(&self) -> bool {
+        self.is_cluster() && self.sharded.load(Ordering::Relaxed)
+    }
+
+    /// The command that announces `message` about `key` on `channel`: on a
+    /// cluster with sharded pub/sub, `SPUBLISH` on the shard channel of the
+    /// key's slot group (which every subscriber hears); else `PUBLISH`,
+    /// which a cluster forwards to every node.
+    fn announcement(&self, channel: &str, key: &str, message: &str) -> Cmd {
+        if self.publishes_sharded() {
+            let shard = schema::shard_channel(channel, schema::shard_group(key));
+            redis::cmd("SPUBLISH").arg(shard).arg(message).to_owned()
+        } else {
+            redis::cmd("PUBLISH").arg(channel).arg(message).to_owned()
         }
     }
 
@@ -669,7 +816,7 @@ impl RedisBackend {
         let publishes: Vec<Cmd> = channel
             .map(|channel| {
                 keys.iter()
-                    .map(|k| redis::cmd("PUBLISH").arg(channel).arg(k).to_owned())
+                    .map(|k| self.announcement(channel, k, k))
                     .collect()
             })
             .unwrap_or_default();
@@ -747,7 +894,7 @@ impl RedisBackend {
         let release = |by_hash: bool| {
             let mut cmds = vec![RELEASE.call(by_hash, lease_key).arg(token).to_owned()];
             if let Some((channel, message)) = announce {
-                cmds.push(redis::cmd("PUBLISH").arg(channel).arg(message).to_owned());
+                cmds.push(self.announcement(channel, lease_key, message));
             }
             cmds
         };
@@ -783,6 +930,14 @@ const CLUSTER: u8 = 2;
 /// default `acl-pubsub-default resetchannels`).
 pub(crate) fn is_no_channel_rights(e: &redis::RedisError) -> bool {
     e.kind() == ErrorKind::Server(ServerErrorKind::NoPerm) && e.to_string().contains("channel")
+}
+
+/// An error reply about a command the server does not know (`SPUBLISH`
+/// before Redis 7, or a renamed one).
+pub(crate) fn is_unknown_command(e: &redis::RedisError) -> bool {
+    e.to_string()
+        .to_ascii_lowercase()
+        .contains("unknown command")
 }
 
 fn lease_cmd(lease: &LeaseTry<'_>) -> Cmd {

@@ -23,6 +23,8 @@ pub(crate) struct Fill<'c> {
     flight: Option<Flight<'c>>,
     /// The entry's time to live (jittered), set by `start`.
     ttl: Duration,
+    /// With `tags_from`: the tags the value gives its entry.
+    value_tags: Vec<String>,
 }
 
 impl<'c> Fill<'c> {
@@ -38,6 +40,7 @@ impl<'c> Fill<'c> {
             lease,
             flight,
             ttl: call.ttl,
+            value_tags: Vec::new(),
         }
     }
 
@@ -49,6 +52,7 @@ impl<'c> Fill<'c> {
             lease: None,
             flight,
             ttl: call.ttl,
+            value_tags: Vec::new(),
         }
     }
 
@@ -64,6 +68,14 @@ impl<'c> Fill<'c> {
         const LONGEST: Duration = Duration::from_secs(36_500 * 24 * 60 * 60);
         self.ttl = ttl.min(LONGEST);
         self.ttl >= Duration::from_millis(1)
+    }
+
+    /// The tags the value gives its entry (`tags_from`), before
+    /// [`start`](Self::start).
+    pub(crate) fn tag_value(&mut self, mut tags: Vec<String>) {
+        tags.sort_unstable();
+        tags.dedup();
+        self.value_tags = tags;
     }
 
     /// The buffer to encode the value into: the entry's header, if the
@@ -130,7 +142,30 @@ impl<'c> Fill<'c> {
             }
             keep => keep,
         };
-        // Compressed when larger than `compress_above`; the callers of this
+        // With `tags_from`: the versions of the value's tags, read (or
+        // created) now; the value is not stored if one of them changed
+        // since the call started.
+        let (keep, refused, encoded, at, value_keys) = match (keep, &self.versions) {
+            (Keep::Store, Some(_)) if call.spec.options.tags_from && !call.failed() => {
+                match self.value_versions(&encoded[..at]).await {
+                    Ok(Some((header, keys))) => {
+                        let mut entry = header;
+                        let start = entry.len();
+                        entry.extend_from_slice(&encoded[at..]);
+                        (Keep::Store, false, entry, start, keys)
+                    }
+                    Ok(None) => (Keep::Share, true, encoded, at, Vec::new()),
+                    Err(e) => {
+                        call.fail(&e, "versions");
+                        (Keep::Share, false, encoded, at, Vec::new())
+                    }
+                }
+            }
+            _ => (keep, false, encoded, at, Vec::new()),
+        };
+        // Compressed when larger than `compress_above`: the value only,
+        // after the header (the tags from the value included); a refused
+        // value is not stored, so not compressed. The callers of this
         // process get the value as encoded.
         let compressed = match (keep, inner.compress_above) {
             (Keep::Store, Some(above)) if encoded.len() - at > above && self.versions.is_some() => {
@@ -149,12 +184,18 @@ impl<'c> Fill<'c> {
                     // Every version outlives the entry that carries it,
                     // grace included: one this call created too (its body
                     // may have run past the lease's room).
-                    extend: keys.versions.iter().map(String::as_str).collect(),
+                    extend: keys
+                        .versions
+                        .iter()
+                        .chain(value_keys.iter().map(|(k, _)| k))
+                        .map(String::as_str)
+                        .collect(),
                     versions: keys
                         .versions
                         .iter()
                         .map(String::as_str)
                         .zip(versions.values.iter().map(Vec::as_slice))
+                        .chain(value_keys.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
                         .collect(),
                 })
             }
@@ -162,7 +203,13 @@ impl<'c> Fill<'c> {
         };
         if !call.failed() {
             let written = match self.lease.take() {
-                Some(guard) => guard.finish(store.as_ref(), keep == Keep::Nothing).await,
+                // A refused value is announced like a failure: the other
+                // processes' waiters compute rather than take it.
+                Some(guard) => {
+                    guard
+                        .finish(store.as_ref(), keep == Keep::Nothing || refused)
+                        .await
+                }
                 None => match &store {
                     Some(store) => inner.backend.store(store).await,
                     None => Ok(()),
@@ -176,11 +223,68 @@ impl<'c> Fill<'c> {
         }
         if let Some(flight) = self.flight.take() {
             match keep {
+                // Callers that joined this flight may have started after
+                // the invalidation that refused it: each computes.
+                _ if refused => flight.land(Landing::Failed(None)),
                 Keep::Store | Keep::Share => flight.land_value(&encoded[at..]),
                 Keep::Nothing => flight.land(Landing::Failed(shared)),
             }
         }
         keep
+    }
+}
+
+impl Fill<'_> {
+    /// With `tags_from`, after the body: the versions of the tags the
+    /// value gives its entry, created where missing (stamped by the
+    /// server's clock), in one round trip. `None` when one of them was
+    /// created at or after the call's start (less the clocks' margin): the
+    /// tag may have been invalidated while the body ran, and the value,
+    /// read before that, is not stored. Otherwise the header with the
+    /// tags and their versions, and their keys with the versions.
+    async fn value_versions(
+        &self,
+        header: &[u8],
+    ) -> Result<Option<(Vec<u8>, Vec<(String, Vec<u8>)>)>, crate::error::Error> {
+        let call = self.call;
+        let inner = call.inner;
+        let keys: Vec<String> = self
+            .value_tags
+            .iter()
+            .map(|tag| crate::schema::tag_key(&inner.namespace, tag))
+            .collect();
+        // Created like the other versions: the entry's life and the
+        // lease's; the store extends them to the entry's.
+        let version_ttl = call
+            .ttl
+            .saturating_add(call.spec.options.grace())
+            .saturating_add(call.lease_ttl());
+        let versions = inner.backend.stamped_versions(&keys, version_ttl).await?;
+        let started = call.started.load(std::sync::atomic::Ordering::Relaxed);
+        let since = started.saturating_sub(inner.backend.clock_margin());
+        let changed = started == 0
+            || versions
+                .iter()
+                .any(|v| entry::stamp(v).is_none_or(|stamp| stamp >= since));
+        if changed {
+            call.count(Stat::value_tags_changed);
+            tracing::debug!(
+                target: "cache_runtime",
+                key = %call.entry(),
+                "a tag from the value is newer than the call: returned, not stored"
+            );
+            return Ok(None);
+        }
+        let tags: Vec<(&str, &[u8])> = self
+            .value_tags
+            .iter()
+            .map(String::as_str)
+            .zip(versions.iter().map(Vec::as_slice))
+            .collect();
+        let Ok(header) = entry::with_value_tags(header.to_vec(), &tags) else {
+            return Ok(None);
+        };
+        Ok(Some((header, keys.into_iter().zip(versions).collect())))
     }
 }
 

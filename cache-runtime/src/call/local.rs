@@ -114,7 +114,18 @@ impl Call<'_> {
         let Some(kept) = form.keep(strategy, value, found.value()) else {
             return;
         };
-        let names = self.version_names().map(|k| k.to_string());
+        // With `tags_from`, the entry's value tags too: an invalidation
+        // naming one of them drops the local value.
+        let namespace = &self.inner.namespace;
+        let value_tags = match self.spec.options.tags_from {
+            true => crate::entry::value_tags(found.entry()),
+            false => Vec::new(),
+        };
+        let names = self.version_names().map(|k| k.to_string()).chain(
+            value_tags
+                .into_iter()
+                .map(|tag| crate::schema::tag_key(namespace, &tag)),
+        );
         // A decoded value weighs what its encoding does: its heap size is
         // not known, and the encoding is a fair measure of it.
         let mut until = slot.ticket.at() + life;

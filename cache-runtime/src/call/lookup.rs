@@ -21,7 +21,13 @@ impl Call<'_> {
         let ttl = ttl || self.reads_ttl || self.spec.options.records_freshness();
         let epoch = self.inner.flights.epoch();
         let tier = self.inner.local.as_deref();
-        if let Some(held) = tier.and_then(|t| t.held(self.version_names())) {
+        // A function with `tags_from` reads the versions its entries name:
+        // the held ones are not enough.
+        let holds = !self.spec.options.tags_from;
+        if let Some(held) = tier
+            .filter(|_| holds)
+            .and_then(|t| t.held(self.version_names()))
+        {
             match self.read_held(&held, ttl).await {
                 Ok(Some((snap, at))) => return self.current(snap, at, epoch),
                 // Not current under the held versions: read as when
@@ -49,9 +55,17 @@ impl Call<'_> {
                 ttl || ticket.is_some(),
             )
             .await;
-        let mut snap = match read {
+        let snap = match read {
             Ok(snap) => snap,
             Err(e) => return self.read_failed(&e).await,
+        };
+        let mut snap = if self.spec.options.tags_from {
+            match Box::pin(self.complete(snap)).await {
+                Ok(snap) => snap,
+                Err(e) => return self.read_failed(&e).await,
+            }
+        } else {
+            snap
         };
         match self.check(&mut snap) {
             Check::Current(at) => {
@@ -161,5 +175,64 @@ impl Call<'_> {
             }
             inner.sweeping.store(false, Ordering::Release);
         });
+    }
+}
+
+/// A read that never computes (`Entry::get`): the value of a current
+/// entry, decoded with `decode`, or `None` when the entry is absent, stale
+/// (a tag, the call or the namespace was invalidated), past its freshness
+/// (within `grace`), or does not decode. A backend failure is a miss too
+/// (counted and logged: fail-open). An error only when the key cannot be
+/// derived.
+pub(crate) async fn read_current<T>(
+    inner: &std::sync::Arc<crate::engine::Inner>,
+    spec: &'static crate::spec::Spec,
+    key: crate::key::KeyPart,
+    tags: &[String],
+    decode: impl FnOnce(&[u8]) -> Result<T, crate::codec::CodecError>,
+) -> Result<Option<T>, crate::canonical::EncodeError> {
+    let call = Call::new(inner, spec, key, tags)?;
+    let freshness = spec.options.records_freshness();
+    let read = inner
+        .backend
+        .read(call.entry(), call.version_names(), None, freshness)
+        .await;
+    let mut snap = match read {
+        Ok(snap) => snap,
+        Err(e) => {
+            call.fail(&e, "read");
+            call.count(Stat::misses);
+            return Ok(None);
+        }
+    };
+    let Check::Current(at) = call.check(&mut snap) else {
+        call.count(Stat::misses);
+        return Ok(None);
+    };
+    let found = Found::Hit { snap, at, epoch: 0 };
+    if freshness
+        && call
+            .fresh_for(&found)
+            .is_none_or(|(fresh_ms, _)| fresh_ms == 0)
+    {
+        call.count(Stat::misses);
+        return Ok(None);
+    }
+    match decode(found.value()) {
+        Ok(value) => {
+            call.served(&found);
+            Ok(Some(value))
+        }
+        Err(error) => {
+            call.count(Stat::decode_errors);
+            call.count(Stat::misses);
+            tracing::warn!(
+                target: "cache_runtime",
+                key = %call.entry(),
+                %error,
+                "stored value does not decode; read as a miss"
+            );
+            Ok(None)
+        }
     }
 }

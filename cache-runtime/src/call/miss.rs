@@ -71,12 +71,16 @@ impl Call<'_> {
                         // A flight of this process may have filled the key
                         // after our read: look again before computing.
                         let freshness = self.spec.options.records_freshness() || self.reads_ttl;
-                        let mut snap = match self
+                        let reread = match self
                             .inner
                             .backend
                             .read(self.entry(), self.version_names(), None, freshness)
                             .await
                         {
+                            Ok(snap) => self.complete(snap).await,
+                            Err(e) => Err(e),
+                        };
+                        let mut snap = match reread {
                             Ok(snap) => snap,
                             Err(e) => {
                                 self.fail(&e, "read");
@@ -169,7 +173,9 @@ impl Call<'_> {
             // Another process holds the lease: it refreshes the key.
             return Step::RefreshedElsewhere;
         }
-        let filled = |snap: &crate::backend::Snapshot| match self.check_stored(snap) {
+        // With `tags_from`, the versions of the value's tags are read once
+        // the entry is found (below); a compressed value is opened then too.
+        let filled = |snap: &crate::backend::Snapshot| match self.check_first(snap) {
             Check::Current(at) => Some(at),
             _ => None,
         };
@@ -199,11 +205,36 @@ impl Call<'_> {
             Ok(Acquired::HolderFailed) => {
                 Step::Compute(Fill::new(self, versions, None, Some(flight)))
             }
-            Ok(Acquired::Filled(mut snap, at)) => {
-                let Check::Current(at) = self.open(&mut snap, at) else {
-                    // Filled with a value that does not decompress: computed
-                    // here, and stored over it.
-                    self.count(Stat::decode_errors);
+            Ok(Acquired::Filled(snap, at)) => {
+                let current = if self.spec.options.tags_from {
+                    match self.complete(snap).await {
+                        Ok(mut snap) => match self.check(&mut snap) {
+                            Check::Current(at) => Some((snap, at)),
+                            Check::Corrupt => {
+                                self.count(Stat::decode_errors);
+                                None
+                            }
+                            _ => None,
+                        },
+                        Err(e) => {
+                            self.fail(&e, "read");
+                            None
+                        }
+                    }
+                } else {
+                    let mut snap = snap;
+                    match self.open(&mut snap, at) {
+                        Check::Current(at) => Some((snap, at)),
+                        _ => {
+                            self.count(Stat::decode_errors);
+                            None
+                        }
+                    }
+                };
+                // Filled, but one of the value's tags was invalidated
+                // since, or with a value that does not decompress:
+                // computed here (and stored over it).
+                let Some((snap, at)) = current else {
                     return Step::Compute(Fill::new(self, versions, None, Some(flight)));
                 };
                 if let Some(entry) = snap.entry() {
@@ -225,7 +256,7 @@ impl Call<'_> {
     /// The version of every version key, the missing ones created (each a
     /// fresh random id, unless another caller created it first), with the
     /// lease attempt in the same round trip. `None` when the backend failed.
-    async fn versions(
+    pub(super) async fn versions(
         &self,
         read: Vec<Option<Vec<u8>>>,
         lease: Option<&crate::backend::LeaseTry<'_>>,

@@ -29,6 +29,7 @@
 mod batch;
 mod fail_open;
 mod fill;
+mod given;
 mod grace;
 mod local;
 mod lookup;
@@ -56,9 +57,11 @@ use crate::stats::{Counters, Stat};
 pub(crate) use batch::execute as execute_batch;
 pub use batch::{BatchItem, BatchMap, BatchOk, BatchPlain, BatchShape};
 pub(crate) use fill::Fill;
+pub(crate) use given::{StoreOnly, prime};
 pub(crate) use grace::{Detached, InPlace};
 use local::LocalLookup;
 pub use local::{LocalForm, LocalProbe, ViaBytes, ViaClone, ViaCloneResult};
+pub(crate) use lookup::read_current;
 
 /// One call of a `#[cached]` function, as the generated code describes
 /// it: the cache (if any), the function, the call's key and the rendered
@@ -74,6 +77,8 @@ pub(crate) struct Request<'t, R, S, F> {
     body: F,
     /// Where to tell what the call served, for a caller that asks.
     served: Option<&'t Served>,
+    /// The body gives a value to store without a lookup (`Entry::set`).
+    store_only: Option<&'t StoreOnly>,
 }
 
 impl<'t, R, S, F> Request<'t, R, S, F> {
@@ -95,7 +100,16 @@ impl<'t, R, S, F> Request<'t, R, S, F> {
             form,
             body,
             served: None,
+            store_only: None,
         }
+    }
+
+    /// The call stores its body's result without looking up the entry,
+    /// sharing a computation or waiting for one, and tells `mark` whether
+    /// it did (`Entry::set`).
+    pub(crate) fn store_only(mut self, mark: &'t StoreOnly) -> Self {
+        self.store_only = Some(mark);
+        self
     }
 
     /// The call tells `served` how long the entry it returns has left to
@@ -182,7 +196,28 @@ where
         form,
         body,
         served,
+        store_only,
     } = request;
+    // A value given by `Entry::set` or a `<fn>_prime` companion (its body
+    // is the value): stored, whatever the scope.
+    let primed = if store_only.is_none() {
+        given::take()
+    } else {
+        None
+    };
+    if let Some(mark) = store_only.or(primed.as_deref()) {
+        span.record("outcome", "given");
+        return Box::pin(given::store(
+            inner.as_ref(),
+            spec,
+            key,
+            tags,
+            &strategy,
+            body,
+            mark,
+        ))
+        .await;
+    }
     let Some(inner) = inner else {
         warn_no_cache(spec);
         span.record("outcome", "uncached");
@@ -298,6 +333,9 @@ fn fill_with<'f, R, S: Strategy<R>>(
     // `ttl_from`: a TTL under a millisecond (a token already expired)
     // stores nothing; the value is still returned and shared.
     let storable = strategy.ttl(result).is_none_or(|ttl| fill.choose_ttl(ttl));
+    if call.spec.options.tags_from {
+        fill.tag_value(strategy.tags(result));
+    }
     let mut out = fill.start(took);
     let at = out.len();
     let keep = match strategy.encode(call.spec.options.codec, result, &mut out) {
@@ -448,6 +486,11 @@ pub(crate) struct Call<'c> {
     /// Set when the miss waits for another caller or process to fill the
     /// entry: a batch call then runs its body for its other items.
     parked: AtomicBool,
+    /// With `tags_from`: the server's clock at the call's first read,
+    /// before its body (0: not read). A tag the value gives its entry
+    /// whose version was created at or after it may have been invalidated
+    /// while the body ran: the value is then not stored.
+    started: AtomicU64,
 }
 
 impl<'c> Call<'c> {
@@ -484,6 +527,7 @@ impl<'c> Call<'c> {
             function: inner.counters(spec),
             reads_ttl: false,
             parked: AtomicBool::new(false),
+            started: AtomicU64::new(0),
         }
     }
 
@@ -552,7 +596,8 @@ impl<'c> Call<'c> {
         })
     }
 
-    /// Whether the snapshot's entry is current for this call; a current
+    /// Whether the snapshot's entry is current for this call (with
+    /// `tags_from`, the snapshot [completed](Self::complete)); a current
     /// one that is compressed is decompressed in place (see [`open`]).
     ///
     /// [`open`]: Self::open
@@ -563,9 +608,66 @@ impl<'c> Call<'c> {
         }
     }
 
-    /// Whether the snapshot's entry is current for this call, as stored.
+    /// Whether the snapshot's entry is current for this call, as stored
+    /// (with `tags_from`, the snapshot completed).
     fn check_stored(&self, snap: &Snapshot) -> Check {
-        entry::check(snap.entry(), self.spec.options.codec, snap.versions())
+        let value_tags = if self.spec.options.tags_from {
+            entry::ValueTags::Checked
+        } else {
+            entry::ValueTags::None
+        };
+        entry::check(
+            snap.entry(),
+            self.spec.options.codec,
+            snap.versions(),
+            value_tags,
+        )
+    }
+
+    /// [`check_stored`](Self::check_stored) of the function's versions
+    /// only, the tags from the value left for [`complete`](Self::complete).
+    /// The header is plain, so a compressed entry is looked at as stored;
+    /// it is opened by the full [`check`](Self::check) after.
+    fn check_first(&self, snap: &Snapshot) -> Check {
+        let value_tags = if self.spec.options.tags_from {
+            entry::ValueTags::Skipped
+        } else {
+            entry::ValueTags::None
+        };
+        entry::check(
+            snap.entry(),
+            self.spec.options.codec,
+            snap.versions(),
+            value_tags,
+        )
+    }
+
+    /// With `tags_from`, the second round trip of a read: the versions of
+    /// the tags the entry took from its value (the header names them), and
+    /// the server's clock, which the call's first such read keeps as its
+    /// start. Without, the snapshot as it is.
+    async fn complete(&self, mut snap: Snapshot) -> Result<Snapshot, crate::error::Error> {
+        if !self.spec.options.tags_from {
+            return Ok(snap);
+        }
+        let namespace = &self.inner.namespace;
+        let keys: Vec<String> = snap
+            .entry()
+            .map(entry::value_tags)
+            .unwrap_or_default()
+            .iter()
+            .map(|tag| schema::tag_key(namespace, tag))
+            .collect();
+        let (versions, clock) = self
+            .inner
+            .backend
+            .read_value_tags(self.entry(), &keys)
+            .await?;
+        let _ = self
+            .started
+            .compare_exchange(0, clock, Ordering::Relaxed, Ordering::Relaxed);
+        snap.append_value_tags(versions)?;
+        Ok(snap)
     }
 
     /// A current entry made readable: a compressed value is decompressed

@@ -43,6 +43,10 @@
 //!   thirds in the slots holding keys move to another primary: calls per
 //!   second, p99 (the highest of the processes'), failed calls, stale
 //!   reads, computations per key per TTL.
+//! - `measure local-share`: 10 000 keys read 20 times each (16 tasks,
+//!   two tags, local tier on), once with no invalidations and once while
+//!   another process invalidates other tags 24 000 times a second: the
+//!   share of calls the local tier answered.
 //! - `measure batch [rounds]`: 100 ids of which 90 are cached, read by
 //!   one `batch` call, by 100 concurrent single-id calls, and by one
 //!   uncached query (a body that takes 1 ms, like a database round trip):
@@ -79,13 +83,18 @@ fn main() {
         Some("propagation") => propagation::run(std::env::args().nth(2)),
         Some("batch") => batch::run(std::env::args().nth(2)),
         Some("compression") => compression::run(std::env::args().nth(2)),
+        Some("local-share") => local_share::run(),
+        Some("local-share-invalidator") => {
+            let args: Vec<String> = std::env::args().skip(2).collect();
+            local_share::invalidator(&args[0], &args[1]);
+        }
         Some("propagation-reader") => {
             let args: Vec<String> = std::env::args().skip(2).collect();
             propagation::reader(&args[0], &args[1]);
         }
         _ => {
             eprintln!(
-                "usage: measure stampede|fail-open|grace|steady|fleet [seconds]|propagation [rounds]|hit [raw|mget4|ours|tagged|msgpack|local] [seconds]|batch [rounds]|compression [rounds]"
+                "usage: measure stampede|fail-open|grace|steady|fleet [seconds]|propagation [rounds]|local-share|batch [rounds]|hit [raw|mget4|ours|tagged|msgpack|local] [seconds]|compression [rounds]"
             );
             std::process::exit(2);
         }
@@ -983,6 +992,160 @@ mod batch {
                 );
             }
         });
+    }
+}
+
+mod local_share {
+    //! The local tier's share of calls while another process invalidates
+    //! tags the calls do not carry.
+
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::time::{Duration, Instant};
+
+    use cache_runtime::{Cache, cached};
+    use cache_tests::RedisServer;
+
+    use super::{Command, Stdio};
+
+    const KEYS: u64 = 10_000;
+    const READS: u64 = 20;
+    /// Invalidations a second the other process aims at.
+    const RATE: u64 = 24_000;
+    /// Invalidations in flight at once in the other process.
+    const TASKS: u64 = 64;
+
+    #[cached(cache = cache, skip(cache), ttl = 600, tags = ["items", "item:{id}"])]
+    async fn item(cache: &Cache, id: u64) -> String {
+        format!("item {id}")
+    }
+
+    fn cache(url: &str, namespace: &str) -> Cache {
+        Cache::builder()
+            .redis(url)
+            .namespace(namespace)
+            .local_cache(64 << 20)
+            .build()
+            .unwrap()
+    }
+
+    /// Reads every key `READS` times, round after round, 16 tasks sharing
+    /// each round; the share of calls the local tier answered.
+    async fn read(cache: &Cache) -> (f64, u64) {
+        while !cache.local_ready() {
+            let _ = item(cache, u64::MAX).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let before = cache.stats();
+        for _ in 0..READS {
+            let next = Arc::new(AtomicU64::new(0));
+            let tasks: Vec<_> = (0..16)
+                .map(|_| {
+                    let (cache, next) = (cache.clone(), next.clone());
+                    tokio::spawn(async move {
+                        loop {
+                            let id = next.fetch_add(1, Ordering::Relaxed);
+                            if id >= KEYS {
+                                break;
+                            }
+                            std::hint::black_box(item(&cache, id).await);
+                        }
+                    })
+                })
+                .collect();
+            for t in tasks {
+                t.await.unwrap();
+            }
+        }
+        let after = cache.stats();
+        let calls = KEYS * READS;
+        let local = after.local_hits - before.local_hits;
+        (local as f64 / calls as f64, after.errors - before.errors)
+    }
+
+    /// The other process: invalidates `other:{n}` tags at `RATE` a second
+    /// (`TASKS` tasks) until killed, printing how many it made each second.
+    #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
+    pub async fn invalidator(url: &str, namespace: &str) {
+        let cache = cache(url, namespace);
+        let made = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        for task in 0..TASKS {
+            let (cache, made, stop) = (cache.clone(), made.clone(), stop.clone());
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    // Paced: each task makes `RATE / TASKS` a second at most.
+                    let due = Duration::from_secs_f64((n * TASKS) as f64 / RATE as f64);
+                    if let Some(wait) = due.checked_sub(started.elapsed()) {
+                        tokio::time::sleep(wait).await;
+                    }
+                    if cache
+                        .invalidate_tag(format!("other:{}", n * TASKS + task))
+                        .await
+                        .is_ok()
+                    {
+                        made.fetch_add(1, Ordering::Relaxed);
+                    }
+                    n += 1;
+                }
+            });
+        }
+        let mut last = 0;
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let now = made.load(Ordering::Relaxed);
+            println!("{}", now - last);
+            last = now;
+        }
+    }
+
+    pub fn run() {
+        let server = RedisServer::start();
+        let url = server.url();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let quiet = runtime.block_on(read(&cache(&url, "share-quiet")));
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["local-share-invalidator", &url, "share-busy"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let rates = std::thread::spawn(move || {
+            use std::io::{BufRead, BufReader};
+            BufReader::new(out)
+                .lines()
+                .map_while(Result::ok)
+                .filter_map(|l| l.trim().parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        });
+        // The invalidations reach full rate before the reads start.
+        std::thread::sleep(Duration::from_secs(2));
+        let busy = runtime.block_on(read(&cache(&url, "share-busy")));
+        let _ = child.kill();
+        let _ = child.wait();
+        let rates = rates.join().unwrap();
+        // The first two seconds are the warm-up; the last may be partial.
+        let during = rates.get(2..rates.len().saturating_sub(1)).unwrap_or(&[]);
+        let rate = during.iter().sum::<u64>() as f64 / during.len().max(1) as f64;
+        println!(
+            "{KEYS} keys read {READS} times each by 16 tasks (two tags each), local tier 64 MB"
+        );
+        println!(
+            "no invalidations:                       {:.1} % of calls answered locally ({} errors)",
+            quiet.0 * 100.0,
+            quiet.1
+        );
+        println!(
+            "{rate:>6.0} invalidations/s of other tags: {:.1} % of calls answered locally ({} errors)",
+            busy.0 * 100.0,
+            busy.1
+        );
     }
 }
 
