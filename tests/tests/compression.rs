@@ -310,6 +310,9 @@ fn all_entries(conn: &mut redis::Connection, ns: &str) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// The tags of a page: its first three items. `tags_from` takes a
+/// `fn(&T)` of the cached type.
+#[allow(clippy::ptr_arg)]
 fn item_tags(items: &Vec<String>) -> Vec<String> {
     (0..items.len().min(3))
         .map(|i| format!("item:{i}"))

@@ -288,8 +288,7 @@ async fn rotating_on_a_cluster_fails_no_call() {
             .unwrap(),
         runs: AtomicU64::new(0),
     };
-    let all_subscribed =
-        |admins: &mut Vec<redis::Connection>| admins.iter_mut().all(|admin| subscribed(admin));
+    let all_subscribed = |admins: &mut [redis::Connection]| admins.iter_mut().all(subscribed);
     let stop = Arc::new(AtomicBool::new(false));
     let tasks = traffic(&api, &stop);
     hits_resume(&api, 0, 20, "the first hits").await;
