@@ -63,6 +63,7 @@ use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::backend::clients::{self, Tls};
+use crate::backend::credentials::Credentials;
 use crate::backend::link::Link;
 use crate::error::Error;
 use crate::local::LocalTier;
@@ -88,17 +89,27 @@ pub(crate) struct Shards {
     pub urls: Vec<String>,
     pub tls: Tls,
     pub op_timeout: Duration,
+    /// The credentials provider (`credentials`), asked by each connection
+    /// the subscriptions make.
+    pub credentials: Option<Credentials>,
     /// Whether the one URL given must be asked first whether it is a
     /// cluster node (`INFO cluster`), as the backend does.
     pub detect: bool,
 }
 
 impl Shards {
-    pub fn new(urls: Vec<String>, tls: Tls, op_timeout: Duration, detect: bool) -> Self {
+    pub fn new(
+        urls: Vec<String>,
+        tls: Tls,
+        op_timeout: Duration,
+        credentials: Option<Credentials>,
+        detect: bool,
+    ) -> Self {
         Shards {
             urls,
             tls,
             op_timeout,
+            credentials,
             detect,
         }
     }
@@ -330,7 +341,8 @@ async fn is_cluster(link: &Link, shards: &Shards) -> Result<bool, Error> {
         return Ok(true);
     }
     let asked = tokio::time::timeout(CONNECT_TIMEOUT, async {
-        let client = link.client().await?;
+        // A connection of its own: with the provider's credentials.
+        let client = link.subscriber().await?;
         let mut conn = client.get_multiplexed_async_connection().await?;
         let info: redis::Value = redis::cmd("INFO")
             .arg("cluster")
@@ -411,7 +423,8 @@ async fn classic(
     // one may not hear the new primary's announcements.
     let mut switches = link.switches();
     let connected = tokio::time::timeout(CONNECT_TIMEOUT, async {
-        let client = link.client().await?;
+        // Through Sentinel, the primary of the moment.
+        let client = link.subscriber().await?;
         let mut pubsub = client.get_async_pubsub().await?;
         for channel in &channels {
             pubsub.subscribe(channel).await?;
@@ -489,11 +502,16 @@ async fn sharded(
         return Ended::Lost;
     };
     let (pushes, mut received) = tokio::sync::mpsc::unbounded_channel();
-    let client =
-        match clients::cluster_subscriber(&shards.urls, &shards.tls, shards.op_timeout, pushes) {
-            Ok(client) => client,
-            Err(e) => return Ended::Failed(e),
-        };
+    let client = match clients::cluster_subscriber(
+        &shards.urls,
+        &shards.tls,
+        shards.op_timeout,
+        shards.credentials.as_ref(),
+        pushes,
+    ) {
+        Ok(client) => client,
+        Err(e) => return Ended::Failed(e),
+    };
     let connected = tokio::time::timeout(CONNECT_TIMEOUT, async {
         let conn = client.get_async_connection().await?;
         // One channel a command: each goes to its own slot's primary.

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::backend::Backend;
 use crate::backend::clients::{self, Tls};
+use crate::backend::credentials::{Credentials, CredentialsError};
 use crate::backend::link::{Link, Node};
 use crate::backend::memory::MemoryBackend;
 use crate::backend::redis::{RedisBackend, Target};
@@ -59,11 +60,13 @@ pub struct CacheBuilder {
     memory_capacity: u64,
     memory_max_bytes: u64,
     max_value_bytes: usize,
+    compress_above: Option<usize>,
     breaker: (u32, Duration),
     tls: Tls,
     ttl_jitter: f64,
     local_bytes: Option<u64>,
     local_max_age: Duration,
+    credentials: Option<Credentials>,
 }
 
 impl std::fmt::Debug for CacheBuilder {
@@ -88,11 +91,13 @@ impl Default for CacheBuilder {
             memory_capacity: 100_000,
             memory_max_bytes: 256 << 20,
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
+            compress_above: None,
             breaker: (5, Duration::from_secs(1)),
             tls: Tls::default(),
             ttl_jitter: 0.0,
             local_bytes: None,
             local_max_age: DEFAULT_LOCAL_MAX_AGE,
+            credentials: None,
         }
     }
 }
@@ -191,6 +196,48 @@ impl CacheBuilder {
         self
     }
 
+    /// Asks `provider` for the user name and password of each new Redis
+    /// connection, instead of taking them from the URL: for managed Redis
+    /// whose passwords are short-lived tokens (IAM authentication). It is
+    /// asked whenever a connection is made: the first, each reconnection
+    /// after a connection broke or was given up (a killed client, a
+    /// failover, a network cut), every node's of a cluster, the primary's
+    /// through Sentinel (the sentinels themselves take the URL's), and the
+    /// subscription's (fill announcements, the local tier's
+    /// invalidations). redis-rs asks it a second time when a connection
+    /// is made, to start the connection's re-authentication (an `AUTH`
+    /// with what it returns). A connection made stays authenticated when
+    /// the password changes: Redis checks it only at `AUTH`.
+    ///
+    /// A provider that fails makes that connection fail: a connection
+    /// error, counted in [`Stats::errors`](crate::Stats::errors) and
+    /// logged with the provider's error; calls run uncached (fail-open),
+    /// and the next operation tries again. Its error should not hold the
+    /// password: the password itself never shows in an error, a log or a
+    /// `Debug` output of this crate.
+    ///
+    /// ```
+    /// # async fn fetch_iam_token() -> Result<String, std::io::Error> { Ok("token".into()) }
+    /// let cache = cache_runtime::Cache::builder()
+    ///     .redis("rediss://cache.example:6380/")
+    ///     .credentials(|| async {
+    ///         let token = fetch_iam_token().await?; // any error type: boxed
+    ///         Ok(("app".into(), token))
+    ///     })
+    ///     .build()?;
+    /// # Ok::<(), cache_runtime::Error>(())
+    /// ```
+    pub fn credentials<F, Fut>(mut self, provider: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<(String, String), CredentialsError>>
+            + Send
+            + 'static,
+    {
+        self.credentials = Some(Credentials::new(provider));
+        self
+    }
+
     /// Stores entries in a Redis Cluster reached through any of `urls`.
     pub fn redis_cluster<I, S>(mut self, urls: I) -> Self
     where
@@ -243,6 +290,37 @@ impl CacheBuilder {
     /// so that it does not cost every later call the timeout.
     pub fn max_value_bytes(mut self, bytes: usize) -> Self {
         self.max_value_bytes = bytes;
+        self
+    }
+
+    /// Stores values whose encoding is longer than `bytes` compressed
+    /// (LZ4, with the pure-Rust `lz4_flex`; off by default). JSON of
+    /// repetitive records (lists of products, pages) shrinks 3 to 5 times,
+    /// for about a microsecond per 5 KB each way (see `BENCHMARKS.md`): less
+    /// Redis memory and network per hit, for values of some kilobytes and
+    /// more. `16 << 10` is a fair start.
+    ///
+    /// The entry's header says it is compressed (`cr1 json+lz4 ...`), so
+    /// every reader of the namespace reads it, whatever its own setting:
+    /// the option can be turned on, off or changed in a rolling deploy.
+    /// [`max_value_bytes`](Self::max_value_bytes) still bounds the value as
+    /// encoded, before compression, and bounds what a read decompresses:
+    /// an entry claiming more, or whose body does not decompress, is a
+    /// miss counted in [`Stats::decode_errors`](crate::Stats::decode_errors),
+    /// and is overwritten by the next fill. In-process copies (the local
+    /// tier, values shared between concurrent callers) are kept
+    /// uncompressed; so is the in-process backend's, which gains nothing
+    /// from it, unless this option is set.
+    ///
+    /// ```
+    /// let cache = cache_runtime::Cache::builder()
+    ///     .redis("redis://127.0.0.1:6379/")
+    ///     .compress_above(16 << 10) // values above 16 KiB as encoded
+    ///     .build()?;
+    /// # Ok::<(), cache_runtime::Error>(())
+    /// ```
+    pub fn compress_above(mut self, bytes: usize) -> Self {
+        self.compress_above = Some(bytes);
         self
     }
 
@@ -407,6 +485,7 @@ impl CacheBuilder {
                 default_ttl: self.default_ttl,
                 lease_ttl: self.lock_ttl,
                 max_value_bytes: self.max_value_bytes,
+                compress_above: self.compress_above,
                 ttl_jitter: self.ttl_jitter,
                 stats,
                 backplane,
@@ -462,8 +541,11 @@ impl CacheBuilder {
     /// a single node's own link, or for a cluster one to any of its nodes
     /// (for classic pub/sub), and the cluster's shards (for sharded
     /// pub/sub; for one URL, if its node turns out to be a cluster's).
+    /// Every connection of each asks the credentials provider, if any.
     fn backend(&mut self, stats: &Arc<Counters>) -> Result<BackendParts, Error> {
-        let single = |node: Node| Arc::new(Link::new(node, self.op_timeout));
+        let single =
+            |node: Node| Arc::new(Link::new(node, self.op_timeout, self.credentials.clone()));
+        let credentials = self.credentials.as_ref();
         Ok(
             match std::mem::replace(&mut self.backend, BackendChoice::None) {
                 BackendChoice::None => return Err(Error::NoBackend),
@@ -483,14 +565,18 @@ impl CacheBuilder {
                     // cluster client does not take (a unix socket) is a
                     // single node.
                     let mut shards = None;
-                    if let Ok(cluster) =
-                        clients::cluster(std::slice::from_ref(&url), &self.tls, self.op_timeout)
-                    {
+                    if let Ok(cluster) = clients::cluster(
+                        std::slice::from_ref(&url),
+                        &self.tls,
+                        self.op_timeout,
+                        credentials,
+                    ) {
                         backend = backend.detecting_cluster(cluster);
                         shards = Some(Shards::new(
                             vec![url],
                             self.tls.clone(),
                             self.op_timeout,
+                            credentials.cloned(),
                             true,
                         ));
                     }
@@ -514,14 +600,19 @@ impl CacheBuilder {
                             "`redis_cluster` needs at least one URL",
                         ));
                     }
-                    let client = clients::cluster(&urls, &self.tls, self.op_timeout)?;
+                    let client = clients::cluster(&urls, &self.tls, self.op_timeout, credentials)?;
                     // The subscriptions (fill announcements, the local tier's
                     // backplane) go to every shard (sharded pub/sub); on a
                     // cluster without it, to one node, the first given, then
                     // the next after a failure: a cluster forwards classic
                     // pub/sub messages to every node.
-                    let shards =
-                        Shards::new(urls.clone(), self.tls.clone(), self.op_timeout, false);
+                    let shards = Shards::new(
+                        urls.clone(),
+                        self.tls.clone(),
+                        self.op_timeout,
+                        credentials.cloned(),
+                        false,
+                    );
                     let nodes = urls
                         .iter()
                         .map(|url| clients::single(url, &self.tls))

@@ -26,6 +26,8 @@ pub(crate) struct Inner {
     pub default_ttl: Duration,
     pub lease_ttl: Duration,
     pub max_value_bytes: usize,
+    /// Values whose encoding is longer are stored compressed.
+    pub compress_above: Option<usize>,
     /// The largest share of a TTL taken off at random (`ttl_jitter`).
     pub ttl_jitter: f64,
     pub stats: Arc<Counters>,
@@ -47,6 +49,7 @@ pub(crate) struct Parts {
     pub default_ttl: Duration,
     pub lease_ttl: Duration,
     pub max_value_bytes: usize,
+    pub compress_above: Option<usize>,
     pub ttl_jitter: f64,
     pub stats: Arc<Counters>,
     pub backplane: Option<Arc<Backplane>>,
@@ -64,6 +67,7 @@ impl Inner {
             default_ttl: parts.default_ttl,
             lease_ttl: parts.lease_ttl,
             max_value_bytes: parts.max_value_bytes,
+            compress_above: parts.compress_above,
             ttl_jitter: parts.ttl_jitter,
             stats: parts.stats,
             flights: Flights::default(),

@@ -11,11 +11,18 @@
 //! (milliseconds), after a `~`: `cr1 json ~1764460800000/212 9f1c…,…`. The
 //! entry itself lives `grace` longer in the store.
 //!
+//! A value larger than the cache's `compress_above` is stored compressed
+//! ([`crate::compression`]), and the header says so after the codec's
+//! name: `cr1 json+lz4 9f1c…\n<LZ4 block>`. Any reader takes it, whatever
+//! its own `compress_above`: what counts is what the header says.
+//!
 //! A function with `tags_from` records the tags its value gave the entry,
 //! with their versions, after a space: `cr1 json a1,b2
 //! product:7=9f1c…,product:8=04be…` (names with `%`, `,`, `=`, spaces or
 //! bytes outside printable ASCII written `%XX`; an empty list when the
 //! value gave none). An entry of such a function without the list is stale.
+//! That section is part of the header, which stays plain when the value is
+//! compressed: `cr1 json+lz4 a1,b2 product:7=9f1c…\n<LZ4 block>`.
 //!
 //! The versions are those of the entry's version keys, in order: its
 //! function's, its own (the call's), the namespace's, then its tags' (see the crate docs,
@@ -27,6 +34,7 @@
 //! map: a hit's check is a few `memcmp`s.
 
 use crate::codec::Codec;
+use crate::compression::{self, DecompressError};
 
 const MAGIC: &[u8] = b"cr1 ";
 
@@ -79,6 +87,10 @@ pub(crate) fn check<'v>(
         return Check::Corrupt;
     };
     let (name, mut rest) = (&rest[..space], &rest[space + 1..]);
+    let name = match split_compression(name) {
+        Some((name, _)) => name,
+        None => return Check::Corrupt,
+    };
     if rest.first() == Some(&b'~') {
         let Some(space) = rest.iter().position(|&b| b == b' ') else {
             return Check::Corrupt;
@@ -150,6 +162,67 @@ pub(crate) fn check<'v>(
         return Check::Stale;
     }
     Check::Current(bytes.len() - rest.len())
+}
+
+/// The codec's name, and whether the value is compressed; `None` for a
+/// compression this crate does not know.
+fn split_compression(name: &[u8]) -> Option<(&[u8], bool)> {
+    match name.iter().position(|&b| b == b'+') {
+        None => Some((name, false)),
+        Some(plus) if &name[plus + 1..] == compression::NAME => Some((&name[..plus], true)),
+        Some(_) => None,
+    }
+}
+
+/// Whether the entry's value is compressed (as its header says).
+fn is_compressed(entry: &[u8]) -> bool {
+    entry
+        .strip_prefix(MAGIC)
+        .and_then(|rest| rest.split(|&b| b == b' ').next())
+        .and_then(split_compression)
+        .is_some_and(|(_, compressed)| compressed)
+}
+
+/// The entry `plain` (its value starting at `at`) with its value
+/// compressed, and the header saying so.
+pub(crate) fn compress(plain: &[u8], at: usize) -> Vec<u8> {
+    let name_end = plain[MAGIC.len()..]
+        .iter()
+        .position(|&b| b == b' ')
+        .map_or(at, |space| MAGIC.len() + space);
+    let mut out = Vec::with_capacity(at + 8 + (plain.len() - at) / 2);
+    out.extend_from_slice(&plain[..name_end]);
+    out.push(b'+');
+    out.extend_from_slice(compression::NAME);
+    out.extend_from_slice(&plain[name_end..at]);
+    compression::compress_into(&plain[at..], &mut out);
+    out
+}
+
+/// A current entry (its value starting at `at`) as it reads uncompressed:
+/// `None` when it is stored so; otherwise the entry with its value
+/// decompressed (at most `max` bytes) and no compression in its header,
+/// and where the value starts in it.
+pub(crate) fn open(
+    entry: &[u8],
+    at: usize,
+    max: usize,
+) -> Result<Option<(Vec<u8>, usize)>, DecompressError> {
+    if !is_compressed(entry) {
+        return Ok(None);
+    }
+    let value = compression::decompress(&entry[at..], max)?;
+    let marker = 1 + compression::NAME.len();
+    let name_end = entry[MAGIC.len()..]
+        .iter()
+        .position(|&b| b == b' ')
+        .map_or(at, |space| MAGIC.len() + space);
+    let mut out = Vec::with_capacity(at - marker + value.len());
+    out.extend_from_slice(&entry[..name_end - marker]);
+    out.extend_from_slice(&entry[name_end..at]);
+    let value_at = out.len();
+    out.extend_from_slice(&value);
+    Ok(Some((out, value_at)))
 }
 
 /// Whether a byte of a tag is escaped in a header (`%XX`).
@@ -417,6 +490,57 @@ mod tests {
     }
 
     #[test]
+    fn a_compressed_entry_says_so_and_opens_to_the_plain_one() {
+        let value = br#"{"name":"kettle","price":4999}"#.repeat(40);
+        let fresh = Fresh {
+            until_ms: 1_764_460_800_000,
+            delta_ms: 212,
+        };
+        let mut plain = header(Codec::Json, Some(fresh), &["a1", "b2"], value.len()).unwrap();
+        let at = plain.len();
+        plain.extend_from_slice(&value);
+        let stored = compress(&plain, at);
+        assert!(stored.starts_with(b"cr1 json+lz4 ~1764460800000/212 a1,b2\n"));
+        assert!(stored.len() < plain.len() / 4);
+        assert_eq!(freshness(&stored), Some(fresh));
+        let versions = now(&[Some("a1"), Some("b2")]);
+        let Check::Current(stored_at) = check(
+            Some(&stored),
+            Codec::Json,
+            versions.clone(),
+            ValueTags::None,
+        ) else {
+            panic!("not current");
+        };
+        let (opened, value_at) = open(&stored, stored_at, value.len()).unwrap().unwrap();
+        assert_eq!((opened.as_slice(), value_at), (plain.as_slice(), at));
+        assert!(open(&plain, at, value.len()).unwrap().is_none());
+        assert!(open(&stored, stored_at, value.len() - 1).is_err());
+        assert_eq!(
+            check(
+                Some(&stored),
+                Codec::MsgPack,
+                versions.clone(),
+                ValueTags::None
+            ),
+            Check::OtherCodec
+        );
+        assert_eq!(
+            check(
+                Some(b"cr1 json+zip a1,b2\n1"),
+                Codec::Json,
+                versions,
+                ValueTags::None
+            ),
+            Check::Corrupt
+        );
+        let mut corrupt = stored.clone();
+        let last = corrupt.len() - 1;
+        corrupt.truncate(last - 10);
+        assert!(open(&corrupt, stored_at, 1 << 20).is_err());
+    }
+
+    #[test]
     fn odd_versions_are_not_written() {
         for bad in ["", "a,b", "a\nb", "a b"] {
             assert!(
@@ -471,6 +595,45 @@ mod tests {
                 ValueTags::None
             ),
             Check::Corrupt
+        );
+    }
+
+    #[test]
+    fn a_compressed_entry_keeps_its_value_tags_plain() {
+        let value = br#"{"id":7,"name":"kettle"}"#.repeat(60);
+        let head = header(Codec::Json, None, &["a1", "b2"], value.len()).unwrap();
+        let mut plain = with_value_tags(head, &[("product:7", "v7t5")]).unwrap();
+        let at = plain.len();
+        plain.extend_from_slice(&value);
+        let stored = compress(&plain, at);
+        assert!(stored.starts_with(b"cr1 json+lz4 a1,b2 product:7=v7t5\n"));
+        assert_eq!(value_tags(&stored), ["product:7"]);
+        let statics = [Some("a1"), Some("b2")];
+        let Check::Current(first) = check(
+            Some(&stored),
+            Codec::Json,
+            now(&statics),
+            ValueTags::Skipped,
+        ) else {
+            panic!("not current at the first look");
+        };
+        let all = [Some("a1"), Some("b2"), Some("v7t5")];
+        let Check::Current(stored_at) =
+            check(Some(&stored), Codec::Json, now(&all), ValueTags::Checked)
+        else {
+            panic!("not current");
+        };
+        assert_eq!(first, stored_at);
+        let (opened, value_at) = open(&stored, stored_at, value.len()).unwrap().unwrap();
+        assert_eq!((opened.as_slice(), value_at), (plain.as_slice(), at));
+        assert_eq!(
+            check(
+                Some(&stored),
+                Codec::Json,
+                now(&[Some("a1"), Some("b2"), Some("v7t6")]),
+                ValueTags::Checked
+            ),
+            Check::Stale
         );
     }
 

@@ -55,7 +55,10 @@ pub enum Error {
 
 impl Error {
     /// Whether Redis could not be reached (a timeout, a refused or broken
-    /// connection), as opposed to an answer that was an error.
+    /// connection, a connection whose credentials were refused or could
+    /// not be had from the provider), as opposed to an answer that was an
+    /// error. Such failures count for the circuit breaker, and a
+    /// connection that has a few in a row is made anew.
     pub fn is_unreachable(&self) -> bool {
         match self {
             Error::Timeout(_) | Error::Connect(_) | Error::CircuitOpen => true,
@@ -64,6 +67,7 @@ impl Error {
                     || e.is_io_error()
                     || e.is_connection_refusal()
                     || e.is_connection_dropped()
+                    || e.kind() == redis::ErrorKind::AuthenticationFailed
             }
             _ => false,
         }

@@ -50,8 +50,9 @@
 //! its own layer and those below, and no two modules use each other except
 //! a folder's own and `cache` with `builder` (`tests/layers.rs` checks
 //! both against this list):
-//! - **base** (`error`, `ids`, `duration`, `codec`, `canonical`, `template`, `scope`, `breaker`, `retry`):
-//!   errors, random ids, milliseconds, the value codecs, the canonical argument
+//! - **base** (`error`, `ids`, `duration`, `codec`, `compression`, `canonical`, `template`, `scope`, `breaker`, `retry`):
+//!   errors, random ids, milliseconds, the value codecs, the compression of
+//!   large values, the canonical argument
 //!   encoding, key templates, the `bypass`/`refresh` scopes, the circuit
 //!   breaker, the one backoff of background reconnections.
 //! - **telemetry** (`stats`, `metrics`, `function_counters`, `span`): the
@@ -274,6 +275,7 @@ mod call;
 mod canonical;
 mod codec;
 mod companions;
+mod compression;
 mod default_cache;
 mod duration;
 mod engine;

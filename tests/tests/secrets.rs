@@ -1,5 +1,6 @@
 //! No password in any error, `Debug` output or log event: with a bad URL,
-//! a refused connection, and a server that rejects the password.
+//! a refused connection, a server that rejects the password (from the URL
+//! or from a credentials provider), and a provider that fails.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -89,7 +90,18 @@ async fn no_password_in_errors_debug_output_or_logs() {
             "rediss://user:{SECRET}@127.0.0.1:{}/",
             server.port()
         )),
+        // A credentials provider whose password the server rejects, for
+        // operations and for the local tier's subscription; and one that
+        // fails.
+        Cache::builder()
+            .redis(server.url())
+            .local_cache(1 << 20)
+            .credentials(|| async { Ok(("default".to_owned(), SECRET.to_owned())) }),
+        Cache::builder()
+            .redis(server.url())
+            .credentials(|| async { Err("the token service is down".into()) }),
     ] {
+        assert_no_secret("the builder", &format!("{builder:?}"));
         let cache = builder
             .op_timeout(Duration::from_millis(200))
             .circuit_breaker(0, Duration::from_secs(1))

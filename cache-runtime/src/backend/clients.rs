@@ -8,6 +8,7 @@ use redis::cluster::ClusterClient;
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo};
 
+use super::credentials::Credentials;
 use super::link;
 use crate::error::{Error, redact};
 
@@ -112,21 +113,24 @@ pub(crate) fn cluster(
     urls: &[String],
     tls: &Tls,
     op_timeout: std::time::Duration,
+    credentials: Option<&Credentials>,
 ) -> Result<ClusterClient, Error> {
-    cluster_builder(urls, tls, op_timeout)?
+    cluster_builder(urls, tls, op_timeout, credentials)?
         .build()
         .map_err(invalid(urls))
 }
 
 /// The client of a cluster's shard subscriptions: RESP3, with the
-/// messages and the connections' events (pushes) sent to `pushes`.
+/// messages and the connections' events (pushes) sent to `pushes`. The
+/// credentials provider, if any, is asked by each connection it makes.
 pub(crate) fn cluster_subscriber(
     urls: &[String],
     tls: &Tls,
     op_timeout: std::time::Duration,
+    credentials: Option<&Credentials>,
     pushes: tokio::sync::mpsc::UnboundedSender<redis::PushInfo>,
 ) -> Result<ClusterClient, Error> {
-    cluster_builder(urls, tls, op_timeout)?
+    cluster_builder(urls, tls, op_timeout, credentials)?
         .use_protocol(redis::ProtocolVersion::RESP3)
         .push_sender(pushes)
         .build()
@@ -137,6 +141,7 @@ fn cluster_builder(
     urls: &[String],
     tls: &Tls,
     op_timeout: std::time::Duration,
+    credentials: Option<&Credentials>,
 ) -> Result<redis::cluster::ClusterClientBuilder, Error> {
     let infos = parse_all(urls, tls)?;
     let builder = ClusterClient::builder(infos)
@@ -144,6 +149,11 @@ fn cluster_builder(
         .connection_timeout(op_timeout)
         .response_timeout(op_timeout)
         .retries(1);
+    // Asked by each connection to each node, reconnections included.
+    let builder = match credentials {
+        Some(credentials) => builder.set_credentials_provider(credentials.clone()),
+        None => builder,
+    };
     #[cfg(feature = "tls")]
     let builder = match tls.certificates() {
         Some(certificates) => builder.certs(certificates),

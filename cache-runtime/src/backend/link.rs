@@ -27,6 +27,7 @@ use redis::{ErrorKind, ServerErrorKind};
 use tokio::sync::{Mutex, OnceCell, watch};
 use tokio::task::JoinHandle;
 
+use super::credentials::Credentials;
 use crate::error::Error;
 use crate::retry::Backoff;
 
@@ -63,6 +64,8 @@ pub(crate) struct Conn {
 /// The current connection to the node.
 pub(crate) struct Link {
     node: Node,
+    /// Asked for each new connection's user name and password.
+    credentials: Option<Credentials>,
     op_timeout: Duration,
     current: RwLock<Arc<Conn>>,
     /// Counts the primary's moves that the sentinels announced.
@@ -112,9 +115,10 @@ pub(crate) fn tcp_settings() -> TcpSettings {
 }
 
 impl Link {
-    pub fn new(node: Node, op_timeout: Duration) -> Self {
+    pub fn new(node: Node, op_timeout: Duration, credentials: Option<Credentials>) -> Self {
         Link {
             node,
+            credentials,
             op_timeout,
             current: RwLock::new(Arc::new(Conn::new())),
             switches: watch::Sender::new(0),
@@ -173,15 +177,31 @@ impl Link {
         }
     }
 
+    /// A client for a subscription: [`client`](Self::client), with the
+    /// provider's current credentials (redis-rs asks no provider for
+    /// pub/sub connections).
+    pub async fn subscriber(&self) -> Result<redis::Client, Error> {
+        let client = self.client().await?;
+        Ok(match &self.credentials {
+            Some(credentials) => credentials.apply(&client).await?,
+            None => client,
+        })
+    }
+
     fn config(&self) -> ConnectionManagerConfig {
         // No response timeout and no retries: each operation is bounded by
         // the caller's own timer, and a failed one fails open at once.
-        ConnectionManagerConfig::new()
+        let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.op_timeout))
             .set_response_timeout(None)
             .set_number_of_retries(0)
             .set_min_delay(Duration::from_millis(10))
-            .set_max_delay(Duration::from_millis(100))
+            .set_max_delay(Duration::from_millis(100));
+        // Asked by each connection the manager makes, reconnections included.
+        match &self.credentials {
+            Some(credentials) => config.set_credentials_provider(credentials.clone()),
+            None => config,
+        }
     }
 
     /// Records how an operation on `conn` ended, and replaces `conn` when
@@ -330,7 +350,7 @@ mod tests {
 
     fn link() -> Link {
         let client = redis::Client::open("redis://127.0.0.1:1/").unwrap();
-        Link::new(Node::Fixed(client), Duration::from_millis(10))
+        Link::new(Node::Fixed(client), Duration::from_millis(10), None)
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! per key. So the same calls run on Redis Cluster.
 
 pub(crate) mod clients;
+pub(crate) mod credentials;
 pub(crate) mod link;
 pub(crate) mod memory;
 pub(crate) mod redis;
@@ -74,6 +75,11 @@ impl Snapshot {
     /// The stored entry.
     pub fn entry(&self) -> Option<&[u8]> {
         Self::bytes(&self.items[0])
+    }
+
+    /// Replaces the entry (with its value decompressed).
+    pub fn set_entry(&mut self, entry: Vec<u8>) {
+        self.items[0] = Value::BulkString(entry);
     }
 
     /// The current versions, in the order asked.

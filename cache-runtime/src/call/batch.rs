@@ -327,12 +327,12 @@ where
     let mut starts: Vec<(usize, Start)> = Vec::new();
     match read {
         Ok(snaps) => {
-            for (&i, snap) in pending.iter().zip(snaps) {
+            for (&i, mut snap) in pending.iter().zip(snaps) {
                 let Item::Pending(call) = &state[i] else {
                     continue;
                 };
                 let mut recompute = scope == Some(Scope::Recompute);
-                match call.check(&snap) {
+                match call.check(&mut snap) {
                     Check::Current(_) if recompute => {}
                     Check::Current(at) => {
                         let found = Found::Hit { snap, at, epoch };

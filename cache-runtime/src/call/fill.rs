@@ -163,12 +163,22 @@ impl<'c> Fill<'c> {
             }
             _ => (keep, false, encoded, at, Vec::new()),
         };
+        // Compressed when larger than `compress_above`: the value only,
+        // after the header (the tags from the value included); a refused
+        // value is not stored, so not compressed. The callers of this
+        // process get the value as encoded.
+        let compressed = match (keep, inner.compress_above) {
+            (Keep::Store, Some(above)) if encoded.len() - at > above && self.versions.is_some() => {
+                Some(entry::compress(&encoded, at))
+            }
+            _ => None,
+        };
         let store = match (keep, &self.versions) {
             (Keep::Store, Some(versions)) => {
                 let keys = call.key_strings();
                 Some(Store {
                     key: &keys.entry,
-                    value: &encoded,
+                    value: compressed.as_deref().unwrap_or(&encoded),
                     // Kept `grace` past its freshness.
                     ttl: self.ttl.saturating_add(call.spec.options.grace()),
                     // Every version outlives the entry that carries it,

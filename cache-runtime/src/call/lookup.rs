@@ -59,7 +59,7 @@ impl Call<'_> {
             Ok(snap) => snap,
             Err(e) => return self.read_failed(&e).await,
         };
-        let snap = if self.spec.options.tags_from {
+        let mut snap = if self.spec.options.tags_from {
             match Box::pin(self.complete(snap)).await {
                 Ok(snap) => snap,
                 Err(e) => return self.read_failed(&e).await,
@@ -67,7 +67,7 @@ impl Call<'_> {
         } else {
             snap
         };
-        match self.check(&snap) {
+        match self.check(&mut snap) {
             Check::Current(at) => {
                 if let (Some(tier), Some(ticket), Some(life)) = (tier, ticket, snap.ttl) {
                     // Its versions' keys live at least as long as the
@@ -115,7 +115,7 @@ impl Call<'_> {
         let mut snap = Snapshot::new(items, false)?;
         snap.ttl = pttl;
         snap.held_until = held.iter().map(|h| h.until()).min();
-        Ok(match self.check(&snap) {
+        Ok(match self.check(&mut snap) {
             Check::Current(at) => Some((snap, at)),
             _ => None,
         })
@@ -197,7 +197,7 @@ pub(crate) async fn read_current<T>(
         .backend
         .read(call.entry(), call.version_names(), None, freshness)
         .await;
-    let snap = match read {
+    let mut snap = match read {
         Ok(snap) => snap,
         Err(e) => {
             call.fail(&e, "read");
@@ -205,7 +205,7 @@ pub(crate) async fn read_current<T>(
             return Ok(None);
         }
     };
-    let Check::Current(at) = call.check(&snap) else {
+    let Check::Current(at) = call.check(&mut snap) else {
         call.count(Stat::misses);
         return Ok(None);
     };

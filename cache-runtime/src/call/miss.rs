@@ -84,7 +84,7 @@ impl Call<'_> {
                             Ok(snap) => self.complete(snap).await,
                             Err(e) => Err(e),
                         };
-                        let snap = match reread {
+                        let mut snap = match reread {
                             Ok(snap) => snap,
                             Err(e) => {
                                 self.fail(&e, "read");
@@ -98,7 +98,7 @@ impl Call<'_> {
                         // re-read that finds the same fill current is not
                         // their answer (the epoch moves with any key's
                         // flight, not only this one's).
-                        if let Check::Current(at) = self.check(&snap)
+                        if let Check::Current(at) = self.check(&mut snap)
                             && !(self.is_refresh() && self.refreshes_this(&snap))
                             && !self.recomputing.load(std::sync::atomic::Ordering::Relaxed)
                         {
@@ -211,7 +211,7 @@ impl Call<'_> {
             return Step::RefreshedElsewhere;
         }
         // With `tags_from`, the versions of the value's tags are read once
-        // the entry is found (below).
+        // the entry is found (below); a compressed value is opened then too.
         let filled = |snap: &crate::backend::Snapshot| match self.check_first(snap) {
             Check::Current(at) => Some(at),
             _ => None,
@@ -243,27 +243,36 @@ impl Call<'_> {
                 Step::Compute(Fill::new(self, versions, None, Some(flight)))
             }
             Ok(Acquired::Filled(snap, at)) => {
-                let (snap, at) = if self.spec.options.tags_from {
-                    let current = match self.complete(snap).await {
-                        Ok(snap) => match self.check(&snap) {
+                let current = if self.spec.options.tags_from {
+                    match self.complete(snap).await {
+                        Ok(mut snap) => match self.check(&mut snap) {
                             Check::Current(at) => Some((snap, at)),
+                            Check::Corrupt => {
+                                self.count(Stat::decode_errors);
+                                None
+                            }
                             _ => None,
                         },
                         Err(e) => {
                             self.fail(&e, "read");
                             None
                         }
-                    };
-                    match current {
-                        Some(current) => current,
-                        // Filled, but one of the value's tags was
-                        // invalidated since: compute.
-                        None => {
-                            return Step::Compute(Fill::new(self, versions, None, Some(flight)));
-                        }
                     }
                 } else {
-                    (snap, at)
+                    let mut snap = snap;
+                    match self.open(&mut snap, at) {
+                        Check::Current(at) => Some((snap, at)),
+                        _ => {
+                            self.count(Stat::decode_errors);
+                            None
+                        }
+                    }
+                };
+                // Filled, but one of the value's tags was invalidated
+                // since, or with a value that does not decompress:
+                // computed here (and stored over it).
+                let Some((snap, at)) = current else {
+                    return Step::Compute(Fill::new(self, versions, None, Some(flight)));
                 };
                 if let Some(entry) = snap.entry() {
                     flight.land_value(&entry[at..]);

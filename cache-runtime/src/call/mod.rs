@@ -597,8 +597,20 @@ impl<'c> Call<'c> {
     }
 
     /// Whether the snapshot's entry is current for this call (with
-    /// `tags_from`, the snapshot [completed](Self::complete)).
-    fn check(&self, snap: &Snapshot) -> Check {
+    /// `tags_from`, the snapshot [completed](Self::complete)); a current
+    /// one that is compressed is decompressed in place (see [`open`]).
+    ///
+    /// [`open`]: Self::open
+    fn check(&self, snap: &mut Snapshot) -> Check {
+        match self.check_stored(snap) {
+            Check::Current(at) => self.open(snap, at),
+            other => other,
+        }
+    }
+
+    /// Whether the snapshot's entry is current for this call, as stored
+    /// (with `tags_from`, the snapshot completed).
+    fn check_stored(&self, snap: &Snapshot) -> Check {
         let value_tags = if self.spec.options.tags_from {
             entry::ValueTags::Checked
         } else {
@@ -612,8 +624,10 @@ impl<'c> Call<'c> {
         )
     }
 
-    /// [`check`](Self::check) of the function's versions only, the tags
-    /// from the value left for [`complete`](Self::complete).
+    /// [`check_stored`](Self::check_stored) of the function's versions
+    /// only, the tags from the value left for [`complete`](Self::complete).
+    /// The header is plain, so a compressed entry is looked at as stored;
+    /// it is opened by the full [`check`](Self::check) after.
     fn check_first(&self, snap: &Snapshot) -> Check {
         let value_tags = if self.spec.options.tags_from {
             entry::ValueTags::Skipped
@@ -654,6 +668,32 @@ impl<'c> Call<'c> {
             .compare_exchange(0, clock, Ordering::Relaxed, Ordering::Relaxed);
         snap.append_value_tags(versions)?;
         Ok(snap)
+    }
+
+    /// A current entry made readable: a compressed value is decompressed
+    /// in the snapshot, bounded by `max_value_bytes`. One that does not
+    /// decompress is `Corrupt` (logged here; counted by the caller as any
+    /// corrupt entry).
+    fn open(&self, snap: &mut Snapshot, at: usize) -> Check {
+        let Some(stored) = snap.entry() else {
+            return Check::Current(at);
+        };
+        match entry::open(stored, at, self.inner.max_value_bytes) {
+            Ok(None) => Check::Current(at),
+            Ok(Some((plain, at))) => {
+                snap.set_entry(plain);
+                Check::Current(at)
+            }
+            Err(error) => {
+                tracing::warn!(
+                    target: "cache_runtime",
+                    key = %self.entry(),
+                    %error,
+                    "stored value does not decompress; recomputing"
+                );
+                Check::Corrupt
+            }
+        }
     }
 
     /// Counts a value that decoded and is returned.

@@ -54,6 +54,14 @@
 //!   time of a read over `rounds` (default 30), each round in a fresh
 //!   namespace.
 //!
+//! - `measure compression [rounds]`: LZ4 (`lz4_flex`) against zstd
+//!   (levels 1 and 3) on the 5 KB value of the benchmark (50 small
+//!   structs) and a 200 KB one (640 products), as JSON: size, ratio and the
+//!   median time to compress and to decompress; then, on a private Redis,
+//!   each value cached with `compress_above(1024)` and without: the stored
+//!   bytes, Redis's `MEMORY USAGE` of the key and the median latency of a
+//!   sequential hit over `rounds` (default 2000).
+//!
 //! Run: `cargo run --release -p cache-tests --bin measure -- stampede`
 //! (needs `redis-server` on the PATH).
 
@@ -74,6 +82,7 @@ fn main() {
         Some("fleet") => fleet(std::env::args().nth(2)),
         Some("propagation") => propagation::run(std::env::args().nth(2)),
         Some("batch") => batch::run(std::env::args().nth(2)),
+        Some("compression") => compression::run(std::env::args().nth(2)),
         Some("local-share") => local_share::run(),
         Some("local-share-invalidator") => {
             let args: Vec<String> = std::env::args().skip(2).collect();
@@ -85,7 +94,7 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: measure stampede|fail-open|grace|steady|fleet [seconds]|propagation [rounds]|local-share|batch [rounds]|hit [raw|mget4|ours|tagged|msgpack|local] [seconds]"
+                "usage: measure stampede|fail-open|grace|steady|fleet [seconds]|propagation [rounds]|local-share|batch [rounds]|hit [raw|mget4|ours|tagged|msgpack|local] [seconds]|compression [rounds]"
             );
             std::process::exit(2);
         }
@@ -1137,5 +1146,181 @@ mod local_share {
             busy.0 * 100.0,
             busy.1
         );
+    }
+}
+
+/// `measure compression [rounds]`: see the module's doc.
+mod compression {
+    use std::time::{Duration, Instant};
+
+    use cache_runtime::{Cache, cached};
+    use cache_tests::RedisServer;
+    use cache_tests::fixtures::Product;
+    use serde::{Deserialize, Serialize};
+
+    /// One of the 50 small structs of the 5 KB value (the benchmark's).
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct Item {
+        id: u64,
+        sku: String,
+        name: String,
+        price_cents: i64,
+        in_stock: bool,
+    }
+
+    /// The 5 KB value: 50 items (`examples/benches/peers.rs`).
+    pub fn list(seed: u64) -> Vec<Item> {
+        (0..50)
+            .map(|i| Item {
+                id: seed * 100 + i,
+                sku: format!("SKU-{seed:06}-{i:02}"),
+                name: format!("Everyday Steel Kettle {i}"),
+                price_cents: 1_999 + i as i64 * 100,
+                in_stock: i % 7 != 0,
+            })
+            .collect()
+    }
+
+    /// The 200 KB value: a page of 640 products.
+    pub fn page(seed: u64) -> Vec<Product> {
+        (0..640).map(|i| Product::sample(seed * 1000 + i)).collect()
+    }
+
+    fn median(mut v: Vec<f64>) -> f64 {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    }
+
+    /// Median microseconds of `f` over `rounds`.
+    fn time<T>(rounds: usize, mut f: impl FnMut() -> T) -> f64 {
+        median(
+            (0..rounds)
+                .map(|_| {
+                    let started = Instant::now();
+                    std::hint::black_box(f());
+                    started.elapsed().as_secs_f64() * 1e6
+                })
+                .collect(),
+        )
+    }
+
+    fn codecs(rounds: usize) {
+        println!(
+            "{:<14} {:<14} {:>9} {:>7} {:>14} {:>16}",
+            "value", "codec", "bytes", "ratio", "compress µs", "decompress µs"
+        );
+        let values = [
+            ("5 KB list", serde_json::to_vec(&list(1)).unwrap()),
+            ("200 KB page", serde_json::to_vec(&page(1)).unwrap()),
+        ];
+        for (label, json) in &values {
+            println!("{label:<14} {:<14} {:>9}", "none", json.len());
+            let lz4 = lz4_flex::block::compress_prepend_size(json);
+            let c = time(rounds, || lz4_flex::block::compress_prepend_size(json));
+            let d = time(rounds, || {
+                lz4_flex::block::decompress_size_prepended(&lz4).unwrap()
+            });
+            println!(
+                "{label:<14} {:<14} {:>9} {:>7.2} {c:>14.1} {d:>16.1}",
+                "lz4_flex",
+                lz4.len(),
+                json.len() as f64 / lz4.len() as f64
+            );
+            for level in [1, 3] {
+                let z = zstd::bulk::compress(json, level).unwrap();
+                let c = time(rounds, || zstd::bulk::compress(json, level).unwrap());
+                let d = time(rounds, || zstd::bulk::decompress(&z, json.len()).unwrap());
+                println!(
+                    "{label:<14} {:<14} {:>9} {:>7.2} {c:>14.1} {d:>16.1}",
+                    format!("zstd level {level}"),
+                    z.len(),
+                    json.len() as f64 / z.len() as f64
+                );
+            }
+        }
+    }
+
+    pub fn run(rounds: Option<String>) {
+        let rounds: usize = rounds.map_or(2000, |r| r.parse().expect("ROUNDS"));
+        println!("## Codecs ({rounds} rounds, median)");
+        codecs(rounds);
+        redis_side(rounds);
+    }
+
+    #[cached(cache = cache, ttl = 600, skip(cache))]
+    async fn small(cache: &Cache, seed: u64) -> Vec<Item> {
+        list(seed)
+    }
+
+    #[cached(cache = cache, ttl = 600, skip(cache))]
+    async fn large(cache: &Cache, seed: u64) -> Vec<Product> {
+        page(seed)
+    }
+
+    #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+    async fn redis_side(rounds: usize) {
+        let server = RedisServer::start();
+        let mut conn = server.conn();
+        println!();
+        println!("## Redis: one key, sequential hits ({rounds} rounds, median)");
+        println!(
+            "{:<14} {:<22} {:>13} {:>14} {:>10}",
+            "value", "setting", "stored bytes", "MEMORY USAGE", "hit µs"
+        );
+        for (label, seed) in [("5 KB list", 1), ("200 KB page", 2)] {
+            for (setting, above) in [("none", None), ("compress_above(1024)", Some(1024))] {
+                let namespace = format!("compression-{seed}-{}", above.is_some());
+                let mut builder = Cache::builder()
+                    .redis(server.url())
+                    .namespace(&namespace)
+                    .op_timeout(Duration::from_secs(1));
+                if let Some(bytes) = above {
+                    builder = builder.compress_above(bytes);
+                }
+                let cache = builder.build().unwrap();
+                let hit = if seed == 1 {
+                    small(&cache, seed).await;
+                    time_async(rounds, || async {
+                        small(&cache, seed).await;
+                    })
+                    .await
+                } else {
+                    large(&cache, seed).await;
+                    time_async(rounds, || async {
+                        large(&cache, seed).await;
+                    })
+                    .await
+                };
+                let key: String = redis::cmd("KEYS")
+                    .arg(format!("{namespace}:*::*"))
+                    .query::<Vec<String>>(&mut conn)
+                    .unwrap()
+                    .into_iter()
+                    .find(|k| k.contains("::small:") || k.contains("::large:"))
+                    .expect("the entry");
+                let stored: usize = redis::cmd("STRLEN").arg(&key).query(&mut conn).unwrap();
+                let usage: usize = redis::cmd("MEMORY")
+                    .arg("USAGE")
+                    .arg(&key)
+                    .query(&mut conn)
+                    .unwrap();
+                let stats = cache.stats();
+                assert_eq!(stats.hits, rounds as u64, "every timed call is a hit");
+                println!("{label:<14} {setting:<22} {stored:>13} {usage:>14} {hit:>10.1}");
+            }
+        }
+    }
+
+    async fn time_async<F: std::future::Future<Output = ()>>(
+        rounds: usize,
+        mut f: impl FnMut() -> F,
+    ) -> f64 {
+        let mut samples = Vec::with_capacity(rounds);
+        for _ in 0..rounds {
+            let started = Instant::now();
+            f().await;
+            samples.push(started.elapsed().as_secs_f64() * 1e6);
+        }
+        median(samples)
     }
 }
