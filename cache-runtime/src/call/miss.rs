@@ -137,7 +137,7 @@ impl Call<'_> {
             Err(e) => Err(e),
         };
         match reread {
-            Ok(snap) => match self.check(&snap) {
+            Ok(mut snap) => match self.check(&mut snap) {
                 Check::Current(at) => Step::Serve(Found::Read {
                     snap,
                     at,
