@@ -379,10 +379,11 @@ async fn both(backplane: &Weak<Backplane>, link: &Link, shards: &Shards) -> Ende
     let (classic_up, classic_confirmed) = oneshot::channel();
     let (sharded_up, sharded_confirmed) = oneshot::channel();
     let up = async {
-        if classic_confirmed.await.is_ok() && sharded_confirmed.await.is_ok() {
-            if let Some((tier, _)) = &local {
-                tier.up();
-            }
+        if classic_confirmed.await.is_ok()
+            && sharded_confirmed.await.is_ok()
+            && let Some((tier, _)) = &local
+        {
+            tier.up();
         }
         std::future::pending::<()>().await
     };

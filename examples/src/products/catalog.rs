@@ -191,6 +191,7 @@ impl Catalog {
 
 /// The tags of a listing's entry: `product:{id}` for each product it
 /// shows (`tags_from` of [`Catalog::products_in`]).
+#[allow(clippy::ptr_arg)] // `tags_from` takes a `fn(&T)`, `T` the cached value
 fn shown_products(listing: &Vec<Product>) -> Vec<String> {
     listing
         .iter()
