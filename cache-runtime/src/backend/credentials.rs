@@ -11,10 +11,11 @@
 //! is reported with the provider's error only.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use redis::{BasicAuth, ErrorKind, RedisError, StreamingCredentialsProvider};
 
 /// What a credentials provider returns on failure.
@@ -46,14 +47,23 @@ impl Credentials {
     }
 
     /// Asks the provider once. Its failure is a redis-rs authentication
-    /// error that carries the provider's message (never a password).
+    /// error that carries the provider's message (never a password); so is
+    /// its panic, which would otherwise poison the connection's shared
+    /// connect future and fail every later call on it.
     pub async fn fetch(&self) -> Result<BasicAuth, RedisError> {
-        match (self.fetch)().await {
-            Ok((user, password)) => Ok(BasicAuth::new(user, password)),
-            Err(error) => Err(RedisError::from((
+        let asked = AssertUnwindSafe(async { (self.fetch)().await })
+            .catch_unwind()
+            .await;
+        match asked {
+            Ok(Ok((user, password))) => Ok(BasicAuth::new(user, password)),
+            Ok(Err(error)) => Err(RedisError::from((
                 ErrorKind::AuthenticationFailed,
                 "the credentials provider failed",
                 error.to_string(),
+            ))),
+            Err(_) => Err(RedisError::from((
+                ErrorKind::AuthenticationFailed,
+                "the credentials provider panicked",
             ))),
         }
     }
