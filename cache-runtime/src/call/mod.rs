@@ -611,17 +611,7 @@ impl<'c> Call<'c> {
     /// Whether the snapshot's entry is current for this call, as stored
     /// (with `tags_from`, the snapshot completed).
     fn check_stored(&self, snap: &Snapshot) -> Check {
-        let value_tags = if self.spec.options.tags_from {
-            entry::ValueTags::Checked
-        } else {
-            entry::ValueTags::None
-        };
-        entry::check(
-            snap.entry(),
-            self.spec.options.codec,
-            snap.versions(),
-            value_tags,
-        )
+        self.check_as(snap, entry::ValueTags::Checked)
     }
 
     /// [`check_stored`](Self::check_stored) of the function's versions
@@ -629,10 +619,15 @@ impl<'c> Call<'c> {
     /// The header is plain, so a compressed entry is looked at as stored;
     /// it is opened by the full [`check`](Self::check) after.
     fn check_first(&self, snap: &Snapshot) -> Check {
-        let value_tags = if self.spec.options.tags_from {
-            entry::ValueTags::Skipped
-        } else {
-            entry::ValueTags::None
+        self.check_as(snap, entry::ValueTags::Skipped)
+    }
+
+    /// The entry's check, with `tags_from` treating the value's tags as
+    /// `value_tags` says (without, an entry that has some is stale).
+    fn check_as(&self, snap: &Snapshot, value_tags: entry::ValueTags) -> Check {
+        let value_tags = match self.spec.options.tags_from {
+            true => value_tags,
+            false => entry::ValueTags::None,
         };
         entry::check(
             snap.entry(),
